@@ -1,0 +1,57 @@
+//! The `switchyard` binary.
+//!
+//! Offline commands (`policy validate`, `policy compile`) need no server.
+//! Exit codes scripts can trust: 0 success, 1 findings with a blocker, 2 usage
+//! or IO errors.
+
+mod policy_cmd;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+/// Event-driven automation for infrastructure: policies in, safe actions out.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write, check and inspect policies.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// JSON for scripts.
+    Json,
+}
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a blocker was found.
+pub const EXIT_BLOCKED: u8 = 1;
+/// Exit code: bad usage or an IO error.
+pub const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Policy(cmd) => policy_cmd::run(cmd),
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,193 @@
+//! `switchyard policy …`: offline validation and compilation.
+
+use crate::{EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, Output};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use switchyard_spec::policy::{self, Compiled, Format};
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files and print one line per finding.
+    ///
+    /// Exits 0 when no file has a blocker, 1 when any has, 2 on usage or IO errors.
+    Validate(ValidateArgs),
+    /// Compile one policy file and print its IR (with `spec_hash`) as JSON.
+    Compile(CompileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Policy files (`.yaml`, `.yml`, `.json`, `.toml`); `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Format for standard input or files without a known extension.
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Output style.
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// A policy file; `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Format for standard input or a file without a known extension.
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Print RFC 8785 canonical JSON (the bytes that are hashed) instead of indented JSON.
+    #[arg(long)]
+    canonical: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Yaml,
+    Json,
+    Toml,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Yaml => Format::Yaml,
+            FormatArg::Json => Format::Json,
+            FormatArg::Toml => Format::Toml,
+        }
+    }
+}
+
+pub fn run(cmd: PolicyCommand) -> u8 {
+    match cmd {
+        PolicyCommand::Validate(args) => validate(&args),
+        PolicyCommand::Compile(args) => compile(&args),
+    }
+}
+
+/// Read a file (or stdin for `-`) and decide its format.
+fn read_source(path: &Path, format: Option<FormatArg>) -> Result<(String, Format), String> {
+    let format = match (format, Format::from_path(path)) {
+        (Some(f), _) => f.into(),
+        (None, Some(f)) => f,
+        (None, None) => {
+            return Err(format!(
+                "{}: cannot tell the format; name the file .yaml, .yml, .json or .toml, or pass --format",
+                path.display()
+            ));
+        }
+    };
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("standard input: {e}"))?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+    };
+    Ok((text, format))
+}
+
+/// How a document is named in output: `file`, or `file#2` for the second of several.
+fn doc_label(path: &Path, c: &Compiled, count: usize) -> String {
+    if count > 1 {
+        format!("{}#{}", path.display(), c.document + 1)
+    } else {
+        path.display().to_string()
+    }
+}
+
+fn validate(args: &ValidateArgs) -> u8 {
+    let mut blocked = false;
+    let mut io_error = false;
+    let mut json_files = Vec::new();
+    for path in &args.files {
+        let (text, format) = match read_source(path, args.format) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                io_error = true;
+                if args.output == Output::Json {
+                    json_files.push(json!({"file": path.display().to_string(), "error": e}));
+                }
+                continue;
+            }
+        };
+        let results = policy::validate_text(&text, format, None);
+        let count = results.len();
+        for c in &results {
+            blocked |= c.is_blocked();
+            match args.output {
+                Output::Text => {
+                    let label = doc_label(path, c, count);
+                    for f in &c.findings {
+                        println!("{label}: {f}");
+                    }
+                    if !c.is_blocked() {
+                        let name = c.name.as_deref().unwrap_or("?");
+                        let hash = c.spec_hash.as_deref().unwrap_or("");
+                        eprintln!("{label}: ok: policy `{name}` spec_hash {hash}");
+                    }
+                }
+                Output::Json => json_files.push(json!({
+                    "file": path.display().to_string(),
+                    "document": c.document,
+                    "name": c.name,
+                    "ok": !c.is_blocked(),
+                    "spec_hash": c.spec_hash,
+                    "findings": c.findings,
+                })),
+            }
+        }
+    }
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&Value::Array(json_files)).expect("JSON serializes"));
+    }
+    if io_error {
+        EXIT_USAGE
+    } else if blocked {
+        EXIT_BLOCKED
+    } else {
+        EXIT_OK
+    }
+}
+
+fn compile(args: &CompileArgs) -> u8 {
+    let (text, format) = match read_source(&args.file, args.format) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let results = policy::compile_text(&text, format);
+    let count = results.len();
+    let mut out = Vec::new();
+    let mut blocked = false;
+    for c in &results {
+        for f in &c.findings {
+            eprintln!("{}: {f}", doc_label(&args.file, c, count));
+        }
+        match (&c.ir, &c.spec_hash) {
+            (Some(ir), Some(hash)) => {
+                let mut v = ir.to_value();
+                v["spec_hash"] = Value::String(hash.clone());
+                out.push(v);
+            }
+            _ => blocked = true,
+        }
+    }
+    if blocked {
+        return EXIT_BLOCKED;
+    }
+    let value = if out.len() == 1 { out.remove(0) } else { Value::Array(out) };
+    if args.canonical {
+        println!("{}", switchyard_spec::canonical::to_canonical_string(&value));
+    } else {
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON serializes"));
+    }
+    EXIT_OK
+}

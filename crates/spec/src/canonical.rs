@@ -1,0 +1,168 @@
+//! RFC 8785 (JCS) canonical JSON and number normalization.
+//!
+//! The IR is hashed as canonical JSON, so two documents with equal meaning must
+//! produce the same bytes: keys sorted by UTF-16 code units, no whitespace,
+//! numbers in ECMAScript form, and integral floats (`120.0`) folded into integers.
+
+use serde_json::{Map, Number, Value};
+use sha2::{Digest, Sha256};
+
+/// 2^53: integers up to this magnitude are exact as IEEE doubles.
+const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
+
+/// Fold numbers so that equal values have one representation: an integral
+/// float within ±2^53 becomes an integer, `-0.0` becomes `0`.
+pub fn normalize_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && f.abs() <= MAX_SAFE
+            {
+                // Exact: |f| <= 2^53 and integral.
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *n = Number::from(i);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
+        Value::Object(map) => map.values_mut().for_each(normalize_numbers),
+        _ => {}
+    }
+}
+
+/// Serialize a value as RFC 8785 canonical JSON.
+pub fn to_canonical_string(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value);
+    out
+}
+
+/// SHA-256 of the canonical JSON, lowercase hex.
+pub fn sha256_hex(value: &Value) -> String {
+    hex::encode(Sha256::digest(to_canonical_string(value).as_bytes()))
+}
+
+fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => write_number(out, n),
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => write_object(out, map),
+    }
+}
+
+fn write_object(out: &mut String, map: &Map<String, Value>) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    out.push('{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, k);
+        out.push(':');
+        write_value(out, v);
+    }
+    out.push('}');
+}
+
+fn write_string(out: &mut String, s: &str) {
+    // serde_json escapes exactly as JCS requires: \" \\ \b \f \n \r \t, other
+    // control characters as lowercase \u00xx, everything else literal.
+    out.push_str(&serde_json::to_string(s).expect("strings always serialize"));
+}
+
+fn write_number(out: &mut String, n: &Number) {
+    if n.is_i64() || n.is_u64() {
+        out.push_str(&n.to_string());
+        return;
+    }
+    let f = n.as_f64().unwrap_or(0.0);
+    out.push_str(&ecmascript_number(f));
+}
+
+/// Format a finite double the way ECMAScript's `Number.prototype.toString` does.
+pub fn ecmascript_number(f: f64) -> String {
+    if f == 0.0 {
+        return "0".to_owned();
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: "d.ddde±x".
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always has an exponent");
+    let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let k = i32::try_from(digits.len()).unwrap_or(i32::MAX);
+    let n = exp + 1; // position of the decimal point relative to the digits
+    let mut s = String::new();
+    if f < 0.0 {
+        s.push('-');
+    }
+    if k <= n && n <= 21 {
+        s.push_str(&digits);
+        s.extend(std::iter::repeat_n('0', (n - k) as usize));
+    } else if 0 < n && n <= 21 {
+        s.push_str(&digits[..n as usize]);
+        s.push('.');
+        s.push_str(&digits[n as usize..]);
+    } else if -6 < n && n <= 0 {
+        s.push_str("0.");
+        s.extend(std::iter::repeat_n('0', (-n) as usize));
+        s.push_str(&digits);
+    } else {
+        s.push_str(&digits[..1]);
+        if k > 1 {
+            s.push('.');
+            s.push_str(&digits[1..]);
+        }
+        s.push('e');
+        s.push(if n - 1 >= 0 { '+' } else { '-' });
+        s.push_str(&(n - 1).abs().to_string());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ecmascript_numbers() {
+        let cases = [
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (-0.25, "-0.25"),
+            (1e21, "1e+21"),
+            (1.5e-7, "1.5e-7"),
+            (123456789.125, "123456789.125"),
+            (0.000001, "0.000001"),
+            (1e20, "100000000000000000000"),
+            (333333333.3333333, "333333333.3333333"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(ecmascript_number(f), want, "{f}");
+        }
+    }
+
+    #[test]
+    fn canonical_sorts_keys_and_folds_floats() {
+        let mut v = json!({"b": 120.0, "a": [1, 2.5, {"é": 1, "z": null}], "\u{20ac}": "x\n"});
+        normalize_numbers(&mut v);
+        assert_eq!(
+            to_canonical_string(&v),
+            r#"{"a":[1,2.5,{"z":null,"é":1}],"b":120,"€":"x\n"}"#
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! `{{ JSONPath }}` placeholders in selectors and string params.
+//!
+//! A template is parsed once at compile time; filling it evaluates each path on
+//! the event, which must yield exactly one scalar. The value is inserted as a
+//! literal: never parsed as a glob, range or query, never passed to a shell.
+
+use crate::jsonpath::JsonPath;
+use serde_json::Value;
+use thiserror::Error;
+
+/// A string split into literal text and placeholders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// One piece of a template.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    Path(JsonPath),
+}
+
+/// Why a template could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SyntaxError {
+    #[error("unclosed `{{{{` at byte {0}")]
+    Unclosed(usize),
+    #[error("empty placeholder at byte {0}")]
+    Empty(usize),
+    #[error("placeholder at byte {offset}: {message}")]
+    Path { offset: usize, message: String },
+}
+
+/// Why a placeholder could not be filled (the run fails with `placeholder_unresolved`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FillError {
+    #[error("placeholder `{path}` matched nothing in the event")]
+    NoMatch { path: String },
+    #[error("placeholder `{path}` matched {count} values; it must match exactly one")]
+    Many { path: String, count: usize },
+    #[error("placeholder `{path}` matched a {kind}; it must match a string, number or boolean")]
+    NotScalar { path: String, kind: &'static str },
+}
+
+impl Template {
+    /// Parse `text`; a string without `{{` is a single literal.
+    pub fn parse(text: &str) -> Result<Template, SyntaxError> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        let mut offset = 0;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 2..];
+            let close = after.find("}}").ok_or(SyntaxError::Unclosed(offset + open))?;
+            let inner = after[..close].trim();
+            if inner.is_empty() {
+                return Err(SyntaxError::Empty(offset + open));
+            }
+            let path = JsonPath::parse(inner).map_err(|message| SyntaxError::Path {
+                offset: offset + open,
+                message,
+            })?;
+            parts.push(Part::Path(path));
+            let consumed = open + 2 + close + 2;
+            offset += consumed;
+            rest = &rest[consumed..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// True when the text holds at least one placeholder.
+    pub fn has_placeholders(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Path(_)))
+    }
+
+    /// The parts, in order.
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Fill every placeholder from `event` and return the text.
+    pub fn fill(&self, event: &Value) -> Result<String, FillError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Path(p) => out.push_str(&scalar_text(&resolve_one(p, event)?)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fill a param value: a string that is exactly one placeholder keeps the
+    /// scalar's JSON type (`"{{ $.data.timeout }}"` stays a number); otherwise
+    /// the result is a string.
+    pub fn fill_value(&self, event: &Value) -> Result<Value, FillError> {
+        if let [Part::Path(p)] = self.parts.as_slice() {
+            return resolve_one(p, event);
+        }
+        self.fill(event).map(Value::String)
+    }
+}
+
+fn resolve_one(path: &JsonPath, event: &Value) -> Result<Value, FillError> {
+    let nodes = path.select(event);
+    match nodes.as_slice() {
+        [] => Err(FillError::NoMatch {
+            path: path.as_str().to_owned(),
+        }),
+        [one] => match one {
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok((*one).clone()),
+            other => Err(FillError::NotScalar {
+                path: path.as_str().to_owned(),
+                kind: crate::condition::type_name(other),
+            }),
+        },
+        many => Err(FillError::Many {
+            path: path.as_str().to_owned(),
+            count: many.len(),
+        }),
+    }
+}
+
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Fill every string inside a JSON value (params), recursively.
+pub fn fill_params(params: &Value, event: &Value) -> Result<Value, FillError> {
+    Ok(match params {
+        Value::String(s) => match Template::parse(s) {
+            Ok(t) if t.has_placeholders() => t.fill_value(event)?,
+            _ => params.clone(),
+        },
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| fill_params(i, event))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), fill_params(v, event)?)))
+                .collect::<Result<_, FillError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fill_literal_and_typed() {
+        let ev = json!({"host": "nut-01", "data": {"ups": "ups1", "t": 120, "l": [1, 2], "o": {}}});
+        let t = Template::parse("{{ $.data.ups }} on battery at {{$.host}}").unwrap();
+        assert_eq!(t.fill(&ev).unwrap(), "ups1 on battery at nut-01");
+        assert_eq!(Template::parse("{{ $.data.t }}").unwrap().fill_value(&ev).unwrap(), json!(120));
+        assert_eq!(Template::parse("t={{ $.data.t }}").unwrap().fill_value(&ev).unwrap(), json!("t=120"));
+        assert!(matches!(Template::parse("{{ $.nope }}").unwrap().fill(&ev), Err(FillError::NoMatch { .. })));
+        assert!(matches!(Template::parse("{{ $.data.l[*] }}").unwrap().fill(&ev), Err(FillError::Many { count: 2, .. })));
+        assert!(matches!(Template::parse("{{ $.data.o }}").unwrap().fill(&ev), Err(FillError::NotScalar { .. })));
+    }
+
+    #[test]
+    fn syntax_errors() {
+        assert_eq!(Template::parse("a {{ $.x").unwrap_err(), SyntaxError::Unclosed(2));
+        assert_eq!(Template::parse("{{  }}").unwrap_err(), SyntaxError::Empty(0));
+        assert!(matches!(Template::parse("{{ host }}").unwrap_err(), SyntaxError::Path { .. }));
+        assert!(!Template::parse("plain").unwrap().has_placeholders());
+    }
+}

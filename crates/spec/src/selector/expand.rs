@@ -1,0 +1,392 @@
+//! Expansion: what the text alone determines (`resolved_ids` in the IR), and
+//! resolution of globs, queries and items against an inventory snapshot.
+
+use super::{
+    HOST_TYPE, HostPattern, ItemPattern, ItemSpec, MAX_IDS, Query, QueryOp, Selector, Word, WordPart,
+};
+use crate::placeholder::FillError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use thiserror::Error;
+
+/// One target: an item of a type on a host (type `host` targets the host itself).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TargetRef {
+    pub host: String,
+    #[serde(rename = "type")]
+    pub target_type: String,
+    pub id: String,
+    /// Came from a range: absent from the inventory means dropped, not failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ranged: bool,
+}
+
+/// A host known to the inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventoryHost {
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An item under a host, as a driver's `discover` reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventoryItem {
+    pub host: String,
+    pub item_type: String,
+    pub id: String,
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A read-only inventory snapshot to resolve against.
+#[derive(Debug, Clone, Copy)]
+pub struct Inventory<'a> {
+    pub hosts: &'a [InventoryHost],
+    pub items: &'a [InventoryItem],
+}
+
+/// What a selector resolved to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// Targets to act on.
+    pub targets: Vec<TargetRef>,
+    /// Listed ids absent from the inventory: each makes a failed run (`target_not_found`).
+    pub missing: Vec<TargetRef>,
+    /// Members of ranges absent from the inventory: dropped and counted.
+    pub dropped: usize,
+}
+
+/// Why a selector could not be resolved for an event.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Placeholder(#[from] FillError),
+    #[error("selector resolves to {0} targets; the limit is {MAX_IDS}")]
+    TooLarge(usize),
+    #[error("placeholder in a selector produced `{0}`, which is not a valid name")]
+    BadFilledValue(String),
+}
+
+/// Match `text` against a glob with `*` (any run) and `?` (one character).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn fill_word(word: &Word, event: Option<&Value>) -> Result<String, ResolveError> {
+    let mut out = String::new();
+    for part in &word.parts {
+        match part {
+            WordPart::Text(t) => out.push_str(t),
+            WordPart::Placeholder(p) => {
+                let template = crate::placeholder::Template::parse(&format!("{{{{ {} }}}}", p.as_str()))
+                    .expect("placeholder parsed before");
+                let value = match event {
+                    Some(ev) => template.fill(ev)?,
+                    None => {
+                        return Err(FillError::NoMatch {
+                            path: p.as_str().to_owned(),
+                        }
+                        .into());
+                    }
+                };
+                if value.is_empty() || value.chars().any(char::is_control) {
+                    return Err(ResolveError::BadFilledValue(value));
+                }
+                out.push_str(&value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn query_matches(
+    query: &Query,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    event: Option<&Value>,
+) -> Result<bool, ResolveError> {
+    for clause in &query.clauses {
+        let actual = lookup(&clause.key);
+        let ok = match clause.op {
+            QueryOp::Regex => {
+                let re = clause.regex.as_ref().expect("regex compiled at parse");
+                actual.is_some_and(|a| re.is_match(&a))
+            }
+            QueryOp::Eq => {
+                let want = fill_word(&clause.value, event)?;
+                actual.is_some_and(|a| a == want)
+            }
+            QueryOp::Ne => {
+                let want = fill_word(&clause.value, event)?;
+                actual.is_none_or(|a| a != want)
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+impl Selector {
+    /// True when the text alone determines the targets (no globs or queries
+    /// among inclusions, no query exclusions, no item query, no placeholders).
+    pub fn is_text_only(&self) -> bool {
+        let hosts_ok = self.hosts.iter().all(|h| match &h.pattern {
+            HostPattern::Name(w) => !w.has_placeholder(),
+            HostPattern::Range(_) => true,
+            HostPattern::Glob(_) => h.exclude,
+            HostPattern::Query(_) => false,
+        });
+        let items_ok = match &self.items {
+            None => true,
+            Some(items) => match &items.spec {
+                ItemSpec::Query(_) => false,
+                ItemSpec::List(terms) => terms.iter().all(|t| match &t.pattern {
+                    ItemPattern::Id(w) => !w.has_placeholder(),
+                    ItemPattern::Range(_) => true,
+                }),
+            },
+        };
+        hosts_ok && items_ok
+    }
+
+    /// True when the selector holds a `{{ }}` placeholder.
+    pub fn has_placeholders(&self) -> bool {
+        let in_query = |q: &Query| q.clauses.iter().any(|c| c.value.has_placeholder());
+        self.hosts.iter().any(|h| match &h.pattern {
+            HostPattern::Name(w) => w.has_placeholder(),
+            HostPattern::Query(q) => in_query(q),
+            _ => false,
+        }) || self.items.as_ref().is_some_and(|items| match &items.spec {
+            ItemSpec::Query(q) => in_query(q),
+            ItemSpec::List(terms) => terms.iter().any(|t| match &t.pattern {
+                ItemPattern::Id(w) => w.has_placeholder(),
+                ItemPattern::Range(_) => false,
+            }),
+        })
+    }
+
+    /// Expand a text-only selector; `None` when the inventory (or an event) is needed.
+    pub fn expand_text(&self) -> Option<Vec<TargetRef>> {
+        if !self.is_text_only() {
+            return None;
+        }
+        let no_hosts: [super::InventoryHost; 0] = [];
+        let no_items: [super::InventoryItem; 0] = [];
+        let inv = Inventory {
+            hosts: &no_hosts,
+            items: &no_items,
+        };
+        let hosts = self.host_names(None, &inv).ok()?;
+        let mut out = Vec::new();
+        for host in &hosts {
+            match &self.items {
+                None => out.push(TargetRef {
+                    host: host.clone(),
+                    target_type: HOST_TYPE.to_owned(),
+                    id: host.clone(),
+                    ranged: false,
+                }),
+                Some(items) => {
+                    let ItemSpec::List(terms) = &items.spec else { return None };
+                    let excluded = excluded_ids(terms);
+                    let mut seen = HashSet::new();
+                    for t in terms.iter().filter(|t| !t.exclude) {
+                        let (ids, ranged): (Vec<String>, bool) = match &t.pattern {
+                            ItemPattern::Id(w) => (vec![w.as_literal()?], false),
+                            ItemPattern::Range(r) => (r.members().collect(), true),
+                        };
+                        for id in ids {
+                            if !excluded.contains(&id) && seen.insert(id.clone()) {
+                                out.push(TargetRef {
+                                    host: host.clone(),
+                                    target_type: items.type_name.clone(),
+                                    id,
+                                    ranged,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Host names after inclusions and exclusions, in first-seen order.
+    fn host_names(&self, event: Option<&Value>, inv: &Inventory<'_>) -> Result<Vec<String>, ResolveError> {
+        let mut names: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for term in self.hosts.iter().filter(|h| !h.exclude) {
+            let found: Vec<String> = match &term.pattern {
+                HostPattern::Name(w) => vec![fill_word(w, event)?],
+                HostPattern::Range(r) => r.members().collect(),
+                HostPattern::Glob(g) => inv.hosts.iter().filter(|h| glob_match(g, &h.id)).map(|h| h.id.clone()).collect(),
+                HostPattern::Query(q) => {
+                    let mut v = Vec::new();
+                    for h in inv.hosts {
+                        if query_matches(q, &|k: &str| host_field(h, k), event)? {
+                            v.push(h.id.clone());
+                        }
+                    }
+                    v
+                }
+            };
+            for n in found {
+                if seen.insert(n.clone()) {
+                    names.push(n);
+                }
+            }
+        }
+        for term in self.hosts.iter().filter(|h| h.exclude) {
+            match &term.pattern {
+                HostPattern::Name(w) => {
+                    let n = fill_word(w, event)?;
+                    names.retain(|x| *x != n);
+                }
+                HostPattern::Range(r) => {
+                    let members: HashSet<String> = r.members().collect();
+                    names.retain(|x| !members.contains(x));
+                }
+                HostPattern::Glob(g) => names.retain(|x| !glob_match(g, x)),
+                HostPattern::Query(q) => {
+                    let mut drop = HashSet::new();
+                    for h in inv.hosts {
+                        if query_matches(q, &|k: &str| host_field(h, k), event)? {
+                            drop.insert(h.id.clone());
+                        }
+                    }
+                    names.retain(|x| !drop.contains(x));
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// Resolve against an inventory snapshot, filling placeholders from `event`.
+    pub fn resolve(&self, event: Option<&Value>, inv: &Inventory<'_>) -> Result<Resolution, ResolveError> {
+        let hosts = self.host_names(event, inv)?;
+        let mut res = Resolution::default();
+        let Some(items) = &self.items else {
+            res.targets = hosts
+                .into_iter()
+                .map(|h| TargetRef {
+                    id: h.clone(),
+                    host: h,
+                    target_type: HOST_TYPE.to_owned(),
+                    ranged: false,
+                })
+                .collect();
+            return check_size(res);
+        };
+        for host in &hosts {
+            let of_host = || {
+                inv.items
+                    .iter()
+                    .filter(move |i| i.host == *host && i.item_type == items.type_name)
+            };
+            let target = |id: &str, ranged: bool| TargetRef {
+                host: host.clone(),
+                target_type: items.type_name.clone(),
+                id: id.to_owned(),
+                ranged,
+            };
+            match &items.spec {
+                ItemSpec::Query(q) => {
+                    for item in of_host() {
+                        let lookup = |key: &str| -> Option<String> {
+                            match key {
+                                "id" => Some(item.id.clone()),
+                                "name" => item.name.clone(),
+                                _ => item.labels.get(key).cloned(),
+                            }
+                        };
+                        if query_matches(q, &lookup, event)? {
+                            res.targets.push(target(&item.id, false));
+                        }
+                    }
+                }
+                ItemSpec::List(terms) => {
+                    let mut excluded = excluded_ids(terms);
+                    for t in terms.iter().filter(|t| t.exclude) {
+                        if let ItemPattern::Id(w) = &t.pattern
+                            && w.has_placeholder()
+                        {
+                            excluded.insert(fill_word(w, event)?);
+                        }
+                    }
+                    let known: HashSet<&str> = of_host().map(|i| i.id.as_str()).collect();
+                    let mut seen = HashSet::new();
+                    for t in terms.iter().filter(|t| !t.exclude) {
+                        let (ids, ranged) = match &t.pattern {
+                            ItemPattern::Id(w) => (vec![fill_word(w, event)?], false),
+                            ItemPattern::Range(r) => (r.members().collect(), true),
+                        };
+                        for id in ids {
+                            if excluded.contains(&id) || !seen.insert(id.clone()) {
+                                continue;
+                            }
+                            if known.contains(id.as_str()) {
+                                res.targets.push(target(&id, ranged));
+                            } else if ranged {
+                                res.dropped += 1;
+                            } else {
+                                res.missing.push(target(&id, false));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        check_size(res)
+    }
+}
+
+/// What a host query clause reads: `id`, else a label.
+fn host_field(h: &InventoryHost, key: &str) -> Option<String> {
+    if key == "id" { Some(h.id.clone()) } else { h.labels.get(key).cloned() }
+}
+
+fn check_size(res: Resolution) -> Result<Resolution, ResolveError> {
+    let n = res.targets.len() + res.missing.len();
+    if n > MAX_IDS {
+        return Err(ResolveError::TooLarge(n));
+    }
+    Ok(res)
+}
+
+/// Literal ids excluded by a list (placeholder exclusions are filled at resolution).
+fn excluded_ids(terms: &[super::ItemTerm]) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for t in terms.iter().filter(|t| t.exclude) {
+        match &t.pattern {
+            ItemPattern::Id(w) => {
+                if let Some(id) = w.as_literal() {
+                    out.insert(id);
+                }
+            }
+            ItemPattern::Range(r) => out.extend(r.members()),
+        }
+    }
+    out
+}
