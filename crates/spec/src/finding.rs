@@ -131,7 +131,6 @@ pub fn has_blocker(findings: &[Finding]) -> bool {
 pub mod codes {
     pub const PARSE_SYNTAX: &str = "parse.syntax";
     pub const PARSE_EMPTY: &str = "parse.empty";
-    pub const PARSE_FORMAT: &str = "parse.format";
     pub const SCHEMA_REQUIRED: &str = "schema.required";
     pub const SCHEMA_UNKNOWN_FIELD: &str = "schema.unknown_field";
     pub const SCHEMA_TYPE: &str = "schema.type";
@@ -170,18 +169,11 @@ pub mod codes {
     pub const ACTION_VERB: &str = "action.verb";
     pub const ACTION_DRIVER: &str = "action.driver";
     pub const WINDOW_GROUP_BY_UNUSED: &str = "window.group_by_unused";
-    pub const DRIVER_UNKNOWN: &str = "driver.unknown";
-    pub const DRIVER_PARAMS_INVALID: &str = "driver.params_invalid";
-    pub const CAPABILITY_UNKNOWN: &str = "capability.unknown";
-    pub const CAPABILITY_AMBIGUOUS: &str = "capability.ambiguous";
-    pub const VERB_UNKNOWN: &str = "verb.unknown";
-    pub const VERB_NOT_IDEMPOTENT: &str = "verb.not_idempotent_without_window";
 
     /// Every code, for the documentation check.
     pub const ALL: &[&str] = &[
         PARSE_SYNTAX,
         PARSE_EMPTY,
-        PARSE_FORMAT,
         SCHEMA_REQUIRED,
         SCHEMA_UNKNOWN_FIELD,
         SCHEMA_TYPE,
@@ -220,11 +212,5 @@ pub mod codes {
         ACTION_VERB,
         ACTION_DRIVER,
         WINDOW_GROUP_BY_UNUSED,
-        DRIVER_UNKNOWN,
-        DRIVER_PARAMS_INVALID,
-        CAPABILITY_UNKNOWN,
-        CAPABILITY_AMBIGUOUS,
-        VERB_UNKNOWN,
-        VERB_NOT_IDEMPOTENT,
     ];
 }

@@ -155,7 +155,8 @@ fn yaml_message(full: &str) -> String {
     {
         msg = after;
     }
-    msg.to_owned()
+    // Drop the parser's advice about its own options.
+    msg.split(", set ").next().unwrap_or(msg).to_owned()
 }
 
 fn strip_at_line(message: &str) -> String {
