@@ -1,0 +1,95 @@
+use super::*;
+use serde_json::json;
+
+fn parse_str(s: &str) -> Result<Event, Error> {
+    parse(s.as_bytes(), Limits::default())
+}
+
+#[test]
+fn native_envelope() {
+    let e = parse_str(
+        r#"{"id":"01937c9e","kind":"ups.on_battery","source":"nut://ups1@nut-01","host":"nut-01",
+            "time":"2026-11-23T09:00:00+01:00","severity":"warning","data":{"ups":"ups1","charge":87}}"#,
+    )
+    .unwrap();
+    assert_eq!(e.kind, "ups.on_battery");
+    assert_eq!(e.host.as_deref(), Some("nut-01"));
+    assert_eq!(e.time.unwrap().to_rfc3339(), "2026-11-23T08:00:00+00:00");
+    assert_eq!(e.data["charge"], json!(87));
+    let received = DateTime::parse_from_rfc3339("2026-11-23T08:00:05Z").unwrap().with_timezone(&Utc);
+    let env = e.to_envelope(received);
+    assert_eq!(env["time"], json!("2026-11-23T08:00:00Z"));
+    assert_eq!(env["received_at"], json!("2026-11-23T08:00:05Z"));
+}
+
+#[test]
+fn missing_time_uses_receive_time() {
+    let e = parse_str(r#"{"kind":"a"}"#).unwrap();
+    let received = DateTime::parse_from_rfc3339("2026-11-23T08:00:05Z").unwrap().with_timezone(&Utc);
+    assert_eq!(e.to_envelope(received)["time"], json!("2026-11-23T08:00:05Z"));
+    assert!(e.data.is_empty());
+}
+
+#[test]
+fn cloudevents_are_normalized() {
+    let e = parse_str(
+        r#"{"specversion":"1.0","type":"host.down","source":"/probe/fra","id":"c-1","subject":"web-01",
+            "time":"2026-11-23T08:00:00Z","datacontenttype":"application/json","site":"fra","data":{"rtt_ms":0}}"#,
+    )
+    .unwrap();
+    assert_eq!(e.kind, "host.down");
+    assert_eq!(e.id.as_deref(), Some("c-1"));
+    assert_eq!(e.host.as_deref(), Some("web-01"), "subject becomes host");
+    assert_eq!(e.extensions["site"], json!("fra"));
+
+    let e = parse_str(r#"{"specversion":"1.0","type":"a","source":"s","id":"1","subject":"disk-3","host":"web-02"}"#).unwrap();
+    assert_eq!(e.host.as_deref(), Some("web-02"), "a host extension wins over subject");
+    assert_eq!(e.extensions["subject"], json!("disk-3"));
+}
+
+#[test]
+fn refusals_have_stable_reasons() {
+    let deep = format!("{{\"kind\":\"a\",\"data\":{}{}}}", "[".repeat(70), "]".repeat(70));
+    let big = format!("{{\"kind\":\"a\",\"data\":{{\"x\":\"{}\"}}}}", "x".repeat(2_000_000));
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (big.into_bytes(), "too_large"),
+        (b"{\"kind\":\"a\xff\"}".to_vec(), "invalid_utf8"),
+        (deep.into_bytes(), "too_deep"),
+        (b"{\"kind\":".to_vec(), "invalid_json"),
+        (b"[1,2]".to_vec(), "not_object"),
+        (b"{\"data\":{}}".to_vec(), "missing_kind"),
+        (b"{\"kind\":\"Ups.On\"}".to_vec(), "invalid_kind"),
+        (b"{\"kind\":\"a..b\"}".to_vec(), "invalid_kind"),
+        (b"{\"kind\":\"schedule\"}".to_vec(), "reserved_kind"),
+        (b"{\"kind\":\"a\",\"time\":\"yesterday\"}".to_vec(), "invalid_field"),
+        (b"{\"kind\":\"a\",\"data\":5}".to_vec(), "invalid_field"),
+        (b"{\"kind\":\"a\",\"host\":\"a\\nb\"}".to_vec(), "invalid_field"),
+        (b"{\"kind\":\"a\",\"kidn\":\"b\"}".to_vec(), "unknown_field"),
+        (b"{\"specversion\":\"1.0\",\"source\":\"s\"}".to_vec(), "missing_kind"),
+        (b"{\"specversion\":\"1.0\",\"type\":\"a\",\"datacontenttype\":\"text/plain\"}".to_vec(), "invalid_field"),
+    ];
+    for (bytes, reason) in cases {
+        let err = parse(&bytes, Limits::default()).expect_err(reason);
+        assert_eq!(err.reason(), reason, "{err}");
+        assert!(!err.to_string().is_empty());
+    }
+}
+
+#[test]
+fn limits_are_configurable() {
+    let limits = Limits { max_bytes: 20, max_depth: 2 };
+    assert_eq!(parse(br#"{"kind":"a","data":{"x":1}}"#, limits).unwrap_err().reason(), "too_large");
+    assert_eq!(parse(br#"{"kind":"a","data":{"x":[1]}}"#, Limits { max_bytes: 100, max_depth: 2 }).unwrap_err().reason(), "too_deep");
+    // Brackets inside strings do not count.
+    assert!(parse(br#"{"kind":"a","data":{"x":"[[[[["}}"#, Limits { max_bytes: 100, max_depth: 2 }).is_ok());
+}
+
+#[test]
+fn delivery_ids_are_deterministic() {
+    let created = DateTime::parse_from_rfc3339("2026-11-01T00:00:00.123456789Z").unwrap().with_timezone(&Utc);
+    let a = delivery_event_id("SWITCHYARD_EVENTS", created, 42);
+    assert_eq!(a, delivery_event_id("SWITCHYARD_EVENTS", created, 42));
+    assert_ne!(a, delivery_event_id("SWITCHYARD_EVENTS", created, 43));
+    assert_ne!(a, delivery_event_id("OTHER", created, 42));
+    assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 5);
+}

@@ -12,7 +12,7 @@
 //! [`Selector::expand_text`] expands what the text alone determines and
 //! [`Selector::resolve`] matches the rest against an inventory snapshot.
 
-mod expand;
+pub(crate) mod expand;
 mod parse;
 #[cfg(test)]
 mod tests;
