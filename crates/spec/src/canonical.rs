@@ -65,7 +65,11 @@ fn write_value(out: &mut String, value: &Value) {
 
 fn write_object(out: &mut String, map: &Map<String, Value>) {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    // The map iterates in UTF-8 (code point) order, which equals JCS's UTF-16
+    // order unless a key holds a character at or above U+E000.
+    if map.keys().any(|k| k.chars().any(|c| c >= '\u{e000}')) {
+        entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    }
     out.push('{');
     for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
@@ -78,10 +82,33 @@ fn write_object(out: &mut String, map: &Map<String, Value>) {
     out.push('}');
 }
 
+/// JCS string escaping: `\"` `\\` `\b` `\f` `\n` `\r` `\t`, other control
+/// characters as lowercase `\u00xx`, everything else literal.
 fn write_string(out: &mut String, s: &str) {
-    // serde_json escapes exactly as JCS requires: \" \\ \b \f \n \r \t, other
-    // control characters as lowercase \u00xx, everything else literal.
-    out.push_str(&serde_json::to_string(s).expect("strings always serialize"));
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 fn write_number(out: &mut String, n: &Number) {
@@ -154,6 +181,22 @@ mod tests {
         for (f, want) in cases {
             assert_eq!(ecmascript_number(f), want, "{f}");
         }
+    }
+
+    #[test]
+    fn strings_escape_like_serde_json() {
+        for s in ["plain", "q\"uote", "back\\slash", "\u{1}\u{1f}\n\r\t\u{8}\u{c}", "ünï €", "\u{7f}"] {
+            let mut out = String::new();
+            write_string(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn keys_sort_by_utf16_code_units() {
+        // U+FF61 sorts after U+1F600 in UTF-8 order but before it in UTF-16.
+        let v = json!({"\u{1F600}": 1, "\u{FF61}": 2, "a": 3});
+        assert_eq!(to_canonical_string(&v), "{\"a\":3,\"\u{1F600}\":1,\"\u{FF61}\":2}");
     }
 
     #[test]

@@ -113,11 +113,18 @@ pub struct WindowsIr {
 impl PolicyIr {
     /// The behavioural part that `spec_hash` covers: triggers, conditions,
     /// targets, actions, windows — not name, description, enabled or priority.
+    /// A target contributes its canonical selector text and resolution mode;
+    /// `resolved_ids` is derived from that text, so hashing it adds nothing.
     pub fn behaviour(&self) -> Value {
+        let targets: Vec<Value> = self
+            .targets
+            .iter()
+            .map(|t| json!({"selector": t.selector, "dynamic_resolution": t.dynamic_resolution}))
+            .collect();
         json!({
             "trigger_group": self.trigger_group,
             "conditions": self.conditions,
-            "targets": self.targets,
+            "targets": targets,
             "actions": self.actions,
             "windows": self.windows,
         })

@@ -48,6 +48,12 @@ impl JsonPath {
         if !text.starts_with('$') {
             return Err(format!("`{text}`: a JSONPath starts with `$`"));
         }
+        if let Some(steps) = simple_steps(text) {
+            return Ok(JsonPath {
+                text: text.to_owned(),
+                plan: Plan::Direct(steps),
+            });
+        }
         let query = parse_json_path(text).map_err(|e| format!("`{text}`: {}", one_line(&e.to_string())))?;
         let plan = match direct_steps(&query) {
             Some(steps) => Plan::Direct(steps),
@@ -102,6 +108,46 @@ impl JsonPath {
     }
 }
 
+/// Parse `$` followed by `.name` (ASCII member-name shorthand) and `[n]`
+/// (non-negative index without leading zeros) without the general parser.
+/// Anything else returns `None` and goes through jsonpath-rust.
+fn simple_steps(text: &str) -> Option<Vec<Step>> {
+    let b = text.as_bytes();
+    let mut i = 1;
+    let mut steps = Vec::new();
+    while i < b.len() {
+        match b[i] {
+            b'.' => {
+                let start = i + 1;
+                let first = *b.get(start)?;
+                if !(first.is_ascii_alphabetic() || first == b'_') {
+                    return None;
+                }
+                i = start + 1;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                steps.push(Step::Name(text[start..i].to_owned()));
+            }
+            b'[' => {
+                let start = i + 1;
+                i = start;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let digits = &text[start..i];
+                if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || b.get(i) != Some(&b']') {
+                    return None;
+                }
+                steps.push(Step::Index(digits.parse().ok()?));
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(steps)
+}
+
 fn direct_steps(query: &JpQuery) -> Option<Vec<Step>> {
     query
         .segments
@@ -149,6 +195,17 @@ mod tests {
         }
         assert!(JsonPath::parse("$.data.ups").unwrap().is_direct());
         assert!(!JsonPath::parse("$..x").unwrap().is_direct());
+    }
+
+    #[test]
+    fn simple_paths_are_valid_for_jsonpath_rust_too() {
+        for p in ["$", "$.a", "$.data.charge", "$._x9[0].y[12]", "$.a[10]"] {
+            assert!(simple_steps(p).is_some(), "{p}");
+            assert!(parse_json_path(p).is_ok(), "{p}");
+        }
+        for p in ["$.9a", "$[01]", "$.a.", "$[-1]", "$['a']", "$..a", "$.a b"] {
+            assert!(simple_steps(p).is_none(), "{p}");
+        }
     }
 
     #[test]

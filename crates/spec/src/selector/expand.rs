@@ -198,37 +198,49 @@ impl Selector {
             items: &no_items,
         };
         let hosts = self.host_names(None, &inv).ok()?;
-        let mut out = Vec::new();
-        for host in &hosts {
-            match &self.items {
-                None => out.push(TargetRef {
-                    host: host.clone(),
-                    target_type: HOST_TYPE.to_owned(),
-                    id: host.clone(),
-                    ranged: false,
-                }),
-                Some(items) => {
-                    let ItemSpec::List(terms) = &items.spec else { return None };
-                    let excluded = excluded_ids(terms);
-                    let mut seen = HashSet::new();
-                    for t in terms.iter().filter(|t| !t.exclude) {
-                        let (ids, ranged): (Vec<String>, bool) = match &t.pattern {
-                            ItemPattern::Id(w) => (vec![w.as_literal()?], false),
-                            ItemPattern::Range(r) => (r.members().collect(), true),
-                        };
-                        for id in ids {
-                            if !excluded.contains(&id) && seen.insert(id.clone()) {
-                                out.push(TargetRef {
-                                    host: host.clone(),
-                                    target_type: items.type_name.clone(),
-                                    id,
-                                    ranged,
-                                });
-                            }
+        let Some(items) = &self.items else {
+            return Some(
+                hosts
+                    .into_iter()
+                    .map(|h| TargetRef {
+                        id: h.clone(),
+                        host: h,
+                        target_type: HOST_TYPE.to_owned(),
+                        ranged: false,
+                    })
+                    .collect(),
+            );
+        };
+        let ItemSpec::List(terms) = &items.spec else { return None };
+        // The item ids are the same on every host: expand them once.
+        let excluded = excluded_ids(terms);
+        let mut seen = HashSet::new();
+        let mut ids: Vec<(String, bool)> = Vec::new();
+        for t in terms.iter().filter(|t| !t.exclude) {
+            match &t.pattern {
+                ItemPattern::Id(w) => {
+                    let id = w.as_literal()?;
+                    if !excluded.contains(&id) && seen.insert(id.clone()) {
+                        ids.push((id, false));
+                    }
+                }
+                ItemPattern::Range(r) => {
+                    for id in r.members() {
+                        if !excluded.contains(&id) && seen.insert(id.clone()) {
+                            ids.push((id, true));
                         }
                     }
                 }
             }
+        }
+        let mut out = Vec::with_capacity(hosts.len() * ids.len());
+        for host in &hosts {
+            out.extend(ids.iter().map(|(id, ranged)| TargetRef {
+                host: host.clone(),
+                target_type: items.type_name.clone(),
+                id: id.clone(),
+                ranged: *ranged,
+            }));
         }
         Some(out)
     }

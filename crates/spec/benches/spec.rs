@@ -1,0 +1,107 @@
+//! Hot paths of the policy language: compiling many policies (start-up and
+//! directory reloads) and evaluating conditions (every event, every policy).
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use std::hint::black_box;
+use std::time::Duration;
+use switchyard_spec::event::{self, Limits};
+use switchyard_spec::policy::{self, Format};
+use switchyard_spec::runtime::PolicyRuntime;
+use switchyard_spec::selector;
+
+fn policy_doc(i: usize) -> Value {
+    json!({
+        "version": 1,
+        "name": format!("policy-{i}"),
+        "priority": i % 200,
+        "trigger_group": {"triggers": [
+            {"kind": format!("ups.on_battery_{}", i % 50)},
+            {"kind": "ups.battery_low", "where": [{"path": "$.data.charge", "op": "lt", "value": 30}]}
+        ]},
+        "conditions": [
+            {"path": "$.data.ups", "op": "in", "value": ["ups1", "ups2"]},
+            {"any": [
+                {"path": "$.data.charge", "op": "lt", "value": 50},
+                {"path": "$.data.runtime_s", "op": "lt", "value": 600}
+            ]}
+        ],
+        "targets": [{"selector": format!("pve-[01:04],!pve-03/vm:{}-{},!150", 100 + i % 50, 120 + i % 50)}],
+        "actions": [{"capability": "vm.power", "verb": "shutdown", "driver": "proxmox",
+                     "params": {"timeout_s": 120, "reason": "{{ $.data.ups }} on battery"}, "timeout": "3m"}],
+        "windows": {"suppression": "10m", "idempotency": "1h", "group_by": ["$.data.ups"]}
+    })
+}
+
+fn compile(c: &mut Criterion) {
+    let docs: Vec<Value> = (0..10_000).map(policy_doc).collect();
+    let texts: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(docs.len() as u64));
+    group.bench_function("10k_policies_from_json_values", |b| {
+        b.iter(|| {
+            for d in &docs {
+                let c = policy::validate_value(black_box(d), None);
+                black_box(c.spec_hash);
+            }
+        })
+    });
+    group.bench_function("10k_policies_from_json_text", |b| {
+        b.iter(|| {
+            for t in &texts {
+                let c = policy::compile_text(black_box(t), Format::Json);
+                black_box(&c[0].spec_hash);
+            }
+        })
+    });
+    group.finish();
+}
+
+fn evaluate(c: &mut Criterion) {
+    let doc = json!({
+        "version": 1, "name": "five",
+        "trigger_group": {"triggers": [{"kind": "ups.on_battery"}]},
+        "conditions": [
+            {"path": "$.data.ups", "op": "in", "value": ["ups1", "ups2", "ups3"]},
+            {"path": "$.data.charge", "op": "lt", "value": 90},
+            {"path": "$.host", "op": "starts_with", "value": "nut-"},
+            {"path": "$.severity", "op": "ne", "value": "info"},
+            {"path": "$.data.runtime_s", "op": "ge", "value": 60}
+        ],
+        "targets": [{"selector": "pve-01"}],
+        "actions": [{"capability": "vm.power", "verb": "shutdown"}]
+    });
+    let ir = policy::validate_value(&doc, None).ir.expect("compiles");
+    let runtime = PolicyRuntime::from_ir(&ir).expect("runtime");
+    let envelope = json!({
+        "id": "01937c9e-6b1a-7cc1-9f1e-2f4c2b8d0a11", "kind": "ups.on_battery", "source": "nut://ups1@nut-01",
+        "host": "nut-01", "time": "2026-11-23T08:00:00Z", "severity": "warning",
+        "data": {"ups": "ups1", "charge": 87, "runtime_s": 1800, "model": "Eaton 5P", "load_pct": 31}
+    });
+    assert!(runtime.conditions_hold(&envelope));
+    c.bench_function("evaluate/5_conditions", |b| b.iter(|| black_box(runtime.conditions_hold(black_box(&envelope)))));
+    c.bench_function("evaluate/trigger_and_5_conditions", |b| {
+        b.iter(|| {
+            let t = runtime.matching_triggers(black_box("ups.on_battery"), black_box(&envelope));
+            black_box(!t.is_empty() && runtime.conditions_hold(&envelope))
+        })
+    });
+}
+
+fn envelope(c: &mut Criterion) {
+    let payload = br#"{"id":"01937c9e-6b1a-7cc1-9f1e-2f4c2b8d0a11","kind":"ups.on_battery","source":"nut://ups1@nut-01","host":"nut-01","time":"2026-11-23T08:00:00Z","severity":"warning","data":{"ups":"ups1","charge":87,"runtime_s":1800}}"#;
+    c.bench_function("event/parse_envelope", |b| b.iter(|| black_box(event::parse(black_box(payload), Limits::default()).unwrap())));
+}
+
+fn selectors(c: &mut Criterion) {
+    c.bench_function("selector/parse_and_expand_297_ids", |b| {
+        b.iter(|| {
+            let s = selector::parse(black_box("pve-[01:04],!pve-03/vm:100-199,!150")).unwrap();
+            black_box(s.expand_text().unwrap().len())
+        })
+    });
+}
+
+criterion_group!(benches, compile, evaluate, envelope, selectors);
+criterion_main!(benches);
