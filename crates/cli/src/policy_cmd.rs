@@ -144,7 +144,10 @@ fn validate(args: &ValidateArgs) -> u8 {
         }
     }
     if args.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&Value::Array(json_files)).expect("JSON serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(json_files)).expect("JSON serializes")
+        );
     }
     if io_error {
         EXIT_USAGE
@@ -183,11 +186,21 @@ fn compile(args: &CompileArgs) -> u8 {
     if blocked {
         return EXIT_BLOCKED;
     }
-    let value = if out.len() == 1 { out.remove(0) } else { Value::Array(out) };
-    if args.canonical {
-        println!("{}", switchyard_spec::canonical::to_canonical_string(&value));
+    let value = if out.len() == 1 {
+        out.remove(0)
     } else {
-        println!("{}", serde_json::to_string_pretty(&value).expect("JSON serializes"));
+        Value::Array(out)
+    };
+    if args.canonical {
+        println!(
+            "{}",
+            switchyard_spec::canonical::to_canonical_string(&value)
+        );
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("JSON serializes")
+        );
     }
     EXIT_OK
 }

@@ -14,7 +14,10 @@ fn switchyard(args: &[&str]) -> Output {
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
 }
@@ -26,11 +29,27 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn examples_validate_clean() {
     let files = examples();
-    let args: Vec<&str> = ["policy", "validate"].into_iter().chain(files.iter().map(|p| p.to_str().unwrap())).collect();
+    let args: Vec<&str> = ["policy", "validate"]
+        .into_iter()
+        .chain(files.iter().map(|p| p.to_str().unwrap()))
+        .collect();
     let out = switchyard(&args);
-    assert_eq!(out.status.code(), Some(0), "stdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
-    assert!(out.stdout.is_empty(), "no findings expected: {}", text(&out.stdout));
-    assert_eq!(text(&out.stderr).matches(": ok: policy").count(), files.len());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no findings expected: {}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        text(&out.stderr).matches(": ok: policy").count(),
+        files.len()
+    );
 }
 
 #[test]
@@ -48,17 +67,41 @@ fn broken_file_gets_one_line_per_finding_and_exit_1() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     let file = path.display().to_string();
-    assert!(lines[0].starts_with(&format!("{file}: blocker duration.syntax /actions/0/timeout: ")), "{}", lines[0]);
-    assert!(lines[1].starts_with(&format!("{file}: blocker duration.syntax /windows/suppression: ")), "{}", lines[1]);
+    assert!(
+        lines[0].starts_with(&format!(
+            "{file}: blocker duration.syntax /actions/0/timeout: "
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{file}: blocker duration.syntax /windows/suppression: "
+        )),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
 fn json_output_has_findings_and_hash_per_document() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("two.yaml");
-    let one = std::fs::read_to_string(&examples().into_iter().find(|p| p.ends_with("alert-restart-nginx.yaml")).unwrap()).unwrap();
+    let one = std::fs::read_to_string(
+        examples()
+            .into_iter()
+            .find(|p| p.ends_with("alert-restart-nginx.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
     std::fs::write(&path, format!("{one}\n---\nversion: 1\nname: BAD\n")).unwrap();
-    let out = switchyard(&["policy", "validate", "--output", "json", path.to_str().unwrap()]);
+    let out = switchyard(&[
+        "policy",
+        "validate",
+        "--output",
+        "json",
+        path.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     let docs = v.as_array().unwrap();
@@ -68,8 +111,16 @@ fn json_output_has_findings_and_hash_per_document() {
     assert_eq!(docs[1]["ok"], false);
     assert_eq!(docs[1]["document"], 1);
     assert!(docs[1]["spec_hash"].is_null());
-    let codes: Vec<&str> = docs[1]["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap()).collect();
-    assert!(codes.contains(&"name.invalid") && codes.contains(&"schema.required"), "{codes:?}");
+    let codes: Vec<&str> = docs[1]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"name.invalid") && codes.contains(&"schema.required"),
+        "{codes:?}"
+    );
 }
 
 #[test]
@@ -84,19 +135,29 @@ fn usage_and_io_errors_exit_2() {
     std::fs::write(&odd, "version: 1").unwrap();
     let out = switchyard(&["policy", "validate", odd.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--format"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--format"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(switchyard(&["--help"]).status.code(), Some(0));
 }
 
 #[test]
 fn compile_prints_ir_with_hash_and_canonical_bytes_are_stable() {
-    let file = examples().into_iter().find(|p| p.ends_with("ups-on-battery-shutdown.yaml")).unwrap();
+    let file = examples()
+        .into_iter()
+        .find(|p| p.ends_with("ups-on-battery-shutdown.yaml"))
+        .unwrap();
     let out = switchyard(&["policy", "compile", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let ir: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(ir["ir_version"], 1);
     assert_eq!(ir["windows"]["suppression_ms"], 600_000);
-    assert_eq!(ir["targets"][0]["resolved_ids"].as_array().unwrap().len(), 297);
+    assert_eq!(
+        ir["targets"][0]["resolved_ids"].as_array().unwrap().len(),
+        297
+    );
     let hash = ir["spec_hash"].as_str().unwrap().to_owned();
 
     let a = switchyard(&["policy", "compile", "--canonical", file.to_str().unwrap()]);

@@ -37,7 +37,9 @@ fn compile(c: &mut Criterion) {
     let docs: Vec<Value> = (0..10_000).map(policy_doc).collect();
     let texts: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
     let mut group = c.benchmark_group("compile");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(docs.len() as u64));
     group.bench_function("10k_policies_from_json_values", |b| {
         b.iter(|| {
@@ -80,7 +82,9 @@ fn evaluate(c: &mut Criterion) {
         "data": {"ups": "ups1", "charge": 87, "runtime_s": 1800, "model": "Eaton 5P", "load_pct": 31}
     });
     assert!(runtime.conditions_hold(&envelope));
-    c.bench_function("evaluate/5_conditions", |b| b.iter(|| black_box(runtime.conditions_hold(black_box(&envelope)))));
+    c.bench_function("evaluate/5_conditions", |b| {
+        b.iter(|| black_box(runtime.conditions_hold(black_box(&envelope))))
+    });
     c.bench_function("evaluate/trigger_and_5_conditions", |b| {
         b.iter(|| {
             let t = runtime.matching_triggers(black_box("ups.on_battery"), black_box(&envelope));
@@ -91,7 +95,9 @@ fn evaluate(c: &mut Criterion) {
 
 fn envelope(c: &mut Criterion) {
     let payload = br#"{"id":"01937c9e-6b1a-7cc1-9f1e-2f4c2b8d0a11","kind":"ups.on_battery","source":"nut://ups1@nut-01","host":"nut-01","time":"2026-11-23T08:00:00Z","severity":"warning","data":{"ups":"ups1","charge":87,"runtime_s":1800}}"#;
-    c.bench_function("event/parse_envelope", |b| b.iter(|| black_box(event::parse(black_box(payload), Limits::default()).unwrap())));
+    c.bench_function("event/parse_envelope", |b| {
+        b.iter(|| black_box(event::parse(black_box(payload), Limits::default()).unwrap()))
+    });
 }
 
 fn selectors(c: &mut Criterion) {

@@ -154,7 +154,7 @@ pub fn ecmascript_number(f: f64) -> String {
             s.push_str(&digits[1..]);
         }
         s.push('e');
-        s.push(if n - 1 >= 0 { '+' } else { '-' });
+        s.push(if n > 0 { '+' } else { '-' });
         s.push_str(&(n - 1).abs().to_string());
     }
     s
@@ -185,7 +185,14 @@ mod tests {
 
     #[test]
     fn strings_escape_like_serde_json() {
-        for s in ["plain", "q\"uote", "back\\slash", "\u{1}\u{1f}\n\r\t\u{8}\u{c}", "ünï €", "\u{7f}"] {
+        for s in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "\u{1}\u{1f}\n\r\t\u{8}\u{c}",
+            "ünï €",
+            "\u{7f}",
+        ] {
             let mut out = String::new();
             write_string(&mut out, s);
             assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
@@ -196,7 +203,10 @@ mod tests {
     fn keys_sort_by_utf16_code_units() {
         // U+FF61 sorts after U+1F600 in UTF-8 order but before it in UTF-16.
         let v = json!({"\u{1F600}": 1, "\u{FF61}": 2, "a": 3});
-        assert_eq!(to_canonical_string(&v), "{\"a\":3,\"\u{1F600}\":1,\"\u{FF61}\":2}");
+        assert_eq!(
+            to_canonical_string(&v),
+            "{\"a\":3,\"\u{1F600}\":1,\"\u{FF61}\":2}"
+        );
     }
 
     #[test]

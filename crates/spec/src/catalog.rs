@@ -13,5 +13,11 @@ use crate::pointer::Pointer;
 pub trait DriverCatalog {
     /// Check one action; `at` points at the action in the submitted document
     /// (`/actions/0`). Push any findings (codes `driver.*`, `capability.*`, `verb.*`).
-    fn check_action(&self, policy: &PolicyIr, action: &ActionIr, at: &Pointer, findings: &mut Vec<Finding>);
+    fn check_action(
+        &self,
+        policy: &PolicyIr,
+        action: &ActionIr,
+        at: &Pointer,
+        findings: &mut Vec<Finding>,
+    );
 }

@@ -198,15 +198,23 @@ impl Leaf {
             Op::Le => matches!(compare(node, v), Some(Ordering::Less | Ordering::Equal)),
             Op::Gt => compare(node, v) == Some(Ordering::Greater),
             Op::Ge => matches!(compare(node, v), Some(Ordering::Greater | Ordering::Equal)),
-            Op::In => v.as_array().is_some_and(|a| a.iter().any(|x| json_eq(node, x))),
-            Op::NotIn => v.as_array().is_some_and(|a| !a.iter().any(|x| json_eq(node, x))),
+            Op::In => v
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| json_eq(node, x))),
+            Op::NotIn => v
+                .as_array()
+                .is_some_and(|a| !a.iter().any(|x| json_eq(node, x))),
             Op::Contains => match (node, v) {
                 (Value::String(s), Value::String(sub)) => s.contains(sub.as_str()),
                 (Value::Array(items), _) => items.iter().any(|x| json_eq(x, v)),
                 _ => false,
             },
-            Op::StartsWith => matches!((node, v), (Value::String(s), Value::String(p)) if s.starts_with(p.as_str())),
-            Op::EndsWith => matches!((node, v), (Value::String(s), Value::String(p)) if s.ends_with(p.as_str())),
+            Op::StartsWith => {
+                matches!((node, v), (Value::String(s), Value::String(p)) if s.starts_with(p.as_str()))
+            }
+            Op::EndsWith => {
+                matches!((node, v), (Value::String(s), Value::String(p)) if s.ends_with(p.as_str()))
+            }
             Op::Matches => match (node, &self.regex) {
                 (Value::String(s), Some(re)) => re.is_match(s),
                 _ => false,
@@ -224,7 +232,11 @@ pub fn num_cmp(a: &Number, b: &Number) -> Option<Ordering> {
     if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
         return Some(x.cmp(&y));
     }
-    let as_i128 = |n: &Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+    let as_i128 = |n: &Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
     if let (Some(x), Some(y)) = (as_i128(a), as_i128(b)) {
         return Some(x.cmp(&y));
     }
@@ -235,9 +247,13 @@ pub fn num_cmp(a: &Number, b: &Number) -> Option<Ordering> {
 pub fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Some(Ordering::Equal),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }

@@ -115,7 +115,18 @@ mod tests {
         for (text, want) in ok {
             assert_eq!(parse_ms(text), Ok(want), "{text}");
         }
-        for bad in ["", "10", "m", "1x", "30m1h", "1h1h", "-5m", "1.5h", "1 h", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "10",
+            "m",
+            "1x",
+            "30m1h",
+            "1h1h",
+            "-5m",
+            "1.5h",
+            "1 h",
+            "99999999999999999999d",
+        ] {
             assert!(parse_ms(bad).is_err(), "{bad} should fail");
         }
     }

@@ -67,7 +67,11 @@ pub enum Error {
     #[error("payload nests deeper than {limit} levels")]
     TooDeep { limit: usize },
     #[error("payload is not valid JSON: {message} (line {line}, column {column})")]
-    InvalidJson { message: String, line: usize, column: usize },
+    InvalidJson {
+        message: String,
+        line: usize,
+        column: usize,
+    },
     #[error("payload is a JSON {found}; an event is a JSON object")]
     NotObject { found: &'static str },
     #[error("event has no `kind`{hint}")]
@@ -78,7 +82,9 @@ pub enum Error {
     ReservedKind,
     #[error("field `{field}`: {message}")]
     InvalidField { field: String, message: String },
-    #[error("unknown field `{field}`; an event has id, kind, source, host, time, severity and data")]
+    #[error(
+        "unknown field `{field}`; an event has id, kind, source, host, time, severity and data"
+    )]
     UnknownField { field: String },
 }
 
@@ -104,9 +110,11 @@ impl Error {
 pub fn is_valid_kind(kind: &str) -> bool {
     !kind.is_empty()
         && kind.len() <= MAX_FIELD_LEN
-        && kind
-            .split('.')
-            .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+        && kind.split('.').all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
 }
 
 /// Nesting depth of a JSON text, counted without parsing (so that a hostile
@@ -191,7 +199,9 @@ pub fn from_value(value: Value) -> Result<Event, Error> {
         extensions: Map::new(),
     };
     if let Some(field) = obj.keys().next() {
-        return Err(Error::UnknownField { field: field.clone() });
+        return Err(Error::UnknownField {
+            field: field.clone(),
+        });
     }
     Ok(event)
 }
@@ -237,7 +247,9 @@ fn from_cloudevent(mut obj: Map<String, Value>) -> Result<Event, Error> {
     };
     // With a `host` extension, `subject` is not the host: keep it visible.
     if let (Some(_), Some(subject)) = (host_ext, subject) {
-        event.extensions.insert("subject".into(), Value::String(subject));
+        event
+            .extensions
+            .insert("subject".into(), Value::String(subject));
     }
     event.extensions.extend(obj);
     Ok(event)
@@ -259,7 +271,10 @@ fn take_string(obj: &mut Map<String, Value>, field: &str) -> Result<Option<Strin
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(Error::InvalidField {
             field: field.into(),
-            message: format!("expected a string, found a {}", crate::condition::type_name(&other)),
+            message: format!(
+                "expected a string, found a {}",
+                crate::condition::type_name(&other)
+            ),
         }),
     }
 }
@@ -313,7 +328,10 @@ fn take_data(obj: &mut Map<String, Value>, field: &str) -> Result<Map<String, Va
         Some(Value::Object(m)) => Ok(m),
         Some(other) => Err(Error::InvalidField {
             field: field.into(),
-            message: format!("expected a JSON object, found a {}", crate::condition::type_name(&other)),
+            message: format!(
+                "expected a JSON object, found a {}",
+                crate::condition::type_name(&other)
+            ),
         }),
     }
 }
@@ -340,16 +358,25 @@ impl Event {
             obj.insert("id".into(), id.clone().into());
         }
         obj.insert("kind".into(), self.kind.clone().into());
-        for (k, v) in [("source", &self.source), ("host", &self.host), ("severity", &self.severity)] {
+        for (k, v) in [
+            ("source", &self.source),
+            ("host", &self.host),
+            ("severity", &self.severity),
+        ] {
             if let Some(v) = v {
                 obj.insert(k.into(), v.clone().into());
             }
         }
         let time = self.time.unwrap_or(received_at);
-        obj.insert("time".into(), time.to_rfc3339_opts(SecondsFormat::AutoSi, true).into());
+        obj.insert(
+            "time".into(),
+            time.to_rfc3339_opts(SecondsFormat::AutoSi, true).into(),
+        );
         obj.insert(
             "received_at".into(),
-            received_at.to_rfc3339_opts(SecondsFormat::AutoSi, true).into(),
+            received_at
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+                .into(),
         );
         obj.insert("data".into(), Value::Object(self.data.clone()));
         if !self.extensions.is_empty() {

@@ -113,7 +113,11 @@ impl Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() { "/" } else { &self.path };
+        let path = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
         write!(f, "{} {} {}", self.severity, self.code, path)?;
         if let (Some(line), Some(col)) = (self.line, self.column) {
             write!(f, " (line {line}, column {col})")?;

@@ -54,7 +54,8 @@ impl JsonPath {
                 plan: Plan::Direct(steps),
             });
         }
-        let query = parse_json_path(text).map_err(|e| format!("`{text}`: {}", one_line(&e.to_string())))?;
+        let query =
+            parse_json_path(text).map_err(|e| format!("`{text}`: {}", one_line(&e.to_string())))?;
         let plan = match direct_steps(&query) {
             Some(steps) => Plan::Direct(steps),
             None => Plan::General(Box::new(query)),
@@ -136,7 +137,10 @@ fn simple_steps(text: &str) -> Option<Vec<Step>> {
                     i += 1;
                 }
                 let digits = &text[start..i];
-                if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || b.get(i) != Some(&b']') {
+                if digits.is_empty()
+                    || (digits.len() > 1 && digits.starts_with('0'))
+                    || b.get(i) != Some(&b']')
+                {
                     return None;
                 }
                 steps.push(Step::Index(digits.parse().ok()?));
@@ -154,7 +158,9 @@ fn direct_steps(query: &JpQuery) -> Option<Vec<Step>> {
         .iter()
         .map(|segment| match segment {
             Segment::Selector(Selector::Name(name)) => Some(Step::Name(name.clone())),
-            Segment::Selector(Selector::Index(i)) if *i >= 0 => usize::try_from(*i).ok().map(Step::Index),
+            Segment::Selector(Selector::Index(i)) if *i >= 0 => {
+                usize::try_from(*i).ok().map(Step::Index)
+            }
             _ => None,
         })
         .collect()
@@ -165,7 +171,9 @@ pub(crate) fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && *l != "|" && !l.chars().all(|c| c == '|' || c == '^' || c == ' '))
+        .filter(|l| {
+            !l.is_empty() && *l != "|" && !l.chars().all(|c| c == '|' || c == '^' || c == ' ')
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -177,7 +185,8 @@ mod tests {
 
     #[test]
     fn direct_and_general_agree() {
-        let doc = json!({"host": "a", "data": {"ups": "ups1", "list": [1, {"x": 2}], "m": {"k": null}}});
+        let doc =
+            json!({"host": "a", "data": {"ups": "ups1", "list": [1, {"x": 2}], "m": {"k": null}}});
         for path in [
             "$.host",
             "$.data.ups",

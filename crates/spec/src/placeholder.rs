@@ -54,7 +54,9 @@ impl Template {
                 parts.push(Part::Text(rest[..open].to_owned()));
             }
             let after = &rest[open + 2..];
-            let close = after.find("}}").ok_or(SyntaxError::Unclosed(offset + open))?;
+            let close = after
+                .find("}}")
+                .ok_or(SyntaxError::Unclosed(offset + open))?;
             let inner = after[..close].trim();
             if inner.is_empty() {
                 return Err(SyntaxError::Empty(offset + open));
@@ -166,18 +168,48 @@ mod tests {
         let ev = json!({"host": "nut-01", "data": {"ups": "ups1", "t": 120, "l": [1, 2], "o": {}}});
         let t = Template::parse("{{ $.data.ups }} on battery at {{$.host}}").unwrap();
         assert_eq!(t.fill(&ev).unwrap(), "ups1 on battery at nut-01");
-        assert_eq!(Template::parse("{{ $.data.t }}").unwrap().fill_value(&ev).unwrap(), json!(120));
-        assert_eq!(Template::parse("t={{ $.data.t }}").unwrap().fill_value(&ev).unwrap(), json!("t=120"));
-        assert!(matches!(Template::parse("{{ $.nope }}").unwrap().fill(&ev), Err(FillError::NoMatch { .. })));
-        assert!(matches!(Template::parse("{{ $.data.l[*] }}").unwrap().fill(&ev), Err(FillError::Many { count: 2, .. })));
-        assert!(matches!(Template::parse("{{ $.data.o }}").unwrap().fill(&ev), Err(FillError::NotScalar { .. })));
+        assert_eq!(
+            Template::parse("{{ $.data.t }}")
+                .unwrap()
+                .fill_value(&ev)
+                .unwrap(),
+            json!(120)
+        );
+        assert_eq!(
+            Template::parse("t={{ $.data.t }}")
+                .unwrap()
+                .fill_value(&ev)
+                .unwrap(),
+            json!("t=120")
+        );
+        assert!(matches!(
+            Template::parse("{{ $.nope }}").unwrap().fill(&ev),
+            Err(FillError::NoMatch { .. })
+        ));
+        assert!(matches!(
+            Template::parse("{{ $.data.l[*] }}").unwrap().fill(&ev),
+            Err(FillError::Many { count: 2, .. })
+        ));
+        assert!(matches!(
+            Template::parse("{{ $.data.o }}").unwrap().fill(&ev),
+            Err(FillError::NotScalar { .. })
+        ));
     }
 
     #[test]
     fn syntax_errors() {
-        assert_eq!(Template::parse("a {{ $.x").unwrap_err(), SyntaxError::Unclosed(2));
-        assert_eq!(Template::parse("{{  }}").unwrap_err(), SyntaxError::Empty(0));
-        assert!(matches!(Template::parse("{{ host }}").unwrap_err(), SyntaxError::Path { .. }));
+        assert_eq!(
+            Template::parse("a {{ $.x").unwrap_err(),
+            SyntaxError::Unclosed(2)
+        );
+        assert_eq!(
+            Template::parse("{{  }}").unwrap_err(),
+            SyntaxError::Empty(0)
+        );
+        assert!(matches!(
+            Template::parse("{{ host }}").unwrap_err(),
+            SyntaxError::Path { .. }
+        ));
         assert!(!Template::parse("plain").unwrap().has_placeholders());
     }
 }

@@ -22,8 +22,14 @@ pub fn kind_matches(pattern: &str, kind: &str) -> bool {
 /// A compiled trigger.
 #[derive(Debug, Clone)]
 pub enum Trigger {
-    Kind { pattern: String, where_: Vec<Condition> },
-    Schedule { schedule: String, tz: String },
+    Kind {
+        pattern: String,
+        where_: Vec<Condition>,
+    },
+    Schedule {
+        schedule: String,
+        tz: String,
+    },
 }
 
 /// A policy ready to evaluate events.
@@ -65,7 +71,9 @@ impl PolicyRuntime {
             .iter()
             .enumerate()
             .filter(|(_, t)| match t {
-                Trigger::Kind { pattern, where_ } => kind_matches(pattern, kind) && all(where_, envelope),
+                Trigger::Kind { pattern, where_ } => {
+                    kind_matches(pattern, kind) && all(where_, envelope)
+                }
                 Trigger::Schedule { .. } => false,
             })
             .map(|(i, _)| i)

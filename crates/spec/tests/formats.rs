@@ -50,13 +50,23 @@ fn spell(v: &Value, c: &mut Choices) -> Value {
         Value::Object(m) if m.len() == 1 && m.contains_key("$cron") => {
             let s = m["$cron"].as_str().unwrap();
             let sep = ["  ", "\t", " "][c.next(3)];
-            Value::String(format!("{}{}", if c.next(2) == 0 { " " } else { "" }, s.split(' ').collect::<Vec<_>>().join(sep)))
+            Value::String(format!(
+                "{}{}",
+                if c.next(2) == 0 { " " } else { "" },
+                s.split(' ').collect::<Vec<_>>().join(sep)
+            ))
         }
         Value::Object(m) if m.len() == 1 && m.contains_key("$sel") => {
             let s = m["$sel"].as_str().unwrap();
-            Value::String(if c.next(2) == 0 { s.replace(',', ", ") } else { s.to_owned() })
+            Value::String(if c.next(2) == 0 {
+                s.replace(',', ", ")
+            } else {
+                s.to_owned()
+            })
         }
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), spell(v, c))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), spell(v, c))).collect())
+        }
         Value::Array(a) => Value::Array(a.iter().map(|v| spell(v, c)).collect()),
         Value::Number(n) if n.is_i64() && c.next(2) == 0 => {
             Value::Number(serde_json::Number::from_f64(n.as_i64().unwrap() as f64).unwrap())
@@ -69,7 +79,11 @@ fn scalar(v: &Value) -> String {
     match v {
         Value::Number(n) if n.is_f64() => {
             let f = n.as_f64().unwrap();
-            if f.fract() == 0.0 { format!("{f:.1}") } else { n.to_string() }
+            if f.fract() == 0.0 {
+                format!("{f:.1}")
+            } else {
+                n.to_string()
+            }
         }
         other => other.to_string(),
     }
@@ -85,7 +99,13 @@ fn emit_json(v: &Value, c: &mut Choices) -> String {
                 .collect();
             format!("{{{}}}", parts.join(", "))
         }
-        Value::Array(a) => format!("[{}]", a.iter().map(|v| emit_json(v, c)).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter()
+                .map(|v| emit_json(v, c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => scalar(other),
     }
 }
@@ -100,7 +120,13 @@ fn emit_toml_inline(v: &Value, c: &mut Choices) -> String {
                 .collect();
             format!("{{ {} }}", parts.join(", "))
         }
-        Value::Array(a) => format!("[{}]", a.iter().map(|v| emit_toml_inline(v, c)).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter()
+                .map(|v| emit_toml_inline(v, c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => scalar(other),
     }
 }
@@ -115,10 +141,18 @@ fn emit_toml(v: &Value, c: &mut Choices) -> String {
             Value::Object(inner) if c.next(2) == 0 => {
                 tables.push_str(&format!("\n[{}]\n", Value::String(k.clone())));
                 for (ik, iv) in c.shuffled(inner) {
-                    tables.push_str(&format!("{} = {}\n", Value::String(ik.clone()), emit_toml_inline(iv, c)));
+                    tables.push_str(&format!(
+                        "{} = {}\n",
+                        Value::String(ik.clone()),
+                        emit_toml_inline(iv, c)
+                    ));
                 }
             }
-            _ => out.push_str(&format!("{} = {}\n", Value::String(k.clone()), emit_toml_inline(v, c))),
+            _ => out.push_str(&format!(
+                "{} = {}\n",
+                Value::String(k.clone()),
+                emit_toml_inline(v, c)
+            )),
         }
     }
     out + &tables
@@ -129,7 +163,9 @@ fn emit_yaml(v: &Value, indent: usize, c: &mut Choices, out: &mut String) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, v) in c.shuffled(m) {
-                let key = if k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') && c.next(2) == 0 {
+                let key = if k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                    && c.next(2) == 0
+                {
                     k.clone()
                 } else {
                     Value::String(k.clone()).to_string()
@@ -172,7 +208,9 @@ fn compile_one(text: &str, format: Format) -> (String, String) {
     let results = policy::compile_text(text, format);
     assert_eq!(results.len(), 1);
     let r = &results[0];
-    let ir = r.ir.as_ref().unwrap_or_else(|| panic!("{format:?} did not compile: {:?}\n{text}", r.findings));
+    let ir =
+        r.ir.as_ref()
+            .unwrap_or_else(|| panic!("{format:?} did not compile: {:?}\n{text}", r.findings));
     (ir.to_canonical_string(), r.spec_hash.clone().unwrap())
 }
 
@@ -186,13 +224,40 @@ fn scalar_strategy() -> impl Strategy<Value = Value> {
 }
 
 fn leaf_strategy() -> impl Strategy<Value = Value> {
-    let path = prop::sample::select(vec!["$.data.charge", "$.host", "$.data.ups", "$.data['labels'].severity", "$.data.list[0]", "$..name"]);
+    let path = prop::sample::select(vec![
+        "$.data.charge",
+        "$.host",
+        "$.data.ups",
+        "$.data['labels'].severity",
+        "$.data.list[0]",
+        "$..name",
+    ]);
     let op_value = prop_oneof![
-        (prop::sample::select(vec!["eq", "ne", "contains"]), scalar_strategy()).prop_map(|(o, v)| (o, Some(v))),
-        (prop::sample::select(vec!["lt", "le", "gt", "ge"]), prop_oneof![(-1000i64..1000).prop_map(Value::from), "[a-z]{1,6}".prop_map(Value::from)]).prop_map(|(o, v)| (o, Some(v))),
-        (prop::sample::select(vec!["in", "not_in"]), prop::collection::vec(scalar_strategy(), 0..4)).prop_map(|(o, v)| (o, Some(Value::Array(v)))),
-        (prop::sample::select(vec!["starts_with", "ends_with"]), "[a-z]{0,5}").prop_map(|(o, v)| (o, Some(Value::from(v)))),
-        prop::sample::select(vec!["^ups[0-9]+$", "(?i)crit", "a|b"]).prop_map(|v| ("matches", Some(Value::from(v)))),
+        (
+            prop::sample::select(vec!["eq", "ne", "contains"]),
+            scalar_strategy()
+        )
+            .prop_map(|(o, v)| (o, Some(v))),
+        (
+            prop::sample::select(vec!["lt", "le", "gt", "ge"]),
+            prop_oneof![
+                (-1000i64..1000).prop_map(Value::from),
+                "[a-z]{1,6}".prop_map(Value::from)
+            ]
+        )
+            .prop_map(|(o, v)| (o, Some(v))),
+        (
+            prop::sample::select(vec!["in", "not_in"]),
+            prop::collection::vec(scalar_strategy(), 0..4)
+        )
+            .prop_map(|(o, v)| (o, Some(Value::Array(v)))),
+        (
+            prop::sample::select(vec!["starts_with", "ends_with"]),
+            "[a-z]{0,5}"
+        )
+            .prop_map(|(o, v)| (o, Some(Value::from(v)))),
+        prop::sample::select(vec!["^ups[0-9]+$", "(?i)crit", "a|b"])
+            .prop_map(|v| ("matches", Some(Value::from(v)))),
         prop::sample::select(vec!["exists", "absent"]).prop_map(|o| (o, None)),
     ];
     (path, op_value).prop_map(|(path, (op, value))| {
@@ -206,7 +271,10 @@ fn leaf_strategy() -> impl Strategy<Value = Value> {
 
 fn condition_strategy() -> impl Strategy<Value = Value> {
     leaf_strategy().prop_recursive(3, 12, 3, |inner| {
-        (prop::sample::select(vec!["all", "any", "not"]), prop::collection::vec(inner, 0..3))
+        (
+            prop::sample::select(vec!["all", "any", "not"]),
+            prop::collection::vec(inner, 0..3),
+        )
             .prop_map(|(k, list)| json!({ k: list }))
     })
 }
@@ -220,25 +288,56 @@ fn params_strategy() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(2, 8, 3, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..3).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
-    .prop_map(|v| if v.is_object() { v } else { json!({ "value": v }) })
+    .prop_map(|v| {
+        if v.is_object() {
+            v
+        } else {
+            json!({ "value": v })
+        }
+    })
 }
 
 fn duration_strategy() -> impl Strategy<Value = Value> {
-    prop::sample::select(vec![0u64, 250, 30_000, 600_000, 3_600_000, 5_400_000, 86_400_000]).prop_map(|ms| json!({ "$dur": ms }))
+    prop::sample::select(vec![
+        0u64, 250, 30_000, 600_000, 3_600_000, 5_400_000, 86_400_000,
+    ])
+    .prop_map(|ms| json!({ "$dur": ms }))
 }
 
 fn policy_strategy() -> impl Strategy<Value = Value> {
     let trigger = prop_oneof![
-        (prop::sample::select(vec!["ups.on_battery", "ups.*", "alertmanager.>", "switch.link_flap"]), prop::collection::vec(condition_strategy(), 0..2))
-            .prop_map(|(k, w)| if w.is_empty() { json!({"kind": k}) } else { json!({"kind": k, "where": w}) }),
-        (prop::sample::select(vec!["*/15 * * * *", "30 2 * * *", "0 0 1 * MON"]), prop::sample::select(vec!["UTC", "Europe/Berlin"]))
+        (
+            prop::sample::select(vec![
+                "ups.on_battery",
+                "ups.*",
+                "alertmanager.>",
+                "switch.link_flap"
+            ]),
+            prop::collection::vec(condition_strategy(), 0..2)
+        )
+            .prop_map(|(k, w)| if w.is_empty() {
+                json!({"kind": k})
+            } else {
+                json!({"kind": k, "where": w})
+            }),
+        (
+            prop::sample::select(vec!["*/15 * * * *", "30 2 * * *", "0 0 1 * MON"]),
+            prop::sample::select(vec!["UTC", "Europe/Berlin"])
+        )
             .prop_map(|(s, tz)| json!({"schedule": {"$cron": s}, "tz": tz})),
     ];
     let target = (
-        prop::sample::select(vec!["pve-[01:04],!pve-03/vm:100-199,!150", "web-01,web-02", "{{ $.host }}/service:nginx", "sw-*/port:1/1-1/24", "@role=hypervisor&site=fra/vm?name~\"^db-\""]),
+        prop::sample::select(vec![
+            "pve-[01:04],!pve-03/vm:100-199,!150",
+            "web-01,web-02",
+            "{{ $.host }}/service:nginx",
+            "sw-*/port:1/1-1/24",
+            "@role=hypervisor&site=fra/vm?name~\"^db-\"",
+        ]),
         any::<bool>(),
     )
         .prop_map(|(s, d)| json!({"selector": {"$sel": s}, "dynamic_resolution": d}));
@@ -250,7 +349,8 @@ fn policy_strategy() -> impl Strategy<Value = Value> {
         prop::sample::select(vec!["stop", "continue"]),
     )
         .prop_map(|(cap, verb, params, timeout, on_error)| {
-            let mut a = json!({"capability": cap, "verb": verb, "params": params, "on_error": on_error});
+            let mut a =
+                json!({"capability": cap, "verb": verb, "params": params, "on_error": on_error});
             if let Some(t) = timeout {
                 a["timeout"] = json!({"$dur": t});
             }
@@ -265,18 +365,20 @@ fn policy_strategy() -> impl Strategy<Value = Value> {
         duration_strategy(),
         -5i64..500,
     )
-        .prop_map(|(triggers, conditions, targets, actions, sup, idem, priority)| {
-            json!({
-                "version": 1,
-                "name": "generated-policy",
-                "priority": priority,
-                "trigger_group": {"logic": "ANY", "triggers": triggers},
-                "conditions": conditions,
-                "targets": targets,
-                "actions": actions,
-                "windows": {"suppression": sup, "idempotency": idem, "group_by": ["$.host"]}
-            })
-        })
+        .prop_map(
+            |(triggers, conditions, targets, actions, sup, idem, priority)| {
+                json!({
+                    "version": 1,
+                    "name": "generated-policy",
+                    "priority": priority,
+                    "trigger_group": {"logic": "ANY", "triggers": triggers},
+                    "conditions": conditions,
+                    "targets": targets,
+                    "actions": actions,
+                    "windows": {"suppression": sup, "idempotency": idem, "group_by": ["$.host"]}
+                })
+            },
+        )
 }
 
 proptest! {
@@ -296,40 +398,7 @@ proptest! {
 
 const UPS_YAML: &str = include_str!("../../../examples/policies/ups-on-battery-shutdown.yaml");
 
-const UPS_TOML: &str = r#"
-priority = 50
-name = "ups-on-battery-shutdown"
-version = 1
-description = "Shut down lab VMs when a UPS runs on battery"
-conditions = [
-  { value = ["ups1", "ups2"], op = "in", path = "$.data.ups" },
-  { any = [ { path = "$.data.charge", op = "lt", value = 50.0 }, { path = "$.data.runtime_s", op = "lt", value = 600 } ] },
-]
-
-[windows]
-max_event_age = "300s"
-group_by = ["$.data.ups"]
-idempotency = "60m"
-suppression = "600000ms"
-
-[trigger_group]
-triggers = [
-  { kind = "ups.on_battery" },
-  { where = [ { op = "lt", path = "$.data.charge", value = 30 } ], kind = "ups.battery_low" },
-]
-logic = "ANY"
-
-[[targets]]
-selector = "pve-[01:04], !pve-03/vm:100-199, !150"
-
-[[actions]]
-on_error = "continue"
-timeout = "180s"
-params = { reason = "{{ $.data.ups }} on battery", timeout_s = 120.0 }
-driver = "proxmox"
-verb = "shutdown"
-capability = "vm.power"
-"#;
+const UPS_TOML: &str = include_str!("../../../examples/spellings/ups-on-battery-shutdown.toml");
 
 /// The hash of the example is pinned: a change here changes every stored
 /// policy's `spec_hash`, so re-recording it is a review event.
@@ -353,7 +422,17 @@ fn hash_ignores_name_description_enabled_priority_only() {
         .replace("priority: 50", "priority: 7")
         .replace("enabled: false", "enabled: true")
         .replace("description: Shut down", "description: Power off");
-    assert_eq!(policy::compile_text(&renamed, Format::Yaml)[0].spec_hash.as_deref(), Some(hash.as_str()));
+    assert_eq!(
+        policy::compile_text(&renamed, Format::Yaml)[0]
+            .spec_hash
+            .as_deref(),
+        Some(hash.as_str())
+    );
     let changed = UPS_YAML.replace("suppression: 10m", "suppression: 11m");
-    assert_ne!(policy::compile_text(&changed, Format::Yaml)[0].spec_hash.as_deref(), Some(hash.as_str()));
+    assert_ne!(
+        policy::compile_text(&changed, Format::Yaml)[0]
+            .spec_hash
+            .as_deref(),
+        Some(hash.as_str())
+    );
 }

@@ -16,17 +16,52 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         (-1.0e6f64..1.0e6).prop_map(|f| json!(f)),
         "\\PC{0,12}".prop_map(Value::from),
-        prop::sample::select(vec!["$.host", "{{ $.host }}", "pve-[01:04]", "10m", "ALL", "eq", "* * * * *"]).prop_map(Value::from),
+        prop::sample::select(vec![
+            "$.host",
+            "{{ $.host }}",
+            "pve-[01:04]",
+            "10m",
+            "ALL",
+            "eq",
+            "* * * * *"
+        ])
+        .prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 40, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop::sample::select(vec![
-                    "version", "name", "trigger_group", "triggers", "kind", "schedule", "tz", "where", "logic", "within",
-                    "conditions", "path", "op", "value", "all", "any", "not", "targets", "selector", "actions",
-                    "capability", "verb", "params", "timeout", "windows", "group_by", "suppression", "x",
-                ]).prop_map(str::to_owned),
+                    "version",
+                    "name",
+                    "trigger_group",
+                    "triggers",
+                    "kind",
+                    "schedule",
+                    "tz",
+                    "where",
+                    "logic",
+                    "within",
+                    "conditions",
+                    "path",
+                    "op",
+                    "value",
+                    "all",
+                    "any",
+                    "not",
+                    "targets",
+                    "selector",
+                    "actions",
+                    "capability",
+                    "verb",
+                    "params",
+                    "timeout",
+                    "windows",
+                    "group_by",
+                    "suppression",
+                    "x",
+                ])
+                .prop_map(str::to_owned),
                 inner,
                 0..6,
             )
@@ -95,19 +130,41 @@ proptest! {
 fn selector_model() -> impl Strategy<Value = (String, BTreeSet<String>)> {
     let host_term = prop_oneof![
         "[a-z]{1,4}-[0-9]{2}".prop_map(|h| (h.clone(), vec![h])),
-        ("[a-z]{1,3}", 0u64..20, 0u64..6, 1u64..4, any::<bool>()).prop_map(|(p, a, len, step, pad)| {
-            let b = a + len;
-            let (sa, sb) = if pad { (format!("{a:03}"), format!("{b:03}")) } else { (a.to_string(), b.to_string()) };
-            let members = (a..=b).step_by(step as usize).map(|n| if pad { format!("{p}{n:03}") } else { format!("{p}{n}") }).collect();
-            let text = if step == 1 { format!("{p}[{sa}:{sb}]") } else { format!("{p}[{sa}:{sb}:{step}]") };
-            (text, members)
-        }),
+        ("[a-z]{1,3}", 0u64..20, 0u64..6, 1u64..4, any::<bool>()).prop_map(
+            |(p, a, len, step, pad)| {
+                let b = a + len;
+                let (sa, sb) = if pad {
+                    (format!("{a:03}"), format!("{b:03}"))
+                } else {
+                    (a.to_string(), b.to_string())
+                };
+                let members = (a..=b)
+                    .step_by(step as usize)
+                    .map(|n| {
+                        if pad {
+                            format!("{p}{n:03}")
+                        } else {
+                            format!("{p}{n}")
+                        }
+                    })
+                    .collect();
+                let text = if step == 1 {
+                    format!("{p}[{sa}:{sb}]")
+                } else {
+                    format!("{p}[{sa}:{sb}:{step}]")
+                };
+                (text, members)
+            }
+        ),
     ];
     let item_term = prop_oneof![
         "[a-z]{1,3}[0-9]{0,2}".prop_map(|i| (i.clone(), vec![i])),
         ("[A-Z]{0,2}", 0u64..50, 0u64..5).prop_map(|(p, a, len)| {
             let b = a + len;
-            (format!("{p}{a}-{p}{b}"), (a..=b).map(|n| format!("{p}{n}")).collect())
+            (
+                format!("{p}{a}-{p}{b}"),
+                (a..=b).map(|n| format!("{p}{n}")).collect(),
+            )
         }),
     ];
     (
@@ -140,7 +197,13 @@ fn selector_model() -> impl Strategy<Value = (String, BTreeSet<String>)> {
                 None => want.extend(host_set.iter().cloned()),
                 Some(items) => {
                     text.push_str("/vm:");
-                    text.push_str(&items.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(","));
+                    text.push_str(
+                        &items
+                            .iter()
+                            .map(|(t, _)| t.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
                     for h in &host_set {
                         for (_, ids) in &items {
                             want.extend(ids.iter().map(|id| format!("{h}/vm:{id}")));

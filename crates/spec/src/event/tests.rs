@@ -16,7 +16,9 @@ fn native_envelope() {
     assert_eq!(e.host.as_deref(), Some("nut-01"));
     assert_eq!(e.time.unwrap().to_rfc3339(), "2026-11-23T08:00:00+00:00");
     assert_eq!(e.data["charge"], json!(87));
-    let received = DateTime::parse_from_rfc3339("2026-11-23T08:00:05Z").unwrap().with_timezone(&Utc);
+    let received = DateTime::parse_from_rfc3339("2026-11-23T08:00:05Z")
+        .unwrap()
+        .with_timezone(&Utc);
     let env = e.to_envelope(received);
     assert_eq!(env["time"], json!("2026-11-23T08:00:00Z"));
     assert_eq!(env["received_at"], json!("2026-11-23T08:00:05Z"));
@@ -25,8 +27,13 @@ fn native_envelope() {
 #[test]
 fn missing_time_uses_receive_time() {
     let e = parse_str(r#"{"kind":"a"}"#).unwrap();
-    let received = DateTime::parse_from_rfc3339("2026-11-23T08:00:05Z").unwrap().with_timezone(&Utc);
-    assert_eq!(e.to_envelope(received)["time"], json!("2026-11-23T08:00:05Z"));
+    let received = DateTime::parse_from_rfc3339("2026-11-23T08:00:05Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    assert_eq!(
+        e.to_envelope(received)["time"],
+        json!("2026-11-23T08:00:05Z")
+    );
     assert!(e.data.is_empty());
 }
 
@@ -43,14 +50,25 @@ fn cloudevents_are_normalized() {
     assert_eq!(e.extensions["site"], json!("fra"));
 
     let e = parse_str(r#"{"specversion":"1.0","type":"a","source":"s","id":"1","subject":"disk-3","host":"web-02"}"#).unwrap();
-    assert_eq!(e.host.as_deref(), Some("web-02"), "a host extension wins over subject");
+    assert_eq!(
+        e.host.as_deref(),
+        Some("web-02"),
+        "a host extension wins over subject"
+    );
     assert_eq!(e.extensions["subject"], json!("disk-3"));
 }
 
 #[test]
 fn refusals_have_stable_reasons() {
-    let deep = format!("{{\"kind\":\"a\",\"data\":{}{}}}", "[".repeat(70), "]".repeat(70));
-    let big = format!("{{\"kind\":\"a\",\"data\":{{\"x\":\"{}\"}}}}", "x".repeat(2_000_000));
+    let deep = format!(
+        "{{\"kind\":\"a\",\"data\":{}{}}}",
+        "[".repeat(70),
+        "]".repeat(70)
+    );
+    let big = format!(
+        "{{\"kind\":\"a\",\"data\":{{\"x\":\"{}\"}}}}",
+        "x".repeat(2_000_000)
+    );
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (big.into_bytes(), "too_large"),
         (b"{\"kind\":\"a\xff\"}".to_vec(), "invalid_utf8"),
@@ -61,12 +79,24 @@ fn refusals_have_stable_reasons() {
         (b"{\"kind\":\"Ups.On\"}".to_vec(), "invalid_kind"),
         (b"{\"kind\":\"a..b\"}".to_vec(), "invalid_kind"),
         (b"{\"kind\":\"schedule\"}".to_vec(), "reserved_kind"),
-        (b"{\"kind\":\"a\",\"time\":\"yesterday\"}".to_vec(), "invalid_field"),
+        (
+            b"{\"kind\":\"a\",\"time\":\"yesterday\"}".to_vec(),
+            "invalid_field",
+        ),
         (b"{\"kind\":\"a\",\"data\":5}".to_vec(), "invalid_field"),
-        (b"{\"kind\":\"a\",\"host\":\"a\\nb\"}".to_vec(), "invalid_field"),
+        (
+            b"{\"kind\":\"a\",\"host\":\"a\\nb\"}".to_vec(),
+            "invalid_field",
+        ),
         (b"{\"kind\":\"a\",\"kidn\":\"b\"}".to_vec(), "unknown_field"),
-        (b"{\"specversion\":\"1.0\",\"source\":\"s\"}".to_vec(), "missing_kind"),
-        (b"{\"specversion\":\"1.0\",\"type\":\"a\",\"datacontenttype\":\"text/plain\"}".to_vec(), "invalid_field"),
+        (
+            b"{\"specversion\":\"1.0\",\"source\":\"s\"}".to_vec(),
+            "missing_kind",
+        ),
+        (
+            b"{\"specversion\":\"1.0\",\"type\":\"a\",\"datacontenttype\":\"text/plain\"}".to_vec(),
+            "invalid_field",
+        ),
     ];
     for (bytes, reason) in cases {
         let err = parse(&bytes, Limits::default()).expect_err(reason);
@@ -77,16 +107,46 @@ fn refusals_have_stable_reasons() {
 
 #[test]
 fn limits_are_configurable() {
-    let limits = Limits { max_bytes: 20, max_depth: 2 };
-    assert_eq!(parse(br#"{"kind":"a","data":{"x":1}}"#, limits).unwrap_err().reason(), "too_large");
-    assert_eq!(parse(br#"{"kind":"a","data":{"x":[1]}}"#, Limits { max_bytes: 100, max_depth: 2 }).unwrap_err().reason(), "too_deep");
+    let limits = Limits {
+        max_bytes: 20,
+        max_depth: 2,
+    };
+    assert_eq!(
+        parse(br#"{"kind":"a","data":{"x":1}}"#, limits)
+            .unwrap_err()
+            .reason(),
+        "too_large"
+    );
+    assert_eq!(
+        parse(
+            br#"{"kind":"a","data":{"x":[1]}}"#,
+            Limits {
+                max_bytes: 100,
+                max_depth: 2
+            }
+        )
+        .unwrap_err()
+        .reason(),
+        "too_deep"
+    );
     // Brackets inside strings do not count.
-    assert!(parse(br#"{"kind":"a","data":{"x":"[[[[["}}"#, Limits { max_bytes: 100, max_depth: 2 }).is_ok());
+    assert!(
+        parse(
+            br#"{"kind":"a","data":{"x":"[[[[["}}"#,
+            Limits {
+                max_bytes: 100,
+                max_depth: 2
+            }
+        )
+        .is_ok()
+    );
 }
 
 #[test]
 fn delivery_ids_are_deterministic() {
-    let created = DateTime::parse_from_rfc3339("2026-11-01T00:00:00.123456789Z").unwrap().with_timezone(&Utc);
+    let created = DateTime::parse_from_rfc3339("2026-11-01T00:00:00.123456789Z")
+        .unwrap()
+        .with_timezone(&Utc);
     let a = delivery_event_id("SWITCHYARD_EVENTS", created, 42);
     assert_eq!(a, delivery_event_id("SWITCHYARD_EVENTS", created, 42));
     assert_ne!(a, delivery_event_id("SWITCHYARD_EVENTS", created, 43));

@@ -4,7 +4,9 @@ use super::walk::Walk;
 use crate::condition::{ConditionIr, LeafIr, Op, compile_regex, type_name};
 use crate::event::{RESERVED_KIND, is_valid_kind};
 use crate::finding::codes;
-use crate::ir::{ActionIr, IR_VERSION, Logic, OnError, PolicyIr, TargetIr, TriggerGroupIr, TriggerIr, WindowsIr};
+use crate::ir::{
+    ActionIr, IR_VERSION, Logic, OnError, PolicyIr, TargetIr, TriggerGroupIr, TriggerIr, WindowsIr,
+};
 use crate::jsonpath::JsonPath;
 use crate::placeholder::Template;
 use crate::pointer::Pointer;
@@ -39,7 +41,11 @@ pub(crate) fn compile(doc: &Value, w: &mut Walk) -> Option<PolicyIr> {
         if let Some(n) = w.integer(v, &at)
             && n != 1
         {
-            w.blocker(codes::SPEC_VERSION, &at, format!("spec version {n} is not supported; this switchyard reads version 1"));
+            w.blocker(
+                codes::SPEC_VERSION,
+                &at,
+                format!("spec version {n} is not supported; this switchyard reads version 1"),
+            );
         }
     }
     let name = w
@@ -49,8 +55,11 @@ pub(crate) fn compile(doc: &Value, w: &mut Walk) -> Option<PolicyIr> {
     if let Some(name) = &name {
         check_name(name, &root.key("name"), w);
     }
-    let description = opt(map, "description").and_then(|v| w.string(v, &root.key("description")).map(str::to_owned));
-    let enabled = opt(map, "enabled").and_then(|v| w.boolean(v, &root.key("enabled"))).unwrap_or(false);
+    let description = opt(map, "description")
+        .and_then(|v| w.string(v, &root.key("description")).map(str::to_owned));
+    let enabled = opt(map, "enabled")
+        .and_then(|v| w.boolean(v, &root.key("enabled")))
+        .unwrap_or(false);
     let priority = match opt(map, "priority") {
         Some(v) => {
             let at = root.key("priority");
@@ -58,7 +67,11 @@ pub(crate) fn compile(doc: &Value, w: &mut Walk) -> Option<PolicyIr> {
             if let Some(p) = p
                 && !PRIORITY_RANGE.contains(&p)
             {
-                w.blocker(codes::SCHEMA_RANGE, &at, format!("priority {p} is outside -1000000..=1000000"));
+                w.blocker(
+                    codes::SCHEMA_RANGE,
+                    &at,
+                    format!("priority {p} is outside -1000000..=1000000"),
+                );
             }
             p.unwrap_or(DEFAULT_PRIORITY)
         }
@@ -137,12 +150,19 @@ fn opt<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
 pub fn name_problem(name: &str) -> Option<(&'static str, String)> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !ok {
         return Some((
             codes::NAME_INVALID,
-            format!("`{name}` is not a valid name: 1–63 lowercase letters, digits and `-`, starting with a letter or digit"),
+            format!(
+                "`{name}` is not a valid name: 1–63 lowercase letters, digits and `-`, starting with a letter or digit"
+            ),
         ));
     }
     if uuid::Uuid::try_parse(name).is_ok() {
@@ -178,13 +198,25 @@ fn trigger_group(v: &Value, at: &Pointer, w: &mut Walk) -> Option<TriggerGroupIr
     let within = opt(map, "within").and_then(|v| w.duration(v, &at.key("within")));
     match (logic, within) {
         (Some(Logic::All), None) if opt(map, "within").is_none() => {
-            w.blocker(codes::TRIGGER_WITHIN_REQUIRED, at, "`logic: ALL` needs `within`: the window in which every trigger must be seen");
+            w.blocker(
+                codes::TRIGGER_WITHIN_REQUIRED,
+                at,
+                "`logic: ALL` needs `within`: the window in which every trigger must be seen",
+            );
         }
         (Some(Logic::All), Some(0)) => {
-            w.blocker(codes::DURATION_RANGE, &at.key("within"), "`within` must be longer than 0");
+            w.blocker(
+                codes::DURATION_RANGE,
+                &at.key("within"),
+                "`within` must be longer than 0",
+            );
         }
         (Some(Logic::Any), Some(_)) => {
-            w.warn(codes::TRIGGER_WITHIN_IGNORED, &at.key("within"), "`within` only applies to `logic: ALL`; it is ignored");
+            w.warn(
+                codes::TRIGGER_WITHIN_IGNORED,
+                &at.key("within"),
+                "`within` only applies to `logic: ALL`; it is ignored",
+            );
         }
         _ => {}
     }
@@ -204,9 +236,14 @@ fn trigger_group(v: &Value, at: &Pointer, w: &mut Walk) -> Option<TriggerGroupIr
                     "a schedule trigger cannot take part in `logic: ALL`; use it in its own policy",
                 );
             }
-            let key = canonical::to_canonical_string(&serde_json::to_value(&tr).expect("IR serializes"));
+            let key =
+                canonical::to_canonical_string(&serde_json::to_value(&tr).expect("IR serializes"));
             if seen.contains(&key) {
-                w.warn(codes::TRIGGER_DUPLICATE, &t_at, "this trigger repeats an earlier one");
+                w.warn(
+                    codes::TRIGGER_DUPLICATE,
+                    &t_at,
+                    "this trigger repeats an earlier one",
+                );
             }
             seen.push(key);
             triggers.push(tr);
@@ -217,7 +254,11 @@ fn trigger_group(v: &Value, at: &Pointer, w: &mut Walk) -> Option<TriggerGroupIr
     }
     Some(TriggerGroupIr {
         logic: logic?,
-        within_ms: if logic == Some(Logic::All) { within } else { None },
+        within_ms: if logic == Some(Logic::All) {
+            within
+        } else {
+            None
+        },
         triggers,
     })
 }
@@ -246,7 +287,11 @@ fn trigger(v: &Value, at: &Pointer, w: &mut Walk) -> Option<TriggerIr> {
     match (opt(map, "kind"), opt(map, "schedule")) {
         (Some(kind), None) => {
             if map.contains_key("tz") {
-                w.blocker(codes::TRIGGER_SHAPE, &at.key("tz"), "`tz` belongs to a `schedule` trigger, not a `kind` trigger");
+                w.blocker(
+                    codes::TRIGGER_SHAPE,
+                    &at.key("tz"),
+                    "`tz` belongs to a `schedule` trigger, not a `kind` trigger",
+                );
             }
             let kind_at = at.key("kind");
             let kind = w.string(kind, &kind_at)?;
@@ -286,21 +331,36 @@ fn trigger(v: &Value, at: &Pointer, w: &mut Walk) -> Option<TriggerIr> {
                     let tz_at = at.key("tz");
                     let tz = w.string(v, &tz_at)?;
                     if chrono_tz::Tz::from_str(tz).is_err() {
-                        w.blocker(codes::CRON_TIMEZONE, &tz_at, format!("`{tz}` is not an IANA time zone name such as `Europe/Berlin`"));
+                        w.blocker(
+                            codes::CRON_TIMEZONE,
+                            &tz_at,
+                            format!("`{tz}` is not an IANA time zone name such as `Europe/Berlin`"),
+                        );
                         return None;
                     }
                     tz.to_owned()
                 }
                 None => "UTC".to_owned(),
             };
-            Some(TriggerIr::Schedule { schedule: schedule?, tz })
+            Some(TriggerIr::Schedule {
+                schedule: schedule?,
+                tz,
+            })
         }
         (Some(_), Some(_)) => {
-            w.blocker(codes::TRIGGER_SHAPE, at, "a trigger has either `kind` or `schedule`, not both");
+            w.blocker(
+                codes::TRIGGER_SHAPE,
+                at,
+                "a trigger has either `kind` or `schedule`, not both",
+            );
             None
         }
         (None, None) => {
-            w.blocker(codes::TRIGGER_SHAPE, at, "a trigger needs `kind` (an event kind or pattern) or `schedule` (cron)");
+            w.blocker(
+                codes::TRIGGER_SHAPE,
+                at,
+                "a trigger needs `kind` (an event kind or pattern) or `schedule` (cron)",
+            );
             None
         }
     }
@@ -329,7 +389,11 @@ fn normalize_cron(text: &str, at: &Pointer, w: &mut Walk) -> Option<String> {
 
 fn condition_list(v: &Value, at: &Pointer, depth: usize, w: &mut Walk) -> Vec<ConditionIr> {
     if depth > MAX_CONDITION_DEPTH {
-        w.blocker(codes::CONDITION_DEPTH, at, format!("conditions nest deeper than {MAX_CONDITION_DEPTH} levels"));
+        w.blocker(
+            codes::CONDITION_DEPTH,
+            at,
+            format!("conditions nest deeper than {MAX_CONDITION_DEPTH} levels"),
+        );
         return Vec::new();
     }
     let Some(items) = w.array(v, at, false, "a condition list") else {
@@ -347,7 +411,10 @@ fn condition(v: &Value, at: &Pointer, depth: usize, w: &mut Walk) -> Option<Cond
         w.type_error(at, "object", v);
         return None;
     };
-    let nested: Vec<&str> = ["all", "any", "not"].into_iter().filter(|k| map.contains_key(*k)).collect();
+    let nested: Vec<&str> = ["all", "any", "not"]
+        .into_iter()
+        .filter(|k| map.contains_key(*k))
+        .collect();
     if let [key] = nested.as_slice() {
         if map.len() != 1 {
             w.blocker(
@@ -365,7 +432,11 @@ fn condition(v: &Value, at: &Pointer, depth: usize, w: &mut Walk) -> Option<Cond
         });
     }
     if nested.len() > 1 {
-        w.blocker(codes::CONDITION_SHAPE, at, "a condition holds one of `all`, `any` or `not`");
+        w.blocker(
+            codes::CONDITION_SHAPE,
+            at,
+            "a condition holds one of `all`, `any` or `not`",
+        );
         return None;
     }
     let map = w.object(v, at, "a condition", &["path", "op", "value"])?;
@@ -380,16 +451,30 @@ fn condition(v: &Value, at: &Pointer, depth: usize, w: &mut Walk) -> Option<Cond
             }
         });
     let op_at = at.key("op");
-    let op = w.required(map, at, "op", "the condition").and_then(|o| w.string(o, &op_at)).and_then(|o| {
-        let op = Op::from_name(o);
-        if op.is_none() {
-            let names: Vec<&str> = Op::ALL.iter().map(|o| o.as_str()).collect();
-            w.blocker(codes::CONDITION_OP, &op_at, format!("unknown operator `{o}`; expected one of {}", names.join(", ")));
-        }
-        op
-    })?;
+    let op = w
+        .required(map, at, "op", "the condition")
+        .and_then(|o| w.string(o, &op_at))
+        .and_then(|o| {
+            let op = Op::from_name(o);
+            if op.is_none() {
+                let names: Vec<&str> = Op::ALL.iter().map(|o| o.as_str()).collect();
+                w.blocker(
+                    codes::CONDITION_OP,
+                    &op_at,
+                    format!(
+                        "unknown operator `{o}`; expected one of {}",
+                        names.join(", ")
+                    ),
+                );
+            }
+            op
+        })?;
     let value = leaf_value(op, map.get("value"), at, w)?;
-    Some(ConditionIr::Leaf(LeafIr { path: path?, op, value }))
+    Some(ConditionIr::Leaf(LeafIr {
+        path: path?,
+        op,
+        value,
+    }))
 }
 
 /// Check the value an operator takes and normalize its numbers.
@@ -397,7 +482,11 @@ fn leaf_value(op: Op, value: Option<&Value>, at: &Pointer, w: &mut Walk) -> Opti
     let v_at = at.key("value");
     let Some(value) = value else {
         if op.takes_value() {
-            w.blocker(codes::CONDITION_VALUE_MISSING, at, format!("operator `{}` needs a `value`", op.as_str()));
+            w.blocker(
+                codes::CONDITION_VALUE_MISSING,
+                at,
+                format!("operator `{}` needs a `value`", op.as_str()),
+            );
             return None;
         }
         return Some(None);
@@ -406,7 +495,11 @@ fn leaf_value(op: Op, value: Option<&Value>, at: &Pointer, w: &mut Walk) -> Opti
         w.blocker(
             codes::CONDITION_VALUE_TYPE,
             &v_at,
-            format!("operator `{}` takes {want}, found {}", op.as_str(), type_name(value)),
+            format!(
+                "operator `{}` takes {want}, found {}",
+                op.as_str(),
+                type_name(value)
+            ),
         );
     };
     match op {
@@ -437,7 +530,11 @@ fn leaf_value(op: Op, value: Option<&Value>, at: &Pointer, w: &mut Walk) -> Opti
             }
             Some(pattern) => {
                 if let Err(e) = compile_regex(pattern) {
-                    w.blocker(codes::CONDITION_REGEX, &v_at, format!("invalid regex `{pattern}`: {e}"));
+                    w.blocker(
+                        codes::CONDITION_REGEX,
+                        &v_at,
+                        format!("invalid regex `{pattern}`: {e}"),
+                    );
                     return None;
                 }
             }
@@ -455,7 +552,9 @@ fn target(v: &Value, at: &Pointer, w: &mut Walk) -> Option<TargetIr> {
         .and_then(|v| w.boolean(v, &at.key("dynamic_resolution")))
         .unwrap_or(false);
     let s_at = at.key("selector");
-    let text = w.required(map, at, "selector", "the target").and_then(|v| w.string(v, &s_at))?;
+    let text = w
+        .required(map, at, "selector", "the target")
+        .and_then(|v| w.string(v, &s_at))?;
     match selector::parse(text) {
         Ok(sel) => Some(TargetIr {
             selector: sel.to_string(),
@@ -463,7 +562,11 @@ fn target(v: &Value, at: &Pointer, w: &mut Walk) -> Option<TargetIr> {
             resolved_ids: sel.expand_text(),
         }),
         Err(e) => {
-            w.blocker(e.code, &s_at, format!("`{text}` at byte {}: {}", e.offset, e.message));
+            w.blocker(
+                e.code,
+                &s_at,
+                format!("`{text}` at byte {}: {}", e.offset, e.message),
+            );
             None
         }
     }
@@ -476,8 +579,11 @@ fn is_capability_name(s: &str) -> bool {
 fn is_simple_name(s: &str, extra: &[u8]) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || extra.contains(&b))
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || extra.contains(&b))
 }
 
 fn action(v: &Value, at: &Pointer, w: &mut Walk) -> Option<ActionIr> {
@@ -485,7 +591,14 @@ fn action(v: &Value, at: &Pointer, w: &mut Walk) -> Option<ActionIr> {
         v,
         at,
         "an action",
-        &["capability", "verb", "driver", "params", "timeout", "on_error"],
+        &[
+            "capability",
+            "verb",
+            "driver",
+            "params",
+            "timeout",
+            "on_error",
+        ],
     )?;
     let capability = w
         .required(map, at, "capability", "the action")
@@ -509,7 +622,11 @@ fn action(v: &Value, at: &Pointer, w: &mut Walk) -> Option<ActionIr> {
             if is_simple_name(c, b"_") {
                 Some(c.to_owned())
             } else {
-                w.blocker(codes::ACTION_VERB, &at.key("verb"), format!("`{c}` is not a verb name (lowercase letters, digits and `_`)"));
+                w.blocker(
+                    codes::ACTION_VERB,
+                    &at.key("verb"),
+                    format!("`{c}` is not a verb name (lowercase letters, digits and `_`)"),
+                );
                 None
             }
         });
@@ -547,7 +664,11 @@ fn action(v: &Value, at: &Pointer, w: &mut Walk) -> Option<ActionIr> {
             let t_at = at.key("timeout");
             match w.duration(t, &t_at) {
                 Some(0) => {
-                    w.blocker(codes::DURATION_RANGE, &t_at, "`timeout` must be longer than 0");
+                    w.blocker(
+                        codes::DURATION_RANGE,
+                        &t_at,
+                        "`timeout` must be longer than 0",
+                    );
                     None
                 }
                 Some(ms) => Some(Some(ms)),
@@ -560,7 +681,11 @@ fn action(v: &Value, at: &Pointer, w: &mut Walk) -> Option<ActionIr> {
         Some(Value::String(s)) if s == "stop" => Some(OnError::Stop),
         Some(Value::String(s)) if s == "continue" => Some(OnError::Continue),
         Some(other) => {
-            w.blocker(codes::SCHEMA_ENUM, &at.key("on_error"), format!("`on_error` is stop or continue, not {}", short(other)));
+            w.blocker(
+                codes::SCHEMA_ENUM,
+                &at.key("on_error"),
+                format!("`on_error` is stop or continue, not {}", short(other)),
+            );
             None
         }
     };
@@ -582,14 +707,24 @@ fn check_placeholders(v: &Value, at: &Pointer, w: &mut Walk) {
                 w.blocker(codes::PLACEHOLDER_SYNTAX, at, format!("`{s}`: {e}"));
             }
         }
-        Value::Array(items) => items.iter().enumerate().for_each(|(i, x)| check_placeholders(x, &at.index(i), w)),
-        Value::Object(map) => map.iter().for_each(|(k, x)| check_placeholders(x, &at.key(k), w)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| check_placeholders(x, &at.index(i), w)),
+        Value::Object(map) => map
+            .iter()
+            .for_each(|(k, x)| check_placeholders(x, &at.key(k), w)),
         _ => {}
     }
 }
 
 fn windows(v: &Value, at: &Pointer, w: &mut Walk) -> Option<WindowsIr> {
-    let map = w.object(v, at, "`windows`", &["suppression", "idempotency", "group_by", "max_event_age"])?;
+    let map = w.object(
+        v,
+        at,
+        "`windows`",
+        &["suppression", "idempotency", "group_by", "max_event_age"],
+    )?;
     let mut ok = true;
     let mut dur = |w: &mut Walk, key: &str| -> Option<u64> {
         let v = opt(map, key)?;
@@ -601,7 +736,11 @@ fn windows(v: &Value, at: &Pointer, w: &mut Walk) -> Option<WindowsIr> {
     let idempotency_ms = dur(w, "idempotency").unwrap_or(0);
     let max_event_age_ms = dur(w, "max_event_age");
     if max_event_age_ms == Some(0) {
-        w.blocker(codes::DURATION_RANGE, &at.key("max_event_age"), "`max_event_age` must be longer than 0");
+        w.blocker(
+            codes::DURATION_RANGE,
+            &at.key("max_event_age"),
+            "`max_event_age` must be longer than 0",
+        );
         ok = false;
     }
     let mut group_by = Vec::new();
@@ -636,5 +775,9 @@ fn windows(v: &Value, at: &Pointer, w: &mut Walk) -> Option<WindowsIr> {
 
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 40 { format!("{}…", &s[..s.floor_char_boundary(40)]) } else { s }
+    if s.len() > 40 {
+        format!("{}…", &s[..s.floor_char_boundary(40)])
+    } else {
+        s
+    }
 }

@@ -53,7 +53,9 @@ impl Format {
         let essence = content_type.split(';').next()?.trim().to_ascii_lowercase();
         match essence.as_str() {
             "application/json" => Some(Format::Json),
-            "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => Some(Format::Yaml),
+            "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+                Some(Format::Yaml)
+            }
             "application/toml" | "text/toml" => Some(Format::Toml),
             _ => None,
         }
@@ -107,20 +109,31 @@ pub fn load(text: &str, format: Format) -> Result<Vec<Value>, Finding> {
         return Err(Finding::blocker(
             codes::PARSE_SYNTAX,
             "",
-            format!("document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}", text.len()),
+            format!(
+                "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
+                text.len()
+            ),
         ));
     }
     let docs = match format {
         Format::Json => {
             let v: Value = serde_json::from_str(text).map_err(|e| {
-                Finding::blocker(codes::PARSE_SYNTAX, "", format!("invalid JSON: {}", strip_at_line(&e.to_string())))
-                    .at(e.line() as u64, e.column() as u64)
+                Finding::blocker(
+                    codes::PARSE_SYNTAX,
+                    "",
+                    format!("invalid JSON: {}", strip_at_line(&e.to_string())),
+                )
+                .at(e.line() as u64, e.column() as u64)
             })?;
             vec![v]
         }
         Format::Toml => {
             let v: Value = toml::from_str(text).map_err(|e| {
-                let mut f = Finding::blocker(codes::PARSE_SYNTAX, "", format!("invalid TOML: {}", e.message()));
+                let mut f = Finding::blocker(
+                    codes::PARSE_SYNTAX,
+                    "",
+                    format!("invalid TOML: {}", e.message()),
+                );
                 if let Some(span) = e.span() {
                     let (line, col) = line_col(text, span.start);
                     f = f.at(line, col);
@@ -131,7 +144,8 @@ pub fn load(text: &str, format: Format) -> Result<Vec<Value>, Finding> {
         }
         Format::Yaml => serde_saphyr::from_multiple::<Value>(text).map_err(|e| {
             let message = yaml_message(&e.to_string());
-            let mut f = Finding::blocker(codes::PARSE_SYNTAX, "", format!("invalid YAML: {message}"));
+            let mut f =
+                Finding::blocker(codes::PARSE_SYNTAX, "", format!("invalid YAML: {message}"));
             if let Some(loc) = e.location() {
                 f = f.at(loc.line(), loc.column());
             }
@@ -140,7 +154,11 @@ pub fn load(text: &str, format: Format) -> Result<Vec<Value>, Finding> {
     };
     let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
     if docs.is_empty() {
-        return Err(Finding::blocker(codes::PARSE_EMPTY, "", "the document is empty"));
+        return Err(Finding::blocker(
+            codes::PARSE_EMPTY,
+            "",
+            "the document is empty",
+        ));
     }
     Ok(docs)
 }
@@ -181,11 +199,16 @@ pub fn validate_value(doc: &Value, catalog: Option<&dyn DriverCatalog>) -> Compi
     let ir = compile::compile(doc, &mut w);
     if let (Some(ir), Some(catalog)) = (&ir, catalog) {
         for (i, action) in ir.actions.iter().enumerate() {
-            catalog.check_action(ir, action, &Pointer::root().key("actions").index(i), &mut w.findings);
+            catalog.check_action(
+                ir,
+                action,
+                &Pointer::root().key("actions").index(i),
+                &mut w.findings,
+            );
         }
     }
     let mut findings = w.findings;
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let blocked = has_blocker(&findings);
     let ir = ir.filter(|_| !blocked);
     Compiled {
@@ -198,7 +221,11 @@ pub fn validate_value(doc: &Value, catalog: Option<&dyn DriverCatalog>) -> Compi
 }
 
 /// Parse and validate every document in `text`.
-pub fn validate_text(text: &str, format: Format, catalog: Option<&dyn DriverCatalog>) -> Vec<Compiled> {
+pub fn validate_text(
+    text: &str,
+    format: Format,
+    catalog: Option<&dyn DriverCatalog>,
+) -> Vec<Compiled> {
     match load(text, format) {
         Err(finding) => vec![Compiled::parse_failure(finding)],
         Ok(docs) => docs

@@ -16,12 +16,23 @@ pub(crate) struct Walk {
 }
 
 fn article(kind: &str) -> &'static str {
-    if kind.starts_with(['a', 'e', 'i', 'o']) { "an" } else { "a" }
+    if kind.starts_with(['a', 'e', 'i', 'o']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 impl Walk {
-    pub fn push(&mut self, severity: Severity, code: &str, at: &Pointer, message: impl Into<String>) {
-        self.findings.push(Finding::new(severity, code, at, message));
+    pub fn push(
+        &mut self,
+        severity: Severity,
+        code: &str,
+        at: &Pointer,
+        message: impl Into<String>,
+    ) {
+        self.findings
+            .push(Finding::new(severity, code, at, message));
     }
 
     pub fn blocker(&mut self, code: &str, at: &Pointer, message: impl Into<String>) {
@@ -37,12 +48,22 @@ impl Walk {
         self.blocker(
             codes::SCHEMA_TYPE,
             at,
-            format!("expected {} {expected}, found {} {found}", article(expected), article(found)),
+            format!(
+                "expected {} {expected}, found {} {found}",
+                article(expected),
+                article(found)
+            ),
         );
     }
 
     /// Check that `v` is an object holding only `allowed` keys.
-    pub fn object<'v>(&mut self, v: &'v Value, at: &Pointer, what: &str, allowed: &[&str]) -> Option<&'v Map<String, Value>> {
+    pub fn object<'v>(
+        &mut self,
+        v: &'v Value,
+        at: &Pointer,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
         let Value::Object(map) = v else {
             self.type_error(at, "object", v);
             return None;
@@ -64,10 +85,20 @@ impl Walk {
     }
 
     /// A required member: reports `schema.required` at the parent when missing.
-    pub fn required<'v>(&mut self, map: &'v Map<String, Value>, at: &Pointer, key: &str, what: &str) -> Option<&'v Value> {
+    pub fn required<'v>(
+        &mut self,
+        map: &'v Map<String, Value>,
+        at: &Pointer,
+        key: &str,
+        what: &str,
+    ) -> Option<&'v Value> {
         let v = map.get(key);
         if v.is_none() {
-            self.blocker(codes::SCHEMA_REQUIRED, at, format!("{what} is missing required field `{key}`"));
+            self.blocker(
+                codes::SCHEMA_REQUIRED,
+                at,
+                format!("{what} is missing required field `{key}`"),
+            );
         }
         v
     }
@@ -95,9 +126,11 @@ impl Walk {
     /// An integer; integral floats (`1.0`) are accepted.
     pub fn integer(&mut self, v: &Value, at: &Pointer) -> Option<i64> {
         let n = match v {
-            Value::Number(n) => n
-                .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)),
+            Value::Number(n) => n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            }),
             _ => None,
         };
         if n.is_none() {
@@ -107,11 +140,21 @@ impl Walk {
     }
 
     /// A non-empty array (`min_items` 1 when `non_empty`).
-    pub fn array<'v>(&mut self, v: &'v Value, at: &Pointer, non_empty: bool, what: &str) -> Option<&'v [Value]> {
+    pub fn array<'v>(
+        &mut self,
+        v: &'v Value,
+        at: &Pointer,
+        non_empty: bool,
+        what: &str,
+    ) -> Option<&'v [Value]> {
         match v {
             Value::Array(items) => {
                 if non_empty && items.is_empty() {
-                    self.blocker(codes::SCHEMA_MIN_ITEMS, at, format!("{what} needs at least one entry"));
+                    self.blocker(
+                        codes::SCHEMA_MIN_ITEMS,
+                        at,
+                        format!("{what} needs at least one entry"),
+                    );
                     return None;
                 }
                 Some(items)
@@ -138,7 +181,11 @@ impl Walk {
                 self.blocker(
                     codes::DURATION_SYNTAX,
                     at,
-                    format!("expected a duration string such as `10m`, found {} {}", article(type_name(other)), type_name(other)),
+                    format!(
+                        "expected a duration string such as `10m`, found {} {}",
+                        article(type_name(other)),
+                        type_name(other)
+                    ),
                 );
                 None
             }
@@ -162,7 +209,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }

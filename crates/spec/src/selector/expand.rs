@@ -2,7 +2,8 @@
 //! resolution of globs, queries and items against an inventory snapshot.
 
 use super::{
-    HOST_TYPE, HostPattern, ItemPattern, ItemSpec, MAX_IDS, Query, QueryOp, Selector, Word, WordPart,
+    HOST_TYPE, HostPattern, ItemPattern, ItemSpec, MAX_IDS, Query, QueryOp, Selector, Word,
+    WordPart,
 };
 use crate::placeholder::FillError;
 use serde::{Deserialize, Serialize};
@@ -98,8 +99,9 @@ fn fill_word(word: &Word, event: Option<&Value>) -> Result<String, ResolveError>
         match part {
             WordPart::Text(t) => out.push_str(t),
             WordPart::Placeholder(p) => {
-                let template = crate::placeholder::Template::parse(&format!("{{{{ {} }}}}", p.as_str()))
-                    .expect("placeholder parsed before");
+                let template =
+                    crate::placeholder::Template::parse(&format!("{{{{ {} }}}}", p.as_str()))
+                        .expect("placeholder parsed before");
                 let value = match event {
                     Some(ev) => template.fill(ev)?,
                     None => {
@@ -211,7 +213,9 @@ impl Selector {
                     .collect(),
             );
         };
-        let ItemSpec::List(terms) = &items.spec else { return None };
+        let ItemSpec::List(terms) = &items.spec else {
+            return None;
+        };
         // The item ids are the same on every host: expand them once.
         let excluded = excluded_ids(terms);
         let mut seen = HashSet::new();
@@ -246,14 +250,23 @@ impl Selector {
     }
 
     /// Host names after inclusions and exclusions, in first-seen order.
-    fn host_names(&self, event: Option<&Value>, inv: &Inventory<'_>) -> Result<Vec<String>, ResolveError> {
+    fn host_names(
+        &self,
+        event: Option<&Value>,
+        inv: &Inventory<'_>,
+    ) -> Result<Vec<String>, ResolveError> {
         let mut names: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         for term in self.hosts.iter().filter(|h| !h.exclude) {
             let found: Vec<String> = match &term.pattern {
                 HostPattern::Name(w) => vec![fill_word(w, event)?],
                 HostPattern::Range(r) => r.members().collect(),
-                HostPattern::Glob(g) => inv.hosts.iter().filter(|h| glob_match(g, &h.id)).map(|h| h.id.clone()).collect(),
+                HostPattern::Glob(g) => inv
+                    .hosts
+                    .iter()
+                    .filter(|h| glob_match(g, &h.id))
+                    .map(|h| h.id.clone())
+                    .collect(),
                 HostPattern::Query(q) => {
                     let mut v = Vec::new();
                     for h in inv.hosts {
@@ -296,7 +309,11 @@ impl Selector {
     }
 
     /// Resolve against an inventory snapshot, filling placeholders from `event`.
-    pub fn resolve(&self, event: Option<&Value>, inv: &Inventory<'_>) -> Result<Resolution, ResolveError> {
+    pub fn resolve(
+        &self,
+        event: Option<&Value>,
+        inv: &Inventory<'_>,
+    ) -> Result<Resolution, ResolveError> {
         let hosts = self.host_names(event, inv)?;
         let mut res = Resolution::default();
         let Some(items) = &self.items else {
@@ -376,7 +393,11 @@ impl Selector {
 
 /// What a host query clause reads: `id`, else a label.
 fn host_field(h: &InventoryHost, key: &str) -> Option<String> {
-    if key == "id" { Some(h.id.clone()) } else { h.labels.get(key).cloned() }
+    if key == "id" {
+        Some(h.id.clone())
+    } else {
+        h.labels.get(key).cloned()
+    }
 }
 
 fn check_size(res: Resolution) -> Result<Resolution, ResolveError> {

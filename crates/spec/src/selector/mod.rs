@@ -17,7 +17,7 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use expand::{Inventory, InventoryHost, InventoryItem, ResolveError, Resolution, TargetRef};
+pub use expand::{Inventory, InventoryHost, InventoryItem, Resolution, ResolveError, TargetRef};
 pub use parse::parse;
 
 use crate::jsonpath::JsonPath;
@@ -123,7 +123,15 @@ impl NumRange {
     pub fn members(&self) -> impl Iterator<Item = String> + '_ {
         (self.start..=self.end)
             .step_by(usize::try_from(self.step).unwrap_or(usize::MAX))
-            .map(move |n| format!("{}{:0width$}{}", self.prefix, n, self.suffix, width = self.width))
+            .map(move |n| {
+                format!(
+                    "{}{:0width$}{}",
+                    self.prefix,
+                    n,
+                    self.suffix,
+                    width = self.width
+                )
+            })
     }
 }
 
@@ -165,7 +173,9 @@ impl Word {
 
     /// True when the word holds a placeholder.
     pub fn has_placeholder(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, WordPart::Placeholder(_)))
+        self.parts
+            .iter()
+            .any(|p| matches!(p, WordPart::Placeholder(_)))
     }
 }
 

@@ -2,8 +2,8 @@
 //! byte offsets so an operator sees exactly where a selector goes wrong.
 
 use super::{
-    Clause, Error, HostPattern, HostTerm, ItemPattern, ItemSpec, ItemTerm, Items, MAX_IDS, NumRange,
-    Query, QueryOp, RangeStyle, Selector, Word, WordPart, is_bare,
+    Clause, Error, HostPattern, HostTerm, ItemPattern, ItemSpec, ItemTerm, Items, MAX_IDS,
+    NumRange, Query, QueryOp, RangeStyle, Selector, Word, WordPart, is_bare,
 };
 use crate::finding::codes;
 use crate::jsonpath::JsonPath;
@@ -66,7 +66,10 @@ impl Parser<'_> {
     fn unexpected(&self, expected: &str) -> Error {
         match self.peek() {
             Some(c) => syntax(self.i, format!("unexpected `{c}`; expected {expected}")),
-            None => syntax(self.i, format!("unexpected end of selector; expected {expected}")),
+            None => syntax(
+                self.i,
+                format!("unexpected end of selector; expected {expected}"),
+            ),
         }
     }
 
@@ -154,12 +157,18 @@ impl Parser<'_> {
             return Err(self.unexpected("a host name, glob, range or @query"));
         }
         if has_placeholder && (glob || range.is_some()) {
-            return Err(syntax(start, "a placeholder cannot be combined with a glob or range"));
+            return Err(syntax(
+                start,
+                "a placeholder cannot be combined with a glob or range",
+            ));
         }
         if glob && range.is_some() {
             return Err(syntax(start, "a host term is a glob or a range, not both"));
         }
-        let word = Word { parts, quoted: false };
+        let word = Word {
+            parts,
+            quoted: false,
+        };
         let pattern = if let Some((at, a, b, step)) = range {
             let whole = word.as_literal().unwrap_or_default();
             HostPattern::Range(make_range(
@@ -192,7 +201,9 @@ impl Parser<'_> {
         if self.eat(':') {
             let step_at = self.i;
             let s = self.digits("the range step")?;
-            step = s.parse().map_err(|_| syntax(step_at, "range step is too large"))?;
+            step = s
+                .parse()
+                .map_err(|_| syntax(step_at, "range step is too large"))?;
             if step == 0 {
                 return Err(Error {
                     code: codes::SELECTOR_RANGE,
@@ -202,7 +213,10 @@ impl Parser<'_> {
             }
         }
         if !self.eat(']') {
-            return Err(syntax(open, "unclosed `[`: a range is `[start:end]` or `[start:end:step]`"));
+            return Err(syntax(
+                open,
+                "unclosed `[`: a range is `[start:end]` or `[start:end:step]`",
+            ));
         }
         Ok((a, b, step))
     }
@@ -254,7 +268,12 @@ impl Parser<'_> {
                 Some('"') => return Ok(out),
                 Some('\\') => match self.bump() {
                     Some(c @ ('"' | '\\')) => out.push(c),
-                    _ => return Err(syntax(self.i.saturating_sub(1), "only `\\\"` and `\\\\` are escapes in quoted values")),
+                    _ => {
+                        return Err(syntax(
+                            self.i.saturating_sub(1),
+                            "only `\\\"` and `\\\\` are escapes in quoted values",
+                        ));
+                    }
                 },
                 Some(c) => out.push(c),
             }
@@ -294,7 +313,10 @@ impl Parser<'_> {
         if parts.is_empty() {
             return Err(self.unexpected(what));
         }
-        Ok(Word { parts, quoted: false })
+        Ok(Word {
+            parts,
+            quoted: false,
+        })
     }
 
     fn query(&mut self, host_level: bool) -> Result<Query, Error> {
@@ -330,13 +352,21 @@ impl Parser<'_> {
                         .map_err(|e| Error {
                             code: codes::SELECTOR_REGEX,
                             offset: value_at,
-                            message: format!("invalid regex `{pattern}`: {}", crate::jsonpath::one_line(&e.to_string())),
+                            message: format!(
+                                "invalid regex `{pattern}`: {}",
+                                crate::jsonpath::one_line(&e.to_string())
+                            ),
                         })?,
                 )
             } else {
                 None
             };
-            clauses.push(Clause { key, op, value, regex });
+            clauses.push(Clause {
+                key,
+                op,
+                value,
+                regex,
+            });
             self.skip_ws();
             match self.peek() {
                 Some('&') => {
@@ -344,7 +374,13 @@ impl Parser<'_> {
                 }
                 Some(',' | '/') if host_level => break,
                 None => break,
-                Some(_) => return Err(self.unexpected(if host_level { "`&`, `,`, `/` or end of selector" } else { "`&` or end of selector" })),
+                Some(_) => {
+                    return Err(self.unexpected(if host_level {
+                        "`&`, `,`, `/` or end of selector"
+                    } else {
+                        "`&` or end of selector"
+                    }));
+                }
             }
         }
         Ok(Query { clauses })
@@ -378,7 +414,8 @@ impl Parser<'_> {
             }
             _ => {
                 self.i = start + type_name.len();
-                Err(self.unexpected("`:` (an item list) or `?` (an item query) after the item type"))
+                Err(self
+                    .unexpected("`:` (an item list) or `?` (an item query) after the item type"))
             }
         }
     }
@@ -391,7 +428,9 @@ impl Parser<'_> {
         let word = self.word(true, "an item id")?;
         let pattern = match word.as_literal() {
             Some(text) if !word.quoted => match split_id_range(&text) {
-                Some((prefix, a, b)) => ItemPattern::Range(make_range(at, prefix, a, b, 1, "", RangeStyle::Dash)?),
+                Some((prefix, a, b)) => {
+                    ItemPattern::Range(make_range(at, prefix, a, b, 1, "", RangeStyle::Dash)?)
+                }
                 None => ItemPattern::Id(word),
             },
             _ => ItemPattern::Id(word),
@@ -441,7 +480,11 @@ fn make_range(
             message: format!("range start {a} is greater than its end {b}"),
         });
     }
-    let width = if a.len() > 1 && a.starts_with('0') { a.len() } else { 0 };
+    let width = if a.len() > 1 && a.starts_with('0') {
+        a.len()
+    } else {
+        0
+    };
     let range = NumRange {
         prefix: prefix.to_owned(),
         start,
@@ -457,7 +500,10 @@ fn make_range(
         return Err(Error {
             code: codes::SELECTOR_TOO_LARGE,
             offset,
-            message: format!("range has {} members; a selector expands to at most {MAX_IDS} ids", range.len()),
+            message: format!(
+                "range has {} members; a selector expands to at most {MAX_IDS} ids",
+                range.len()
+            ),
         });
     }
     Ok(range)

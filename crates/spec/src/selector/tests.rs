@@ -9,7 +9,13 @@ fn ids(text: &str) -> Vec<String> {
         .expand_text()
         .unwrap_or_else(|| panic!("{text} is not text-only"))
         .into_iter()
-        .map(|t| if t.target_type == HOST_TYPE { t.host } else { format!("{}/{}:{}", t.host, t.target_type, t.id) })
+        .map(|t| {
+            if t.target_type == HOST_TYPE {
+                t.host
+            } else {
+                format!("{}/{}:{}", t.host, t.target_type, t.id)
+            }
+        })
         .collect()
 }
 
@@ -26,19 +32,40 @@ fn text_expansion_table() {
         ("pve-[01:04],!pve-03", &["pve-01", "pve-02", "pve-04"]),
         ("pve-[01:04],!pve-0[2:3]", &["pve-01", "pve-04"]),
         ("pve-[01:04],!pve-0?", &[]),
-        ("pve-[01:10],!*-1*", &["pve-01", "pve-02", "pve-03", "pve-04", "pve-05", "pve-06", "pve-07", "pve-08", "pve-09"]),
+        (
+            "pve-[01:10],!*-1*",
+            &[
+                "pve-01", "pve-02", "pve-03", "pve-04", "pve-05", "pve-06", "pve-07", "pve-08",
+                "pve-09",
+            ],
+        ),
         ("h1/vm:100-102", &["h1/vm:100", "h1/vm:101", "h1/vm:102"]),
-        ("h1/vm:100-103,!101", &["h1/vm:100", "h1/vm:102", "h1/vm:103"]),
+        (
+            "h1/vm:100-103,!101",
+            &["h1/vm:100", "h1/vm:102", "h1/vm:103"],
+        ),
         ("h1/vm:100-103,!101-102", &["h1/vm:100", "h1/vm:103"]),
         ("h1/port:A1-A3", &["h1/port:A1", "h1/port:A2", "h1/port:A3"]),
-        ("h1/port:1/1-1/3", &["h1/port:1/1", "h1/port:1/2", "h1/port:1/3"]),
-        ("h1/port:1/01-1/03", &["h1/port:1/01", "h1/port:1/02", "h1/port:1/03"]),
+        (
+            "h1/port:1/1-1/3",
+            &["h1/port:1/1", "h1/port:1/2", "h1/port:1/3"],
+        ),
+        (
+            "h1/port:1/01-1/03",
+            &["h1/port:1/01", "h1/port:1/02", "h1/port:1/03"],
+        ),
         ("h1/svc:a-b", &["h1/svc:a-b"]),
         ("h1/svc:nginx-1-2", &["h1/svc:nginx-1-2"]),
-        ("h1/svc:nginx-1-nginx-2", &["h1/svc:nginx-1", "h1/svc:nginx-2"]),
+        (
+            "h1/svc:nginx-1-nginx-2",
+            &["h1/svc:nginx-1", "h1/svc:nginx-2"],
+        ),
         ("h1/svc:\"A1-A3\"", &["h1/svc:A1-A3"]),
         ("h1/port:A1-B3", &["h1/port:A1-B3"]),
-        ("h1,h2/vm:1,2", &["h1/vm:1", "h1/vm:2", "h2/vm:1", "h2/vm:2"]),
+        (
+            "h1,h2/vm:1,2",
+            &["h1/vm:1", "h1/vm:2", "h2/vm:1", "h2/vm:2"],
+        ),
         ("h1/service:nginx", &["h1/service:nginx"]),
     ];
     for (text, want) in cases {
@@ -54,7 +81,14 @@ fn ranges_keep_the_ranged_flag() {
 
 #[test]
 fn not_text_only() {
-    for text in ["pve-*", "@role=hypervisor", "h1/vm?name~\"^db\"", "{{ $.host }}", "h1/vm:{{ $.data.vm }}", "h1,!@role=x"] {
+    for text in [
+        "pve-*",
+        "@role=hypervisor",
+        "h1/vm?name~\"^db\"",
+        "{{ $.host }}",
+        "h1/vm:{{ $.data.vm }}",
+        "h1,!@role=x",
+    ] {
         assert!(parse(text).unwrap().expand_text().is_none(), "{text}");
     }
 }
@@ -76,7 +110,11 @@ fn errors_have_codes_and_offsets() {
         ("h1/vm:9-3", codes::SELECTOR_RANGE, 6),
         ("h[1:10001]", codes::SELECTOR_TOO_LARGE, 0),
         ("h[1:101]/vm:1-100", codes::SELECTOR_TOO_LARGE, 0),
-        ("h1/vm:1-99999999999999999999999", codes::SELECTOR_TOO_LARGE, 6),
+        (
+            "h1/vm:1-99999999999999999999999",
+            codes::SELECTOR_TOO_LARGE,
+            6,
+        ),
         ("!pve-01", codes::SELECTOR_ONLY_EXCLUSIONS, 0),
         ("h1/vm:!100", codes::SELECTOR_ONLY_EXCLUSIONS, 0),
         ("@name~\"(\"", codes::SELECTOR_REGEX, 6),
@@ -91,7 +129,12 @@ fn errors_have_codes_and_offsets() {
         match parse(text) {
             Ok(s) => panic!("{text:?} parsed as {s}"),
             Err(e) => {
-                assert_eq!((e.code, e.offset), (*code, *offset), "{text:?}: {}", e.message);
+                assert_eq!(
+                    (e.code, e.offset),
+                    (*code, *offset),
+                    "{text:?}: {}",
+                    e.message
+                );
             }
         }
     }
@@ -112,43 +155,81 @@ fn canonical_text_is_a_fixed_point() {
         let twice = parse(&once).unwrap().to_string();
         assert_eq!(once, twice, "{text}");
     }
-    assert_eq!(parse("pve-01 , pve-02").unwrap().to_string(), "pve-01,pve-02");
+    assert_eq!(
+        parse("pve-01 , pve-02").unwrap().to_string(),
+        "pve-01,pve-02"
+    );
     assert_eq!(parse("{{$.host}}").unwrap().to_string(), "{{ $.host }}");
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn inventory() -> (Vec<InventoryHost>, Vec<InventoryItem>) {
     let hosts = vec![
-        InventoryHost { id: "pve-01".into(), labels: labels(&[("role", "hypervisor"), ("site", "fra")]) },
-        InventoryHost { id: "pve-02".into(), labels: labels(&[("role", "hypervisor"), ("site", "ber")]) },
-        InventoryHost { id: "web-01".into(), labels: labels(&[("role", "web"), ("site", "fra")]) },
+        InventoryHost {
+            id: "pve-01".into(),
+            labels: labels(&[("role", "hypervisor"), ("site", "fra")]),
+        },
+        InventoryHost {
+            id: "pve-02".into(),
+            labels: labels(&[("role", "hypervisor"), ("site", "ber")]),
+        },
+        InventoryHost {
+            id: "web-01".into(),
+            labels: labels(&[("role", "web"), ("site", "fra")]),
+        },
     ];
     let vm = |host: &str, id: &str, name: &str| InventoryItem {
         host: host.into(),
         item_type: "vm".into(),
         id: id.into(),
         name: Some(name.into()),
-        labels: labels(&[("env", if name.starts_with("db") { "prod" } else { "lab" })]),
+        labels: labels(&[(
+            "env",
+            if name.starts_with("db") {
+                "prod"
+            } else {
+                "lab"
+            },
+        )]),
     };
     let items = vec![
         vm("pve-01", "100", "db-1"),
         vm("pve-01", "101", "web-1"),
         vm("pve-01", "103", "db-2"),
         vm("pve-02", "100", "db-3"),
-        InventoryItem { host: "web-01".into(), item_type: "service".into(), id: "nginx".into(), name: None, labels: BTreeMap::new() },
+        InventoryItem {
+            host: "web-01".into(),
+            item_type: "service".into(),
+            id: "nginx".into(),
+            name: None,
+            labels: BTreeMap::new(),
+        },
     ];
     (hosts, items)
 }
 
-fn resolve(text: &str, event: Option<&serde_json::Value>) -> Result<(Vec<String>, Vec<String>, usize), ResolveError> {
+fn resolve(
+    text: &str,
+    event: Option<&serde_json::Value>,
+) -> Result<(Vec<String>, Vec<String>, usize), ResolveError> {
     let (hosts, items) = inventory();
-    let inv = Inventory { hosts: &hosts, items: &items };
+    let inv = Inventory {
+        hosts: &hosts,
+        items: &items,
+    };
     let r = parse(text).unwrap().resolve(event, &inv)?;
     let show = |t: &TargetRef| format!("{}/{}:{}", t.host, t.target_type, t.id);
-    Ok((r.targets.iter().map(show).collect(), r.missing.iter().map(show).collect(), r.dropped))
+    Ok((
+        r.targets.iter().map(show).collect(),
+        r.missing.iter().map(show).collect(),
+        r.dropped,
+    ))
 }
 
 #[test]
@@ -189,8 +270,14 @@ fn placeholders_are_literals() {
     let (t, m, _) = resolve("pve-01/vm:{{ $.data.vm }}", Some(&ev)).unwrap();
     assert!(t.is_empty());
     assert_eq!(m, ["pve-01/vm:100-103"]);
-    assert!(matches!(resolve("{{ $.nope }}", Some(&ev)), Err(ResolveError::Placeholder(_))));
-    assert!(matches!(resolve("@site={{ $.nope }}", Some(&ev)), Err(ResolveError::Placeholder(_))));
+    assert!(matches!(
+        resolve("{{ $.nope }}", Some(&ev)),
+        Err(ResolveError::Placeholder(_))
+    ));
+    assert!(matches!(
+        resolve("@site={{ $.nope }}", Some(&ev)),
+        Err(ResolveError::Placeholder(_))
+    ));
 }
 
 #[test]

@@ -1,0 +1,31 @@
+# One entry point for everyday tasks. The README and .ci/run call these targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: help build test lint fmt bench demo clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## release build of the switchyard binary
+	$(CARGO) build --release --locked -p switchyard-cli
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+test: lint ## lint, then every test (nextest) and the doc tests
+	$(CARGO) nextest run --locked --workspace --no-fail-fast
+	$(CARGO) test --locked --workspace --doc
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+bench: ## criterion benches; figures go to docs/BENCHMARKS.md by hand, with the command
+	$(CARGO) bench --locked -p switchyard-spec --bench spec
+
+demo: build ## a tour of what switchyard does today (see README)
+	@scripts/demo.sh
+
+clean:
+	$(CARGO) clean
