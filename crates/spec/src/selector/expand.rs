@@ -23,6 +23,18 @@ pub struct TargetRef {
     pub ranged: bool,
 }
 
+impl TargetRef {
+    /// The host itself as a target (type `host`).
+    pub fn on_host(host: String) -> TargetRef {
+        TargetRef {
+            id: host.clone(),
+            host,
+            target_type: HOST_TYPE.to_owned(),
+            ranged: false,
+        }
+    }
+}
+
 /// A host known to the inventory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InventoryHost {
@@ -201,42 +213,12 @@ impl Selector {
         };
         let hosts = self.host_names(None, &inv).ok()?;
         let Some(items) = &self.items else {
-            return Some(
-                hosts
-                    .into_iter()
-                    .map(|h| TargetRef {
-                        id: h.clone(),
-                        host: h,
-                        target_type: HOST_TYPE.to_owned(),
-                        ranged: false,
-                    })
-                    .collect(),
-            );
+            return Some(hosts.into_iter().map(TargetRef::on_host).collect());
         };
         let ItemSpec::List(terms) = &items.spec else {
             return None;
         };
-        // The item ids are the same on every host: expand them once.
-        let excluded = excluded_ids(terms);
-        let mut seen = HashSet::new();
-        let mut ids: Vec<(String, bool)> = Vec::new();
-        for t in terms.iter().filter(|t| !t.exclude) {
-            match &t.pattern {
-                ItemPattern::Id(w) => {
-                    let id = w.as_literal()?;
-                    if !excluded.contains(&id) && seen.insert(id.clone()) {
-                        ids.push((id, false));
-                    }
-                }
-                ItemPattern::Range(r) => {
-                    for id in r.members() {
-                        if !excluded.contains(&id) && seen.insert(id.clone()) {
-                            ids.push((id, true));
-                        }
-                    }
-                }
-            }
-        }
+        let ids = listed_ids(terms, None).ok()?;
         let mut out = Vec::with_capacity(hosts.len() * ids.len());
         for host in &hosts {
             out.extend(ids.iter().map(|(id, ranged)| TargetRef {
@@ -317,16 +299,16 @@ impl Selector {
         let hosts = self.host_names(event, inv)?;
         let mut res = Resolution::default();
         let Some(items) = &self.items else {
-            res.targets = hosts
-                .into_iter()
-                .map(|h| TargetRef {
-                    id: h.clone(),
-                    host: h,
-                    target_type: HOST_TYPE.to_owned(),
-                    ranged: false,
-                })
-                .collect();
+            res.targets = hosts.into_iter().map(TargetRef::on_host).collect();
             return check_size(res);
+        };
+        enum Pick<'q> {
+            Query(&'q Query),
+            Ids(Vec<(String, bool)>),
+        }
+        let pick = match &items.spec {
+            ItemSpec::List(terms) => Pick::Ids(listed_ids(terms, event)?),
+            ItemSpec::Query(q) => Pick::Query(q),
         };
         for host in &hosts {
             let of_host = || {
@@ -340,8 +322,8 @@ impl Selector {
                 id: id.to_owned(),
                 ranged,
             };
-            match &items.spec {
-                ItemSpec::Query(q) => {
+            match &pick {
+                Pick::Query(q) => {
                     for item in of_host() {
                         let lookup = |key: &str| -> Option<String> {
                             match key {
@@ -355,33 +337,15 @@ impl Selector {
                         }
                     }
                 }
-                ItemSpec::List(terms) => {
-                    let mut excluded = excluded_ids(terms);
-                    for t in terms.iter().filter(|t| t.exclude) {
-                        if let ItemPattern::Id(w) = &t.pattern
-                            && w.has_placeholder()
-                        {
-                            excluded.insert(fill_word(w, event)?);
-                        }
-                    }
+                Pick::Ids(ids) => {
                     let known: HashSet<&str> = of_host().map(|i| i.id.as_str()).collect();
-                    let mut seen = HashSet::new();
-                    for t in terms.iter().filter(|t| !t.exclude) {
-                        let (ids, ranged) = match &t.pattern {
-                            ItemPattern::Id(w) => (vec![fill_word(w, event)?], false),
-                            ItemPattern::Range(r) => (r.members().collect(), true),
-                        };
-                        for id in ids {
-                            if excluded.contains(&id) || !seen.insert(id.clone()) {
-                                continue;
-                            }
-                            if known.contains(id.as_str()) {
-                                res.targets.push(target(&id, ranged));
-                            } else if ranged {
-                                res.dropped += 1;
-                            } else {
-                                res.missing.push(target(&id, false));
-                            }
+                    for (id, ranged) in ids {
+                        if known.contains(id.as_str()) {
+                            res.targets.push(target(id, *ranged));
+                        } else if *ranged {
+                            res.dropped += 1;
+                        } else {
+                            res.missing.push(target(id, false));
                         }
                     }
                 }
@@ -408,18 +372,33 @@ fn check_size(res: Resolution) -> Result<Resolution, ResolveError> {
     Ok(res)
 }
 
-/// Literal ids excluded by a list (placeholder exclusions are filled at resolution).
-fn excluded_ids(terms: &[super::ItemTerm]) -> HashSet<String> {
-    let mut out = HashSet::new();
+/// The ids an item list names, once each, in order, after exclusions;
+/// `true` marks members of ranges. Placeholders are filled from `event`.
+fn listed_ids(
+    terms: &[super::ItemTerm],
+    event: Option<&Value>,
+) -> Result<Vec<(String, bool)>, ResolveError> {
+    let mut excluded = HashSet::new();
     for t in terms.iter().filter(|t| t.exclude) {
         match &t.pattern {
             ItemPattern::Id(w) => {
-                if let Some(id) = w.as_literal() {
-                    out.insert(id);
-                }
+                excluded.insert(fill_word(w, event)?);
             }
-            ItemPattern::Range(r) => out.extend(r.members()),
+            ItemPattern::Range(r) => excluded.extend(r.members()),
         }
     }
-    out
+    let mut seen = HashSet::new();
+    let mut ids = Vec::new();
+    for t in terms.iter().filter(|t| !t.exclude) {
+        let (members, ranged): (Vec<String>, bool) = match &t.pattern {
+            ItemPattern::Id(w) => (vec![fill_word(w, event)?], false),
+            ItemPattern::Range(r) => (r.members().collect(), true),
+        };
+        for id in members {
+            if !excluded.contains(&id) && seen.insert(id.clone()) {
+                ids.push((id, ranged));
+            }
+        }
+    }
+    Ok(ids)
 }
