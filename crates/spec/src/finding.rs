@@ -218,3 +218,34 @@ pub mod codes {
         WINDOW_GROUP_BY_UNUSED,
     ];
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocker_class_follows_the_code_family() {
+        let spec = Finding::blocker(codes::SELECTOR_SYNTAX, "/targets/0/selector", "x");
+        assert_eq!(spec.blocker_class(), Some(BlockerClass::Spec));
+        for code in ["driver.unknown", "capability.unknown", "verb.unknown"] {
+            assert_eq!(
+                Finding::blocker(code, "", "x").blocker_class(),
+                Some(BlockerClass::Drivers),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            Finding::warn(codes::TRIGGER_DUPLICATE, "", "x").blocker_class(),
+            None
+        );
+    }
+
+    #[test]
+    fn display_is_one_line_with_position() {
+        let f = Finding::blocker(codes::PARSE_SYNTAX, "", "invalid YAML: x").at(3, 6);
+        assert_eq!(
+            f.to_string(),
+            "blocker parse.syntax / (line 3, column 6): invalid YAML: x"
+        );
+    }
+}

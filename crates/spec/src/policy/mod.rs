@@ -243,3 +243,31 @@ pub fn validate_text(
 pub fn compile_text(text: &str, format: Format) -> Vec<Compiled> {
     validate_text(text, format, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_by_extension_and_media_type() {
+        assert_eq!(Format::from_path(Path::new("a/p.YML")), Some(Format::Yaml));
+        assert_eq!(Format::from_path(Path::new("p.toml")), Some(Format::Toml));
+        assert_eq!(Format::from_path(Path::new("p.txt")), None);
+        assert_eq!(
+            Format::from_content_type("application/json; charset=utf-8"),
+            Some(Format::Json)
+        );
+        assert_eq!(Format::from_content_type("text/yaml"), Some(Format::Yaml));
+        assert_eq!(
+            Format::from_content_type("application/toml"),
+            Some(Format::Toml)
+        );
+        assert_eq!(Format::from_content_type("text/plain"), None);
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncdé f", 8), (2, 5));
+        assert_eq!(line_col("x", 99), (1, 2));
+    }
+}
