@@ -25,6 +25,10 @@ pub struct ValidateArgs {
     /// Format for standard input or files without a known extension.
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
+    /// Also check actions against the drivers installed here: a driver folder
+    /// (holding plugin.yaml) or a folder of them. Repeatable.
+    #[arg(long = "drivers", value_name = "DIR")]
+    drivers: Vec<PathBuf>,
     /// Output style.
     #[arg(long, short, value_enum, default_value_t)]
     output: Output,
@@ -101,6 +105,20 @@ fn doc_label(path: &Path, c: &Compiled, count: usize) -> String {
 }
 
 fn validate(args: &ValidateArgs) -> u8 {
+    let registry = if args.drivers.is_empty() {
+        None
+    } else {
+        match switchyard_plugin::Registry::load(&args.drivers) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    };
+    let catalog = registry
+        .as_ref()
+        .map(|r| r as &dyn switchyard_spec::catalog::DriverCatalog);
     let mut blocked = false;
     let mut io_error = false;
     let mut json_files = Vec::new();
@@ -116,7 +134,7 @@ fn validate(args: &ValidateArgs) -> u8 {
                 continue;
             }
         };
-        let results = policy::validate_text(&text, format, None);
+        let results = policy::validate_text(&text, format, catalog);
         let count = results.len();
         for c in &results {
             blocked |= c.is_blocked();

@@ -194,3 +194,60 @@ fn stdin_with_format() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("from-stdin"));
 }
+
+#[test]
+fn validate_against_installed_drivers() {
+    let drivers = tempfile::tempdir().unwrap();
+    let dir = drivers.path().join("proxmox");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("plugin.yaml"),
+        "schema_version: 1\nname: proxmox\nversion: 0.1.0\nadapter: { command: [switchyard-driver-proxmox] }\ntarget_types: [ { name: vm } ]\ncapabilities:\n  - name: vm.power\n    target_type: vm\n    verbs:\n      - name: shutdown\n        idempotent: true\n        params_schema: { type: object, properties: { timeout_s: { type: integer, maximum: 60 }, reason: { type: string } }, additionalProperties: false }\n",
+    )
+    .unwrap();
+    let policy = examples()
+        .into_iter()
+        .find(|p| p.ends_with("ups-on-battery-shutdown.yaml"))
+        .unwrap();
+    let out = switchyard(&[
+        "policy",
+        "validate",
+        "--drivers",
+        drivers.path().to_str().unwrap(),
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("blocker driver.params_invalid /actions/0/params/timeout_s: "),
+        "{stdout}"
+    );
+
+    let other = examples()
+        .into_iter()
+        .find(|p| p.ends_with("alert-restart-nginx.yaml"))
+        .unwrap();
+    let out = switchyard(&[
+        "policy",
+        "validate",
+        "--drivers",
+        dir.to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout)
+            .contains("blocker driver.unknown /actions/0/driver: driver `ssh` is not installed"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = switchyard(&[
+        "policy",
+        "validate",
+        "--drivers",
+        "/nonexistent-drivers",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

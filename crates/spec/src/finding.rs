@@ -173,6 +173,22 @@ pub mod codes {
     pub const ACTION_VERB: &str = "action.verb";
     pub const ACTION_DRIVER: &str = "action.driver";
     pub const WINDOW_GROUP_BY_UNUSED: &str = "window.group_by_unused";
+    pub const DRIVER_UNKNOWN: &str = "driver.unknown";
+    pub const DRIVER_PARAMS_INVALID: &str = "driver.params_invalid";
+    pub const CAPABILITY_UNKNOWN: &str = "capability.unknown";
+    pub const CAPABILITY_TARGET_TYPE: &str = "capability.target_type";
+    pub const VERB_UNKNOWN: &str = "verb.unknown";
+    pub const VERB_NOT_IDEMPOTENT: &str = "verb.not_idempotent_without_window";
+
+    /// Codes reported by a [`DriverCatalog`](crate::catalog::DriverCatalog), tested with it.
+    pub const DRIVER_CHECKS: &[&str] = &[
+        DRIVER_UNKNOWN,
+        DRIVER_PARAMS_INVALID,
+        CAPABILITY_UNKNOWN,
+        CAPABILITY_TARGET_TYPE,
+        VERB_UNKNOWN,
+        VERB_NOT_IDEMPOTENT,
+    ];
 
     /// Every code, for the documentation check.
     pub const ALL: &[&str] = &[
@@ -216,6 +232,12 @@ pub mod codes {
         ACTION_VERB,
         ACTION_DRIVER,
         WINDOW_GROUP_BY_UNUSED,
+        DRIVER_UNKNOWN,
+        DRIVER_PARAMS_INVALID,
+        CAPABILITY_UNKNOWN,
+        CAPABILITY_TARGET_TYPE,
+        VERB_UNKNOWN,
+        VERB_NOT_IDEMPOTENT,
     ];
 }
 

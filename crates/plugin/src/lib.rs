@@ -1,0 +1,9 @@
+//! Driver plugins: the `plugin.yaml` manifest, the registry of installed
+//! drivers (which checks policies against them), the adapter protocol, the
+//! supervisor that runs adapters, and the SDK for adapters written in Rust.
+
+pub mod manifest;
+pub mod registry;
+
+pub use manifest::Manifest;
+pub use registry::Registry;
