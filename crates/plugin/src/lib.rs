@@ -3,7 +3,11 @@
 //! supervisor that runs adapters, and the SDK for adapters written in Rust.
 
 pub mod manifest;
+pub mod protocol;
 pub mod registry;
+pub mod secrets;
+pub mod supervisor;
 
 pub use manifest::Manifest;
 pub use registry::Registry;
+pub use supervisor::{AdapterSpec, CallError, HostSpec, Supervisor, SupervisorOptions};

@@ -1,0 +1,618 @@
+//! The adapter supervisor: starts adapters lazily (argv, never a shell), sends
+//! `initialize` once per process, pins each host to one instance, multiplexes
+//! concurrent requests by id, enforces deadlines (`cancel`, then kill after a
+//! grace period), treats bad stdout as a protocol error, restarts crashed
+//! adapters with backoff, and attaches stderr lines to the requests they
+//! belong to. Secrets in host config are resolved at use and redacted from
+//! everything that comes back.
+
+mod process;
+
+use crate::manifest::LoadedManifest;
+use crate::protocol::{
+    self, CancelParams, DiscoverMode, DiscoverParams, DiscoverResult, DryRunParams, DryRunResult,
+    ExecuteParams, ExecuteResult, HealthParams, HealthResult, InitializeParams, InitializeResult,
+    Request, Target,
+};
+use crate::secrets;
+use process::{Launch, Process};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Why a call to an adapter failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CallError {
+    #[error("driver `{0}` is not configured")]
+    UnknownDriver(String),
+    #[error("driver `{driver}`: cannot start `{program}`: {reason}")]
+    Spawn {
+        driver: String,
+        program: String,
+        reason: String,
+    },
+    #[error("driver `{driver}`: initialize failed: {reason}")]
+    Init { driver: String, reason: String },
+    #[error(
+        "driver `{driver}` is restarting after a failure; next start in {retry_in_ms} ms ({last})"
+    )]
+    Unavailable {
+        driver: String,
+        retry_in_ms: u64,
+        last: String,
+    },
+    #[error("adapter error {code}: {message}")]
+    Adapter { code: i64, message: String },
+    #[error("{method} timed out after {after_ms} ms{}", if *killed { "; the adapter did not stop on cancel and was killed" } else { "" })]
+    Timeout {
+        method: String,
+        after_ms: u64,
+        killed: bool,
+    },
+    #[error("driver `{driver}`: the adapter crashed: {detail}")]
+    Crashed { driver: String, detail: String },
+    #[error("driver `{driver}`: protocol error: {detail}; the adapter was restarted")]
+    Protocol { driver: String, detail: String },
+    #[error("{method}: the adapter's result does not match the protocol: {detail}")]
+    InvalidResult { method: String, detail: String },
+    #[error("host `{host}`: {source}")]
+    Secret {
+        host: String,
+        source: secrets::Error,
+    },
+    #[error("the supervisor is shutting down")]
+    ShuttingDown,
+}
+
+impl CallError {
+    /// Transient failures (DESIGN §5): retryable for idempotent verbs, and
+    /// counted by circuit breakers.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CallError::Adapter { code, .. } => *code == protocol::codes::TRANSIENT,
+            CallError::Timeout { .. }
+            | CallError::Crashed { .. }
+            | CallError::Protocol { .. }
+            | CallError::Unavailable { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The run reason recorded in the ledger.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CallError::UnknownDriver(_) => "no_driver",
+            CallError::Spawn { .. } | CallError::Init { .. } | CallError::Unavailable { .. } => {
+                "driver_unavailable"
+            }
+            CallError::Adapter { code, .. } => match *code {
+                protocol::codes::TARGET_NOT_FOUND => "target_not_found",
+                protocol::codes::PRECONDITION_FAILED => "precondition_failed",
+                protocol::codes::TRANSIENT => "transient",
+                protocol::codes::UNSUPPORTED => "unsupported",
+                _ => "driver_error",
+            },
+            CallError::Timeout { .. } => "timeout",
+            CallError::Crashed { .. } => "adapter_crashed",
+            CallError::Protocol { .. } | CallError::InvalidResult { .. } => "protocol_error",
+            CallError::Secret { .. } => "secret_unresolved",
+            CallError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// Supervisor settings.
+#[derive(Debug, Clone)]
+pub struct SupervisorOptions {
+    /// After `cancel`, how long an adapter has to stop before it is killed.
+    pub cancel_grace: Duration,
+    /// How long `initialize` may take.
+    pub init_timeout: Duration,
+    /// First restart delay after a crash; doubles per consecutive failure.
+    pub restart_backoff_min: Duration,
+    pub restart_backoff_max: Duration,
+    /// Longest stdout line accepted.
+    pub max_line_bytes: usize,
+    /// Stderr lines kept per request.
+    pub stderr_lines_per_call: usize,
+}
+
+impl Default for SupervisorOptions {
+    fn default() -> Self {
+        SupervisorOptions {
+            cancel_grace: Duration::from_secs(5),
+            init_timeout: Duration::from_secs(10),
+            restart_backoff_min: Duration::from_millis(200),
+            restart_backoff_max: Duration::from_secs(30),
+            max_line_bytes: protocol::MAX_LINE_BYTES,
+            stderr_lines_per_call: 200,
+        }
+    }
+}
+
+/// A host as configured: `config` may hold `${env:..}` / `${file:..}` references.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostSpec {
+    pub id: String,
+    pub address: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub config: Value,
+}
+
+/// What came back from a call, with the adapter's stderr lines for it.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    pub result: Result<T, CallError>,
+    pub stderr: Vec<String>,
+}
+
+/// A driver to supervise.
+#[derive(Debug, Clone)]
+pub struct AdapterSpec {
+    pub driver: String,
+    /// Resolved argv.
+    pub argv: Vec<String>,
+    /// Working directory: the driver folder.
+    pub cwd: PathBuf,
+    pub instances: usize,
+    /// `[drivers.config.<name>]`, already validated against `driver_config_schema`.
+    pub driver_config: Value,
+}
+
+impl AdapterSpec {
+    /// Build from a loaded manifest: `command[0]` is resolved next to
+    /// plugin.yaml when such a file exists, else left to PATH lookup.
+    pub fn from_manifest(loaded: &LoadedManifest, driver_config: Value) -> AdapterSpec {
+        let m = &loaded.manifest;
+        let mut argv = m.adapter.command.clone();
+        let local = loaded.dir.join(&argv[0]);
+        if !Path::new(&argv[0]).is_absolute() && local.is_file() {
+            argv[0] = local.to_string_lossy().into_owned();
+        }
+        AdapterSpec {
+            driver: m.name.clone(),
+            argv,
+            cwd: loaded.dir.clone(),
+            instances: m.adapter.instances.max(1) as usize,
+            driver_config,
+        }
+    }
+}
+
+struct SlotState {
+    process: Option<Arc<Process>>,
+    failures: u32,
+    not_before: Option<Instant>,
+    last_failure: String,
+}
+
+struct Pool {
+    spec: AdapterSpec,
+    slots: Vec<tokio::sync::Mutex<SlotState>>,
+}
+
+struct Inner {
+    options: SupervisorOptions,
+    pools: HashMap<String, Pool>,
+}
+
+/// A cheap, cloneable handle to the adapters of every configured driver.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("drivers", &self.inner.pools.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// FNV-1a: a hash that is stable across runs and toolchains, for host pinning.
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Supervisor {
+    /// A supervisor for these drivers; nothing starts until the first call.
+    pub fn new(options: SupervisorOptions, specs: Vec<AdapterSpec>) -> Supervisor {
+        let pools = specs
+            .into_iter()
+            .map(|spec| {
+                let slots = (0..spec.instances.max(1))
+                    .map(|_| {
+                        tokio::sync::Mutex::new(SlotState {
+                            process: None,
+                            failures: 0,
+                            not_before: None,
+                            last_failure: String::new(),
+                        })
+                    })
+                    .collect();
+                (spec.driver.clone(), Pool { spec, slots })
+            })
+            .collect();
+        Supervisor {
+            inner: Arc::new(Inner { options, pools }),
+        }
+    }
+
+    /// The instance a host is pinned to.
+    pub fn instance_for(&self, driver: &str, host_id: &str) -> Option<usize> {
+        let pool = self.inner.pools.get(driver)?;
+        Some((stable_hash(host_id) % pool.slots.len() as u64) as usize)
+    }
+
+    /// A live, initialized process for the slot, starting one if needed.
+    async fn process(
+        &self,
+        driver: &str,
+        slot: usize,
+        deadline: Instant,
+    ) -> Result<Arc<Process>, CallError> {
+        let pool = self
+            .inner
+            .pools
+            .get(driver)
+            .ok_or_else(|| CallError::UnknownDriver(driver.to_owned()))?;
+        let opts = &self.inner.options;
+        let mut state = pool.slots[slot].lock().await;
+        if let Some(p) = &state.process {
+            if p.is_alive() {
+                return Ok(Arc::clone(p));
+            }
+            // It died since the last call: count the failure and back off.
+            let died = state.process.take().expect("checked above");
+            note_failure(&mut state, opts, died.death().unwrap_or_default());
+        }
+        if let Some(not_before) = state.not_before {
+            let now = Instant::now();
+            if not_before > now {
+                if not_before > deadline {
+                    return Err(CallError::Unavailable {
+                        driver: driver.to_owned(),
+                        retry_in_ms: (not_before - now).as_millis() as u64,
+                        last: state.last_failure.clone(),
+                    });
+                }
+                tokio::time::sleep_until(not_before.into()).await;
+            }
+        }
+        let launch = Launch {
+            driver: driver.to_owned(),
+            instance: slot,
+            argv: pool.spec.argv.clone(),
+            cwd: pool.spec.cwd.clone(),
+            max_line_bytes: opts.max_line_bytes,
+            stderr_lines_per_call: opts.stderr_lines_per_call,
+        };
+        let process = match Process::spawn(launch) {
+            Ok(p) => p,
+            Err(e) => {
+                note_failure(&mut state, opts, e.to_string());
+                return Err(e);
+            }
+        };
+        let init = InitializeParams {
+            protocol_version: protocol::PROTOCOL_VERSION,
+            driver_config: pool.spec.driver_config.clone(),
+        };
+        let init_deadline = Instant::now() + opts.init_timeout;
+        let reply = self
+            .request(&process, "initialize", to_value(&init), None, init_deadline)
+            .await;
+        match reply
+            .result
+            .and_then(|v| decode::<InitializeResult>("initialize", v))
+        {
+            Ok(info) => {
+                tracing::info!(driver, instance = slot, adapter = %info.name, version = %info.version, "adapter initialized");
+                state.process = Some(Arc::clone(&process));
+                Ok(process)
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                process
+                    .kill(CallError::Init {
+                        driver: driver.to_owned(),
+                        reason: reason.clone(),
+                    })
+                    .await;
+                note_failure(&mut state, opts, reason.clone());
+                Err(CallError::Init {
+                    driver: driver.to_owned(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Send one request and wait for its reply until `deadline`; on timeout,
+    /// send `cancel`, wait the grace period, then kill the adapter.
+    async fn request(
+        &self,
+        process: &Arc<Process>,
+        method: &str,
+        params: Value,
+        run_id: Option<String>,
+        deadline: Instant,
+    ) -> Outcome<Value> {
+        let (id, mut rx) = process.register(run_id);
+        let request = Request {
+            jsonrpc: "2.0".into(),
+            id: Some(id),
+            method: method.to_owned(),
+            params,
+        };
+        let started = Instant::now();
+        let timeout = |killed| CallError::Timeout {
+            method: method.to_owned(),
+            after_ms: started.elapsed().as_millis() as u64,
+            killed,
+        };
+        match tokio::time::timeout_at(deadline.into(), process.send(&request)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Outcome {
+                    result: Err(e),
+                    stderr: process.unregister(id),
+                };
+            }
+            Err(_) => {
+                let stderr = process.unregister(id);
+                // It stopped reading its stdin: nothing else will get through either.
+                process.kill(timeout(true)).await;
+                return Outcome {
+                    result: Err(timeout(true)),
+                    stderr,
+                };
+            }
+        }
+        if let Ok(reply) = tokio::time::timeout_at(deadline.into(), &mut rx).await {
+            return match reply {
+                Ok(r) => Outcome {
+                    result: r.result,
+                    stderr: r.stderr,
+                },
+                Err(_) => Outcome {
+                    result: Err(CallError::ShuttingDown),
+                    stderr: Vec::new(),
+                },
+            };
+        }
+        // Past the deadline: ask the adapter to stop, then insist.
+        let cancel = Request {
+            jsonrpc: "2.0".into(),
+            id: None,
+            method: "cancel".into(),
+            params: to_value(&CancelParams { id }),
+        };
+        let _ = tokio::time::timeout(self.inner.options.cancel_grace, process.send(&cancel)).await;
+        let stopped = tokio::time::timeout(self.inner.options.cancel_grace, &mut rx).await;
+        let mut stderr = process.unregister(id);
+        let killed = match stopped {
+            Ok(Ok(reply)) => {
+                stderr = reply.stderr;
+                false
+            }
+            _ => {
+                tracing::warn!(driver = %process.launch.driver, method, "adapter ignored cancel; killing it");
+                process
+                    .kill(CallError::Crashed {
+                        driver: process.launch.driver.clone(),
+                        detail: format!("killed: {method} ignored cancel past its deadline"),
+                    })
+                    .await;
+                true
+            }
+        };
+        Outcome {
+            result: Err(timeout(killed)),
+            stderr,
+        }
+    }
+
+    /// Call `method` on the adapter instance `host` is pinned to.
+    async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        driver: &str,
+        host: &HostSpec,
+        method: &str,
+        run_id: Option<String>,
+        timeout: Duration,
+        build: impl FnOnce(protocol::Host) -> P,
+    ) -> Outcome<R> {
+        let deadline = Instant::now() + timeout;
+        let fail = |e| Outcome {
+            result: Err(e),
+            stderr: Vec::new(),
+        };
+        let Some(slot) = self.instance_for(driver, &host.id) else {
+            return fail(CallError::UnknownDriver(driver.to_owned()));
+        };
+        let resolved = match secrets::resolve(&host.config) {
+            Ok(r) => r,
+            Err(source) => {
+                return fail(CallError::Secret {
+                    host: host.id.clone(),
+                    source,
+                });
+            }
+        };
+        let process = match self.process(driver, slot, deadline).await {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        process.add_secrets(resolved.secret_values());
+        let wire_host = protocol::Host {
+            id: host.id.clone(),
+            address: host.address.clone(),
+            labels: host.labels.clone(),
+            config: resolved.value.clone(),
+        };
+        let reply = self
+            .request(
+                &process,
+                method,
+                to_value(&build(wire_host)),
+                run_id,
+                deadline,
+            )
+            .await;
+        let mut state = self.inner.pools[driver].slots[slot].lock().await;
+        if reply.result.is_ok() {
+            state.failures = 0;
+        }
+        drop(state);
+        Outcome {
+            result: reply.result.and_then(|v| decode(method, v)),
+            stderr: reply.stderr.iter().map(|l| resolved.redact(l)).collect(),
+        }
+    }
+
+    /// `discover` a host's items.
+    pub async fn discover(
+        &self,
+        driver: &str,
+        host: &HostSpec,
+        mode: DiscoverMode,
+        timeout: Duration,
+    ) -> Outcome<DiscoverResult> {
+        self.call(driver, host, "discover", None, timeout, |host| {
+            DiscoverParams { host, mode }
+        })
+        .await
+    }
+
+    /// `health` of a host as the driver sees it.
+    pub async fn health(
+        &self,
+        driver: &str,
+        host: &HostSpec,
+        timeout: Duration,
+    ) -> Outcome<HealthResult> {
+        self.call(driver, host, "health", None, timeout, |host| HealthParams {
+            host,
+        })
+        .await
+    }
+
+    /// `dry_run` an action.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn dry_run(
+        &self,
+        driver: &str,
+        host: &HostSpec,
+        run_id: &str,
+        target: Target,
+        capability: &str,
+        verb: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Outcome<DryRunResult> {
+        self.call(
+            driver,
+            host,
+            "dry_run",
+            Some(run_id.to_owned()),
+            timeout,
+            |host| DryRunParams {
+                run_id: run_id.to_owned(),
+                host,
+                target,
+                capability: capability.to_owned(),
+                verb: verb.to_owned(),
+                params,
+            },
+        )
+        .await
+    }
+
+    /// `execute` an action; `deadline_ms` sent to the adapter is the whole timeout.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn execute(
+        &self,
+        driver: &str,
+        host: &HostSpec,
+        run_id: &str,
+        target: Target,
+        capability: &str,
+        verb: &str,
+        params: Value,
+        idempotency_key: &str,
+        timeout: Duration,
+    ) -> Outcome<ExecuteResult> {
+        let deadline_ms = timeout.as_millis() as u64;
+        let mut out: Outcome<ExecuteResult> = self
+            .call(
+                driver,
+                host,
+                "execute",
+                Some(run_id.to_owned()),
+                timeout,
+                |host| ExecuteParams {
+                    run_id: run_id.to_owned(),
+                    host,
+                    target,
+                    capability: capability.to_owned(),
+                    verb: verb.to_owned(),
+                    params,
+                    idempotency_key: idempotency_key.to_owned(),
+                    deadline_ms,
+                },
+            )
+            .await;
+        if let (Ok(r), Some(pool)) = (&mut out.result, self.inner.pools.get(driver)) {
+            // Output and reason come from the adapter: never let a secret through.
+            let slot = self.instance_for(driver, &host.id).unwrap_or(0);
+            if let Some(p) = pool.slots[slot].lock().await.process.as_ref() {
+                r.output = r.output.as_deref().map(|o| p.redact(o));
+                r.reason = r.reason.as_deref().map(|o| p.redact(o));
+            }
+        }
+        out
+    }
+
+    /// Stop every adapter: close stdin, wait `cancel_grace`, then kill.
+    pub async fn shutdown(&self) {
+        for pool in self.inner.pools.values() {
+            for slot in &pool.slots {
+                let process = slot.lock().await.process.take();
+                if let Some(p) = process {
+                    p.shutdown(self.inner.options.cancel_grace).await;
+                }
+            }
+        }
+    }
+}
+
+fn note_failure(state: &mut SlotState, opts: &SupervisorOptions, reason: String) {
+    state.failures = state.failures.saturating_add(1);
+    let factor = 2u32.saturating_pow(state.failures.saturating_sub(1).min(16));
+    let delay = opts
+        .restart_backoff_min
+        .saturating_mul(factor)
+        .min(opts.restart_backoff_max);
+    state.not_before = Some(Instant::now() + delay);
+    state.last_failure = reason;
+}
+
+fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("protocol types serialize")
+}
+
+fn decode<T: DeserializeOwned>(method: &str, v: Value) -> Result<T, CallError> {
+    serde_json::from_value(v).map_err(|e| CallError::InvalidResult {
+        method: method.to_owned(),
+        detail: e.to_string(),
+    })
+}

@@ -1,0 +1,385 @@
+//! One adapter process: its pipes, the requests in flight, and the tasks that
+//! read its stdout (responses) and stderr (log lines).
+
+use super::CallError;
+use crate::protocol::{Request, Response};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::oneshot;
+
+/// What a request's waiter receives.
+pub(crate) struct Reply {
+    pub result: Result<Value, CallError>,
+    pub stderr: Vec<String>,
+}
+
+struct Pending {
+    tx: oneshot::Sender<Reply>,
+    run_id: Option<String>,
+    stderr: Vec<String>,
+}
+
+/// How to start an adapter.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    pub driver: String,
+    pub instance: usize,
+    pub argv: Vec<String>,
+    pub cwd: std::path::PathBuf,
+    pub max_line_bytes: usize,
+    pub stderr_lines_per_call: usize,
+}
+
+/// A running adapter.
+pub(crate) struct Process {
+    pub launch: Launch,
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    child: tokio::sync::Mutex<Child>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+    alive: AtomicBool,
+    /// Why it stopped, once it has.
+    death: Mutex<Option<String>>,
+    /// Secrets sent to this process: removed from everything it prints.
+    secrets: Mutex<Vec<String>>,
+    exited: tokio::sync::Notify,
+    /// The last stderr lines, for crash reports.
+    tail: Mutex<std::collections::VecDeque<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data half-written
+    // (each critical section is a single insert/remove), so a poisoned lock is usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+enum LineRead {
+    Line,
+    Eof,
+    TooLong,
+}
+
+async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(if buf.is_empty() {
+                LineRead::Eof
+            } else {
+                LineRead::Line
+            });
+        }
+        if let Some(pos) = available.iter().position(|b| *b == b'\n') {
+            if buf.len() + pos > max {
+                return Ok(LineRead::TooLong);
+            }
+            buf.extend_from_slice(&available[..pos]);
+            reader.consume(pos + 1);
+            return Ok(LineRead::Line);
+        }
+        let n = available.len();
+        if buf.len() + n > max {
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(available);
+        reader.consume(n);
+    }
+}
+
+impl Process {
+    /// Spawn the adapter (argv, never a shell) and start its reader tasks.
+    pub fn spawn(launch: Launch) -> Result<Arc<Process>, CallError> {
+        let mut cmd = Command::new(&launch.argv[0]);
+        cmd.args(&launch.argv[1..])
+            .current_dir(&launch.cwd)
+            .env("SWITCHYARD_DRIVER", &launch.driver)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| CallError::Spawn {
+            driver: launch.driver.clone(),
+            program: launch.argv[0].clone(),
+            reason: e.to_string(),
+        })?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let process = Arc::new(Process {
+            launch,
+            stdin: tokio::sync::Mutex::new(stdin),
+            child: tokio::sync::Mutex::new(child),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            alive: AtomicBool::new(true),
+            death: Mutex::new(None),
+            secrets: Mutex::new(Vec::new()),
+            exited: tokio::sync::Notify::new(),
+            tail: Mutex::new(std::collections::VecDeque::new()),
+        });
+        tracing::info!(driver = %process.launch.driver, instance = process.launch.instance, "adapter started");
+        tokio::spawn(Self::read_stdout(
+            Arc::clone(&process),
+            BufReader::new(stdout),
+        ));
+        tokio::spawn(Self::read_stderr(
+            Arc::clone(&process),
+            BufReader::new(stderr),
+        ));
+        Ok(process)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// Why the process stopped (for errors), if it has.
+    pub fn death(&self) -> Option<String> {
+        lock(&self.death).clone()
+    }
+
+    /// Remember secrets sent to this process so its output can be redacted.
+    pub fn add_secrets(&self, secrets: impl IntoIterator<Item = String>) {
+        let mut known = lock(&self.secrets);
+        for s in secrets {
+            if !s.is_empty() && !known.contains(&s) {
+                known.push(s);
+            }
+        }
+    }
+
+    /// Replace every secret this process was given with `***`.
+    pub fn redact(&self, text: &str) -> String {
+        lock(&self.secrets)
+            .iter()
+            .fold(text.to_owned(), |acc, s| acc.replace(s.as_str(), "***"))
+    }
+
+    /// Register a request and get its id and the receiver of its reply.
+    pub fn register(&self, run_id: Option<String>) -> (u64, oneshot::Receiver<Reply>) {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(
+            id,
+            Pending {
+                tx,
+                run_id,
+                stderr: Vec::new(),
+            },
+        );
+        (id, rx)
+    }
+
+    /// Forget a request (timed out), returning the stderr lines it collected.
+    pub fn unregister(&self, id: u64) -> Vec<String> {
+        lock(&self.pending)
+            .remove(&id)
+            .map(|p| p.stderr)
+            .unwrap_or_default()
+    }
+
+    /// Write one JSON line to the adapter.
+    pub async fn send(&self, request: &Request) -> Result<(), CallError> {
+        let mut line = serde_json::to_vec(request).expect("requests serialize");
+        line.push(b'\n');
+        let mut stdin = self.stdin.lock().await;
+        let Some(pipe) = stdin.as_mut() else {
+            return Err(self.crashed("its stdin is closed"));
+        };
+        if let Err(e) = pipe.write_all(&line).await {
+            return Err(self.crashed(&format!("writing to it failed: {e}")));
+        }
+        pipe.flush()
+            .await
+            .map_err(|e| self.crashed(&format!("writing to it failed: {e}")))
+    }
+
+    fn crashed(&self, detail: &str) -> CallError {
+        CallError::Crashed {
+            driver: self.launch.driver.clone(),
+            detail: self.death().unwrap_or_else(|| detail.to_owned()),
+        }
+    }
+
+    /// Stop the process now; every request in flight fails with `error`.
+    pub async fn kill(&self, error: CallError) {
+        self.mark_dead(error);
+        let mut child = self.child.lock().await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+
+    /// Close stdin (adapters exit on EOF), wait up to `grace`, then kill.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.stdin.lock().await.take();
+        let exited = self.exited.notified();
+        if self.is_alive() && tokio::time::timeout(grace, exited).await.is_err() {
+            tracing::warn!(driver = %self.launch.driver, instance = self.launch.instance, "adapter did not exit on EOF; killing it");
+        }
+        self.kill(CallError::ShuttingDown).await;
+    }
+
+    fn mark_dead(&self, error: CallError) {
+        if !self.alive.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        lock(&self.death).get_or_insert_with(|| error.to_string());
+        let pending: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
+        for p in pending {
+            let _ = p.tx.send(Reply {
+                result: Err(error.clone()),
+                stderr: p.stderr,
+            });
+        }
+        self.exited.notify_waiters();
+    }
+
+    async fn read_stdout(self: Arc<Self>, mut reader: BufReader<tokio::process::ChildStdout>) {
+        let driver = self.launch.driver.clone();
+        let mut buf = Vec::new();
+        loop {
+            let read = read_line_limited(&mut reader, &mut buf, self.launch.max_line_bytes).await;
+            let problem = match read {
+                Ok(LineRead::Line) => match self.deliver(&buf) {
+                    Ok(()) => continue,
+                    Err(problem) => problem,
+                },
+                Ok(LineRead::TooLong) => format!(
+                    "a stdout line is longer than {} bytes",
+                    self.launch.max_line_bytes
+                ),
+                Ok(LineRead::Eof) => {
+                    // Usually the process has exited; one that only closed stdout is killed.
+                    let status = {
+                        let mut child = self.child.lock().await;
+                        tokio::time::timeout(std::time::Duration::from_millis(500), child.wait())
+                            .await
+                    };
+                    let detail = match status {
+                        Ok(Ok(s)) => format!("the adapter exited ({s})"),
+                        Ok(Err(e)) => format!("the adapter exited: {e}"),
+                        Err(_) => "the adapter closed its stdout".to_owned(),
+                    };
+                    let tail = self.stderr_tail();
+                    let detail = if tail.is_empty() {
+                        detail
+                    } else {
+                        format!("{detail}; last stderr: {tail}")
+                    };
+                    tracing::warn!(driver = %driver, instance = self.launch.instance, detail = %detail, "adapter stopped");
+                    self.kill(CallError::Crashed { driver, detail }).await;
+                    return;
+                }
+                Err(e) => format!("reading its stdout failed: {e}"),
+            };
+            let problem = self.redact(&problem);
+            tracing::warn!(driver = %driver, instance = self.launch.instance, problem = %problem, "adapter protocol error; restarting it");
+            self.kill(CallError::Protocol {
+                driver,
+                detail: problem,
+            })
+            .await;
+            return;
+        }
+    }
+
+    /// Route one stdout line to its waiter; `Err` is a protocol error.
+    fn deliver(&self, line: &[u8]) -> Result<(), String> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let text =
+            std::str::from_utf8(line).map_err(|_| "a stdout line is not UTF-8".to_owned())?;
+        let response: Response = serde_json::from_str(text).map_err(|e| {
+            let shown: String = text.chars().take(120).collect();
+            format!("a stdout line is not a JSON-RPC response ({e}): `{shown}`")
+        })?;
+        let Some(id) = response.id else {
+            return Err("a response has no id".into());
+        };
+        let Some(p) = lock(&self.pending).remove(&id) else {
+            tracing::debug!(driver = %self.launch.driver, id, "response to a request no longer waited for");
+            return Ok(());
+        };
+        let result = match (response.result, response.error) {
+            (_, Some(e)) => Err(CallError::Adapter {
+                code: e.code,
+                message: self.redact(&e.message),
+            }),
+            (Some(v), None) => Ok(v),
+            (None, None) => Ok(Value::Null),
+        };
+        let _ = p.tx.send(Reply {
+            result,
+            stderr: p.stderr,
+        });
+        Ok(())
+    }
+
+    async fn read_stderr(self: Arc<Self>, mut reader: BufReader<tokio::process::ChildStderr>) {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let text = self.redact(line.trim_end());
+                    tracing::info!(driver = %self.launch.driver, instance = self.launch.instance, line = %text, "adapter stderr");
+                    self.attach_stderr(text);
+                }
+            }
+        }
+    }
+
+    /// The last few stderr lines, joined.
+    fn stderr_tail(&self) -> String {
+        lock(&self.tail)
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    /// A line `[run-id] …` goes to that run; any other line to every request in flight.
+    fn attach_stderr(&self, text: String) {
+        {
+            let mut tail = lock(&self.tail);
+            if tail.len() >= 5 {
+                tail.pop_front();
+            }
+            tail.push_back(text.clone());
+        }
+        let tagged = text
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once("] "))
+            .map(|(id, _)| id.to_owned());
+        let cap = self.launch.stderr_lines_per_call;
+        let mut pending = lock(&self.pending);
+        let owner = tagged.filter(|id| {
+            pending
+                .values()
+                .any(|p| p.run_id.as_deref() == Some(id.as_str()))
+        });
+        for p in pending.values_mut() {
+            if owner
+                .as_ref()
+                .is_none_or(|o| p.run_id.as_deref() == Some(o.as_str()))
+            {
+                if p.stderr.len() >= cap {
+                    p.stderr.remove(0);
+                }
+                p.stderr.push(text.clone());
+            }
+        }
+    }
+}
