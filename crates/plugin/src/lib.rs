@@ -5,6 +5,7 @@
 pub mod manifest;
 pub mod protocol;
 pub mod registry;
+pub mod sdk;
 pub mod secrets;
 pub mod supervisor;
 
