@@ -4,6 +4,7 @@
 //! Exit codes scripts can trust: 0 success, 1 findings with a blocker, 2 usage
 //! or IO errors.
 
+mod driver_cmd;
 mod policy_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -22,6 +23,9 @@ enum Command {
     /// Write, check and inspect policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Work with driver plugins.
+    #[command(subcommand)]
+    Driver(driver_cmd::DriverCommand),
 }
 
 /// How results are printed.
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Driver(cmd) => driver_cmd::run(cmd),
     };
     ExitCode::from(code)
 }

@@ -2,6 +2,7 @@
 //! drivers (which checks policies against them), the adapter protocol, the
 //! supervisor that runs adapters, and the SDK for adapters written in Rust.
 
+pub mod check;
 pub mod manifest;
 pub mod protocol;
 pub mod registry;

@@ -165,14 +165,24 @@ pub struct AdapterSpec {
 }
 
 impl AdapterSpec {
-    /// Build from a loaded manifest: `command[0]` is resolved next to
-    /// plugin.yaml when such a file exists, else left to PATH lookup.
-    pub fn from_manifest(loaded: &LoadedManifest, driver_config: Value) -> AdapterSpec {
+    /// Build from a loaded manifest. A bare `command[0]` is resolved next to
+    /// plugin.yaml, then in each of `search` (the CLI passes the folder of the
+    /// running switchyard binary, where packages install drivers), and is
+    /// otherwise left to PATH lookup.
+    pub fn from_manifest(
+        loaded: &LoadedManifest,
+        driver_config: Value,
+        search: &[PathBuf],
+    ) -> AdapterSpec {
         let m = &loaded.manifest;
         let mut argv = m.adapter.command.clone();
-        let local = loaded.dir.join(&argv[0]);
-        if !Path::new(&argv[0]).is_absolute() && local.is_file() {
-            argv[0] = local.to_string_lossy().into_owned();
+        if !Path::new(&argv[0]).is_absolute()
+            && let Some(found) = std::iter::once(&loaded.dir)
+                .chain(search)
+                .map(|d| d.join(&argv[0]))
+                .find(|p| p.is_file())
+        {
+            argv[0] = found.to_string_lossy().into_owned();
         }
         AdapterSpec {
             driver: m.name.clone(),
@@ -421,8 +431,10 @@ impl Supervisor {
         }
     }
 
-    /// Call `method` on the adapter instance `host` is pinned to.
-    async fn call<P: Serialize, R: DeserializeOwned>(
+    /// Call `method` on the adapter instance `host` is pinned to; `build`
+    /// makes the params from the host as sent (secrets resolved). With
+    /// `R = Value` the raw result comes back (conformance checks use this).
+    pub async fn call<P: Serialize, R: DeserializeOwned>(
         &self,
         driver: &str,
         host: &HostSpec,
