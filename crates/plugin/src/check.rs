@@ -127,16 +127,17 @@ pub async fn check_driver(dir: &Path, options: &CheckOptions) -> Vec<Check> {
             m.capabilities.len()
         ),
     ));
-    if let Some(schema) = &m.driver_config_schema {
-        let validator = jsonschema::validator_for(schema).expect("manifest validated");
-        let errors: Vec<String> = validator
-            .iter_errors(&options.driver_config)
-            .map(|e| e.to_string())
-            .collect();
-        if !errors.is_empty() {
-            out.push(Check::fail("driver config", errors.join("; ")));
-            return out;
-        }
+    let mut registry = crate::Registry::default();
+    registry
+        .add(loaded.clone())
+        .expect("an empty registry takes any driver");
+    if let Err(problems) = registry
+        .get(&m.name)
+        .expect("just added")
+        .check_driver_config(&options.driver_config)
+    {
+        out.push(Check::fail("driver config", problems.join("; ")));
+        return out;
     }
     let spec = AdapterSpec::from_manifest(&loaded, options.driver_config.clone(), &options.search);
     let sup = Supervisor::new(SupervisorOptions::default(), vec![spec]);

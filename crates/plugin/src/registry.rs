@@ -58,10 +58,43 @@ impl Driver {
         &self.loaded.manifest
     }
 
+    /// Check `[drivers.config.<name>]` against `driver_config_schema`; each problem names its pointer.
+    pub fn check_driver_config(&self, config: &Value) -> Result<(), Vec<String>> {
+        check_against(self.manifest().driver_config_schema.as_ref(), config)
+    }
+
+    /// Check a host's `config` against `host_config_schema`. Secret references
+    /// (`${env:..}`, `${file:..}`) are strings here and are checked as such.
+    pub fn check_host_config(&self, config: &Value) -> Result<(), Vec<String>> {
+        check_against(self.manifest().host_config_schema.as_ref(), config)
+    }
+
     /// The params validator of a verb, if it declares a schema.
     pub fn params_validator(&self, capability: &str, verb: &str) -> Option<&jsonschema::Validator> {
         self.validators
             .get(&(capability.to_owned(), verb.to_owned()))
+    }
+}
+
+fn check_against(schema: Option<&Value>, value: &Value) -> Result<(), Vec<String>> {
+    let Some(schema) = schema else { return Ok(()) };
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| vec![format!("the schema itself is invalid: {e}")])?;
+    let problems: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| {
+            let at = e.instance_path().as_str().to_owned();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
     }
 }
 

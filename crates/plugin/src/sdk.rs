@@ -238,7 +238,25 @@ async fn dispatch<A: Adapter>(
 
 /// Serve the adapter protocol on stdin/stdout until stdin closes.
 pub async fn serve<A: Adapter>() {
-    serve_io::<A, _, _>(tokio::io::stdin(), tokio::io::stdout()).await;
+    use std::os::fd::AsFd;
+    use tokio::net::unix::pipe;
+    // Under switchyard stdin and stdout are pipes: use them non-blocking.
+    // tokio's stdin/stdout go through a blocking thread per read and write,
+    // which costs a thread handoff on every request.
+    let pipes = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(pipe::Receiver::from_owned_fd)
+        .and_then(|rx| {
+            Ok((
+                rx,
+                pipe::Sender::from_owned_fd(std::io::stdout().as_fd().try_clone_to_owned()?)?,
+            ))
+        });
+    match pipes {
+        Ok((rx, tx)) => serve_io::<A, _, _>(rx, tx).await,
+        Err(_) => serve_io::<A, _, _>(tokio::io::stdin(), tokio::io::stdout()).await,
+    }
 }
 
 /// Serve on any reader and writer (tests use in-memory pipes).

@@ -255,3 +255,29 @@ fn loading_errors_name_the_file() {
         .to_string();
     assert!(err.contains("installed twice"), "{err}");
 }
+
+#[test]
+fn driver_and_host_configs_are_checked_against_their_schemas() {
+    let root = tempfile::tempdir().unwrap();
+    write_driver(
+        root.path(),
+        "api",
+        "schema_version: 1\nname: api\nversion: 0.1.0\nadapter: { command: [x] }\n\
+         driver_config_schema: { type: object, properties: { verify_tls: { type: boolean } }, additionalProperties: false }\n\
+         host_config_schema: { type: object, required: [token], properties: { token: { type: string } } }\n\
+         capabilities: [ { name: c, target_type: host, verbs: [ { name: v } ] } ]\n",
+    );
+    let reg = Registry::load(&[root.path().to_path_buf()]).unwrap();
+    let d = reg.get("api").unwrap();
+    assert!(d.check_driver_config(&json!({"verify_tls": true})).is_ok());
+    let problems = d
+        .check_driver_config(&json!({"verify_tls": "yes"}))
+        .unwrap_err();
+    assert!(problems[0].starts_with("/verify_tls: "), "{problems:?}");
+    assert!(
+        d.check_host_config(&json!({"token": "${env:API_TOKEN}"}))
+            .is_ok(),
+        "references are strings"
+    );
+    assert!(d.check_host_config(&json!({})).is_err());
+}
