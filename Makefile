@@ -14,9 +14,9 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
-test: lint ## lint, then every test (nextest) and the doc tests
-	$(CARGO) nextest run --locked --workspace --no-fail-fast
+test: lint ## lint, then the doc tests and every other test (nextest's summary closes the run)
 	$(CARGO) test --locked --workspace --doc
+	$(CARGO) nextest run --locked --workspace --no-fail-fast
 
 fmt: ## format the code
 	$(CARGO) fmt --all
