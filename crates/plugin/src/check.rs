@@ -6,7 +6,7 @@ use crate::manifest::{HOST_TARGET_TYPE, Manifest};
 use crate::protocol::{
     DryRunParams, ExecuteParams, ExecuteResult, HealthParams, HealthResult, Target,
 };
-use crate::supervisor::{AdapterSpec, HostSpec, Supervisor, SupervisorOptions};
+use crate::supervisor::{HostSpec, Supervisor, SupervisorOptions};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -131,15 +131,14 @@ pub async fn check_driver(dir: &Path, options: &CheckOptions) -> Vec<Check> {
     registry
         .add(loaded.clone())
         .expect("an empty registry takes any driver");
-    if let Err(problems) = registry
-        .get(&m.name)
-        .expect("just added")
-        .check_driver_config(&options.driver_config)
+    let spec = match registry.adapter_spec(&m.name, options.driver_config.clone(), &options.search)
     {
-        out.push(Check::fail("driver config", problems.join("; ")));
-        return out;
-    }
-    let spec = AdapterSpec::from_manifest(&loaded, options.driver_config.clone(), &options.search);
+        Ok(spec) => spec,
+        Err(problems) => {
+            out.push(Check::fail("driver config", problems.join("; ")));
+            return out;
+        }
+    };
     let sup = Supervisor::new(SupervisorOptions::default(), vec![spec]);
     let local = example_host(None).expect("default host");
     let health = sup

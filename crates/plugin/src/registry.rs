@@ -141,6 +141,33 @@ impl Registry {
         self.drivers.values()
     }
 
+    /// How to run a driver's adapter, with its `[drivers.config.<name>]`
+    /// checked against `driver_config_schema` first: an adapter is never
+    /// initialized with a config its manifest refuses.
+    pub fn adapter_spec(
+        &self,
+        name: &str,
+        driver_config: Value,
+        search: &[PathBuf],
+    ) -> Result<crate::supervisor::AdapterSpec, Vec<String>> {
+        let driver = self.get(name).ok_or_else(|| {
+            vec![format!(
+                "driver `{name}` is not installed; installed: {}",
+                self.names()
+            )]
+        })?;
+        driver.check_driver_config(&driver_config).map_err(|p| {
+            p.into_iter()
+                .map(|m| format!("[drivers.config.{name}] {m}"))
+                .collect::<Vec<_>>()
+        })?;
+        Ok(crate::supervisor::AdapterSpec::from_manifest(
+            &driver.loaded,
+            driver_config,
+            search,
+        ))
+    }
+
     fn names(&self) -> String {
         if self.drivers.is_empty() {
             "none".into()

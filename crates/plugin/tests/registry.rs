@@ -280,4 +280,16 @@ fn driver_and_host_configs_are_checked_against_their_schemas() {
         "references are strings"
     );
     assert!(d.check_host_config(&json!({})).is_err());
+    let refused = reg
+        .adapter_spec("api", json!({"verify_tls": 1}), &[])
+        .unwrap_err();
+    assert!(
+        refused[0].starts_with("[drivers.config.api] /verify_tls: "),
+        "{refused:?}"
+    );
+    let spec = reg
+        .adapter_spec("api", json!({"verify_tls": false}), &[])
+        .unwrap();
+    assert_eq!(spec.argv, ["x"]);
+    assert!(reg.adapter_spec("nope", json!({}), &[]).is_err());
 }
