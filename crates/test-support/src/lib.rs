@@ -1,9 +1,12 @@
 //! Real components for tests, started on free loopback ports in temporary
 //! directories and stopped when dropped. Nothing here is a mock: a test that
-//! needs sshd gets the Debian `sshd` binary, configured for one test.
+//! needs sshd gets the Debian `sshd` binary, configured for one test; one that
+//! needs NATS gets Debian's `nats-server` with JetStream.
 
+mod nats;
 mod sshd;
 
+pub use nats::NatsServer;
 pub use sshd::Sshd;
 
 use std::net::{TcpListener, TcpStream};
