@@ -370,7 +370,7 @@ async fn malformed_events_are_dead_lettered_with_reasons() {
             "the original payload is kept"
         );
     }
-    let mut events = js.get_stream("SWITCHYARD_EVENTS").await.unwrap();
+    let events = js.get_stream("SWITCHYARD_EVENTS").await.unwrap();
     let info = events.consumer_info("switchyard-engine").await.unwrap();
     assert_eq!(
         info.num_ack_pending, 0,
