@@ -5,6 +5,7 @@
 //! or IO errors.
 
 mod driver_cmd;
+mod event_cmd;
 mod policy_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -26,6 +27,9 @@ enum Command {
     /// Work with driver plugins.
     #[command(subcommand)]
     Driver(driver_cmd::DriverCommand),
+    /// Publish events.
+    #[command(subcommand)]
+    Event(event_cmd::EventCommand),
 }
 
 /// How results are printed.
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Driver(cmd) => driver_cmd::run(cmd),
+        Command::Event(cmd) => event_cmd::run(cmd),
     };
     ExitCode::from(code)
 }

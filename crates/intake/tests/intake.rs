@@ -356,7 +356,11 @@ async fn malformed_events_are_dead_lettered_with_reasons() {
             m.payload.to_vec(),
         ));
     }
-    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(
+        got.len(),
+        bad.len(),
+        "exactly the bad messages are dead-lettered"
+    );
     for ((reason, payload), (subject, header_reason, original, seq)) in bad.iter().zip(
         got.iter()
             .map(|g| (g.0.clone(), g.1.clone(), g.2.clone(), g.3.clone())),
@@ -504,5 +508,88 @@ async fn survives_a_nats_server_restart() {
         1,
         "the acked event is not redelivered: {ids:?}"
     );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn cloudevents_are_accepted() {
+    let nats = NatsServer::start();
+    let rec = Arc::new(Recorder::default());
+    let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
+    let ce = br#"{"specversion":"1.0","type":"host.down","source":"/probe/fra","id":"ce-1","subject":"web-01","time":"2026-11-23T08:00:00Z","datacontenttype":"application/json","data":{"rtt_ms":0}}"#;
+    Publisher::new(running.intake.client().clone())
+        .publish_payload("host.down", "ce-1", ce.to_vec())
+        .await
+        .unwrap();
+    wait_for("the CloudEvent", Duration::from_secs(10), || {
+        rec.seen.lock().unwrap().len() == 1
+    })
+    .await;
+    let d = rec.seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        (
+            d.event_id.as_str(),
+            d.event.kind.as_str(),
+            d.event.host.as_deref()
+        ),
+        ("ce-1", "host.down", Some("web-01"))
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn every_acked_publish_is_processed_across_a_kill_9() {
+    let mut nats = NatsServer::start();
+    let rec = Arc::new(Recorder::default());
+    let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
+    let publisher = Publisher::new(running.intake.client().clone());
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let producer = {
+        let acked = Arc::clone(&acked);
+        tokio::spawn(async move {
+            for i in 0..400 {
+                let id = format!("e-{i}");
+                // A publish that is not acked (server down) may or may not be stored; only acked ones count.
+                if let Ok(Ok(p)) = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    publisher.publish(&event("a.b", Some(&id))),
+                )
+                .await
+                {
+                    acked.lock().unwrap().push(p.event_id);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    wait_for("traffic", Duration::from_secs(10), || {
+        rec.seen.lock().unwrap().len() > 50
+    })
+    .await;
+    nats.stop(); // SIGKILL mid-stream
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.restart();
+    producer.await.unwrap();
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 100,
+        "most publishes were acked: {}",
+        acked.len()
+    );
+    wait_for(
+        "every acked publish processed",
+        Duration::from_secs(60),
+        || {
+            let seen: HashSet<String> = rec
+                .seen
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|d| d.event_id.clone())
+                .collect();
+            acked.iter().all(|id| seen.contains(id))
+        },
+    )
+    .await;
     running.stop().await;
 }
