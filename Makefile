@@ -24,6 +24,7 @@ fmt: ## format the code
 bench: ## criterion benches; figures go to docs/BENCHMARKS.md by hand, with the command
 	$(CARGO) bench --locked -p switchyard-spec --bench spec
 	$(CARGO) bench --locked -p switchyard-plugin --bench supervisor
+	$(CARGO) bench --locked -p switchyard-intake --bench intake
 
 demo: build ## a tour of what switchyard does today (see README)
 	@scripts/demo.sh

@@ -85,9 +85,14 @@ impl Readiness {
     }
 }
 
-/// The running intake.
+/// The running intake: a cheap, cloneable handle.
 #[derive(Debug, Clone)]
 pub struct Intake {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     client: async_nats::Client,
     js: jetstream::Context,
     opts: Arc<IntakeOptions>,
@@ -132,25 +137,27 @@ impl Intake {
             .map_err(|e| IntakeError::JetStream(e.to_string()))?
             .created;
         Ok(Intake {
-            client,
-            js,
-            opts: Arc::new(opts),
-            stream_created,
-            store_ok: Arc::new(AtomicBool::new(true)),
+            inner: Arc::new(Inner {
+                client,
+                js,
+                opts: Arc::new(opts),
+                stream_created,
+                store_ok: Arc::new(AtomicBool::new(true)),
+            }),
         })
     }
 
     /// A readiness handle for /readyz.
     pub fn readiness(&self) -> Readiness {
         Readiness {
-            client: self.client.clone(),
-            store_ok: Arc::clone(&self.store_ok),
+            client: self.inner.client.clone(),
+            store_ok: Arc::clone(&self.inner.store_ok),
         }
     }
 
     /// The NATS client (for publishers sharing the connection).
     pub fn client(&self) -> &async_nats::Client {
-        &self.client
+        &self.inner.client
     }
 
     /// Consume until `shutdown` resolves; then stop pulling and wait for the
@@ -161,29 +168,30 @@ impl Intake {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), IntakeError> {
         let stream = self
+            .inner
             .js
-            .get_stream(&self.opts.stream)
+            .get_stream(&self.inner.opts.stream)
             .await
             .map_err(|e| IntakeError::JetStream(e.to_string()))?;
         let consumer: PullConsumer = stream
-            .get_consumer(&self.opts.consumer)
+            .get_consumer(&self.inner.opts.consumer)
             .await
             .map_err(|e| IntakeError::JetStream(e.to_string()))?;
-        if self.opts.max_deliver.is_some() {
+        if self.inner.opts.max_deliver.is_some() {
             tokio::spawn(dlq::watch_max_deliveries(
-                self.js.clone(),
+                self.inner.js.clone(),
                 stream.clone(),
-                self.opts.clone(),
+                self.inner.opts.clone(),
             ));
         }
-        let permits = Arc::new(Semaphore::new(self.opts.max_in_flight));
+        let permits = Arc::new(Semaphore::new(self.inner.opts.max_in_flight));
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         let mut retry = Duration::from_millis(200);
         'outer: loop {
             let messages = consumer
                 .stream()
-                .max_messages_per_batch(self.opts.batch)
+                .max_messages_per_batch(self.inner.opts.batch)
                 .heartbeat(Duration::from_secs(5))
                 .expires(Duration::from_secs(30))
                 .messages()
@@ -202,7 +210,7 @@ impl Intake {
             };
             loop {
                 // While the store fails, let one event through per probe interval.
-                if !self.store_ok.load(Ordering::SeqCst) {
+                if !self.inner.store_ok.load(Ordering::SeqCst) {
                     tokio::select! {
                         () = &mut shutdown => break 'outer,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -228,10 +236,15 @@ impl Intake {
                         retry = Duration::from_millis(200);
                         let this = self.clone();
                         let handler = Arc::clone(&handler);
-                        tasks.spawn(async move {
+                        let mut work = Box::pin(async move {
                             this.handle_message(msg, handler.as_ref()).await;
                             drop(permit);
                         });
+                        // A decision that completes at once is finished here, without a
+                        // hand-off to another thread; one that waits runs as its own task.
+                        if futures::poll!(&mut work).is_pending() {
+                            tasks.spawn(work);
+                        }
                     }
                 }
                 while tasks.try_join_next().is_some() {}
@@ -252,7 +265,7 @@ impl Intake {
             }
         };
         let subject = msg.subject.to_string();
-        let event = match event::parse(&msg.payload, self.opts.limits) {
+        let event = match event::parse(&msg.payload, self.inner.opts.limits) {
             Ok(e) => e,
             Err(e) => {
                 self.dead_letter(&msg, e.reason(), &e.to_string(), seq)
@@ -261,8 +274,8 @@ impl Intake {
             }
         };
         let id = DeliveryId {
-            stream: self.opts.stream.clone(),
-            stream_created: self.stream_created,
+            stream: self.inner.opts.stream.clone(),
+            stream_created: self.inner.stream_created,
             stream_seq: seq,
         };
         let event_id = event.id.clone().unwrap_or_else(|| {
@@ -277,23 +290,29 @@ impl Intake {
             delivered,
         };
         // Tell the server we are still working while the handler runs.
-        let progress_every = (self.opts.ack_wait / 3).max(Duration::from_millis(100));
+        let progress_every = (self.inner.opts.ack_wait / 3).max(Duration::from_millis(100));
         let work = handler.handle(delivery);
         tokio::pin!(work);
-        let result = loop {
-            tokio::select! {
-                r = &mut work => break r,
-                () = tokio::time::sleep(progress_every) => {
-                    let _ = msg.ack_with(AckKind::Progress).await;
+        // Most decisions finish on the first poll: arm the progress timer only when one does not.
+        let result = match futures::poll!(&mut work) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => loop {
+                tokio::select! {
+                    r = &mut work => break r,
+                    () = tokio::time::sleep(progress_every) => {
+                        let _ = msg.ack_with(AckKind::Progress).await;
+                    }
                 }
-            }
+            },
         };
         match result {
             Ok(()) => {
-                self.store_ok.store(true, Ordering::SeqCst);
-                // The decision is durable: now, and only now, acknowledge.
-                if let Err(e) = msg.double_ack().await {
-                    tracing::warn!(seq, error = %e, "ack not confirmed; the event will be redelivered and deduplicated by the inbox");
+                self.inner.store_ok.store(true, Ordering::SeqCst);
+                // The decision is durable: now, and only now, acknowledge. A lost
+                // ack means a redelivery, which the engine's inbox recognizes by
+                // the delivery identity, so the ack need not be confirmed.
+                if let Err(e) = msg.ack().await {
+                    tracing::warn!(seq, error = %e, "ack not sent; the event will be redelivered and deduplicated by the inbox");
                 }
                 metrics::counter!(m::ACKED).increment(1);
             }
@@ -302,7 +321,7 @@ impl Intake {
                 self.nak(&msg, delivered, "transient").await;
             }
             Err(HandlerError::Unavailable(why)) => {
-                if self.store_ok.swap(false, Ordering::SeqCst) {
+                if self.inner.store_ok.swap(false, Ordering::SeqCst) {
                     tracing::error!(why = %why, "store unavailable: intake pauses and reports not ready");
                 }
                 self.nak(&msg, delivered, "unavailable").await;
@@ -316,10 +335,11 @@ impl Intake {
     async fn nak(&self, msg: &jetstream::Message, delivered: i64, kind: &'static str) {
         let exp = u32::try_from(delivered.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
         let delay = self
+            .inner
             .opts
             .nak_delay
             .saturating_mul(2u32.saturating_pow(exp))
-            .min(self.opts.nak_delay_max);
+            .min(self.inner.opts.nak_delay_max);
         let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
         metrics::counter!(m::NAKED, "kind" => kind).increment(1);
     }
@@ -332,9 +352,9 @@ impl Intake {
         seq: u64,
     ) {
         match dlq::publish(
-            &self.client,
-            &self.js,
-            &self.opts,
+            &self.inner.client,
+            &self.inner.js,
+            &self.inner.opts,
             reason,
             detail,
             msg.subject.as_str(),
@@ -350,7 +370,9 @@ impl Intake {
             }
             Err(e) => {
                 tracing::error!(seq, reason, error = %e, "cannot dead-letter; redelivering instead of losing it");
-                let _ = msg.ack_with(AckKind::Nak(Some(self.opts.nak_delay))).await;
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(self.inner.opts.nak_delay)))
+                    .await;
             }
         }
     }
