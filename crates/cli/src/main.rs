@@ -4,6 +4,7 @@
 //! Exit codes scripts can trust: 0 success, 1 findings with a blocker, 2 usage
 //! or IO errors.
 
+mod db_cmd;
 mod driver_cmd;
 mod event_cmd;
 mod policy_cmd;
@@ -30,6 +31,9 @@ enum Command {
     /// Publish events.
     #[command(subcommand)]
     Event(event_cmd::EventCommand),
+    /// Manage the database.
+    #[command(subcommand)]
+    Db(db_cmd::DbCommand),
 }
 
 /// How results are printed.
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Driver(cmd) => driver_cmd::run(cmd),
         Command::Event(cmd) => event_cmd::run(cmd),
+        Command::Db(cmd) => db_cmd::run(cmd),
     };
     ExitCode::from(code)
 }

@@ -4,9 +4,11 @@
 //! needs NATS gets Debian's `nats-server` with JetStream.
 
 mod nats;
+mod postgres;
 mod sshd;
 
 pub use nats::NatsServer;
+pub use postgres::Postgres;
 pub use sshd::Sshd;
 
 use std::net::{TcpListener, TcpStream};

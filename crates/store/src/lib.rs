@@ -1,0 +1,91 @@
+//! switchyard's storage, over SQLite (the embedded default) or PostgreSQL.
+//!
+//! Today: connecting (SQLite in WAL mode with a busy timeout, created on
+//! first use), migrations, and policies with their version history — save
+//! (refusing a duplicate `spec_hash`), update guarded by the expected version,
+//! enable/disable, archive, versions, rollback. Only this crate talks SQL.
+
+mod entity;
+mod policies;
+
+pub use policies::{NewPolicy, PolicyRecord, PolicyRef, VersionRecord};
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm_migration::MigratorTrait;
+use std::time::Duration;
+use switchyard_migrations::Migrator;
+use thiserror::Error;
+
+/// What can go wrong in the store.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("a policy with the same behaviour already exists: `{name}` ({id})")]
+    Duplicate { id: uuid::Uuid, name: String },
+    #[error("a policy named `{0}` already exists")]
+    NameTaken(String),
+    #[error("no policy `{0}`")]
+    NotFound(String),
+    #[error("policy `{name}` is at version {current}, not {expected}")]
+    VersionMismatch {
+        name: String,
+        expected: i64,
+        current: i64,
+    },
+    #[error("policy `{name}` has no version {version}")]
+    NoSuchVersion { name: String, version: i64 },
+    #[error("unsupported database URL `{0}`: use sqlite://… or postgres://…")]
+    Url(String),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// The store: a cheap, cloneable handle to one database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connect to `url` (`sqlite://path?mode=rwc` or `postgres://…`) without migrating.
+    pub async fn connect(url: &str) -> Result<Store, Error> {
+        let sqlite = url.starts_with("sqlite:");
+        if !sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(Error::Url(url.to_owned()));
+        }
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10));
+        if sqlite {
+            // One writer; readers do not block it (WAL); writers wait instead of failing.
+            opts.max_connections(1).map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+            });
+        }
+        Ok(Store {
+            db: Database::connect(opts).await?,
+        })
+    }
+
+    /// Connect and apply every pending migration.
+    pub async fn open(url: &str) -> Result<Store, Error> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Apply pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, Error> {
+        let pending = Migrator::get_pending_migrations(&self.db).await?.len();
+        Migrator::up(&self.db, None).await?;
+        Ok(pending)
+    }
+
+    /// Roll back every migration (tests: up → down → up).
+    pub async fn migrate_down_all(&self) -> Result<(), Error> {
+        Migrator::down(&self.db, None).await?;
+        Ok(())
+    }
+}

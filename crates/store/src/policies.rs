@@ -1,0 +1,388 @@
+//! Policies and their versions.
+
+use crate::entity::{policy, policy_version};
+use crate::{Error, Store};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use switchyard_spec::PolicyIr;
+use uuid::Uuid;
+
+/// A policy to save: the compiled IR with the document it came from.
+#[derive(Debug, Clone)]
+pub struct NewPolicy {
+    pub ir: PolicyIr,
+    pub spec_hash: String,
+    /// The document as submitted.
+    pub source: String,
+    /// `yaml`, `json` or `toml`.
+    pub format: String,
+    /// `api` or `dir`.
+    pub managed_by: String,
+    pub author: String,
+    pub comment: String,
+}
+
+/// A stored policy (the newest version).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub version_int: i64,
+    pub enabled: bool,
+    pub priority: i32,
+    pub spec_hash: String,
+    pub ir: PolicyIr,
+    pub source: String,
+    pub format: String,
+    pub managed_by: String,
+    pub last_validation: Option<Value>,
+    pub last_dry_run: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One kept version of a policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRecord {
+    pub policy_id: Uuid,
+    pub version_int: i64,
+    pub spec_hash: String,
+    pub ir: PolicyIr,
+    pub source: String,
+    pub format: String,
+    pub author: String,
+    pub comment: String,
+    /// SHA-256 of `source`.
+    pub checksum: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A policy named by UUID or by name (names are never UUID-shaped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyRef {
+    Id(Uuid),
+    Name(String),
+}
+
+impl PolicyRef {
+    /// `{id}` as the API takes it: a UUID or a name.
+    pub fn parse(s: &str) -> PolicyRef {
+        Uuid::try_parse(s).map_or_else(|_| PolicyRef::Name(s.to_owned()), PolicyRef::Id)
+    }
+}
+
+impl std::fmt::Display for PolicyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyRef::Id(id) => write!(f, "{id}"),
+            PolicyRef::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+fn decode_ir(v: Value) -> Result<PolicyIr, Error> {
+    serde_json::from_value(v).map_err(|e| {
+        Error::Db(sea_orm::DbErr::Custom(format!(
+            "a stored IR does not decode: {e}"
+        )))
+    })
+}
+
+fn record(m: policy::Model) -> Result<PolicyRecord, Error> {
+    Ok(PolicyRecord {
+        id: m.id,
+        name: m.name,
+        version_int: m.version_int,
+        enabled: m.enabled,
+        priority: m.priority,
+        spec_hash: m.spec_hash,
+        ir: decode_ir(m.ir)?,
+        source: m.source,
+        format: m.format,
+        managed_by: m.managed_by,
+        last_validation: m.last_validation,
+        last_dry_run: m.last_dry_run,
+        created_at: m.created_at.with_timezone(&Utc),
+        updated_at: m.updated_at.with_timezone(&Utc),
+    })
+}
+
+fn version_record(m: policy_version::Model) -> Result<VersionRecord, Error> {
+    Ok(VersionRecord {
+        policy_id: m.policy_id,
+        version_int: m.version_int,
+        spec_hash: m.spec_hash,
+        ir: decode_ir(m.ir)?,
+        source: m.source,
+        format: m.format,
+        author: m.author,
+        comment: m.comment,
+        checksum: m.checksum,
+        created_at: m.created_at.with_timezone(&Utc),
+    })
+}
+
+fn ir_value(ir: &PolicyIr) -> Value {
+    serde_json::to_value(ir).expect("IR serializes")
+}
+
+fn priority_of(ir: &PolicyIr) -> i32 {
+    // Validation bounds priority to ±1,000,000.
+    i32::try_from(ir.priority).unwrap_or(if ir.priority < 0 { i32::MIN } else { i32::MAX })
+}
+
+async fn live_by_ref<C: ConnectionTrait>(db: &C, r: &PolicyRef) -> Result<policy::Model, Error> {
+    let q = policy::Entity::find().filter(policy::Column::ArchivedAt.is_null());
+    let q = match r {
+        PolicyRef::Id(id) => q.filter(policy::Column::Id.eq(*id)),
+        PolicyRef::Name(n) => q.filter(policy::Column::Name.eq(n.as_str())),
+    };
+    q.one(db)
+        .await?
+        .ok_or_else(|| Error::NotFound(r.to_string()))
+}
+
+/// Refuse a name or a behaviour another live policy already has.
+async fn check_unique<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+    spec_hash: &str,
+    except: Option<Uuid>,
+) -> Result<(), Error> {
+    let live = || {
+        let q = policy::Entity::find().filter(policy::Column::ArchivedAt.is_null());
+        match except {
+            Some(id) => q.filter(policy::Column::Id.ne(id)),
+            None => q,
+        }
+    };
+    if live()
+        .filter(policy::Column::Name.eq(name))
+        .one(db)
+        .await?
+        .is_some()
+    {
+        return Err(Error::NameTaken(name.to_owned()));
+    }
+    if let Some(other) = live()
+        .filter(policy::Column::SpecHash.eq(spec_hash))
+        .one(db)
+        .await?
+    {
+        return Err(Error::Duplicate {
+            id: other.id,
+            name: other.name,
+        });
+    }
+    Ok(())
+}
+
+async fn insert_version<C: ConnectionTrait>(
+    db: &C,
+    policy_id: Uuid,
+    version: i64,
+    p: &NewPolicy,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    policy_version::ActiveModel {
+        policy_id: Set(policy_id),
+        version_int: Set(version),
+        spec_hash: Set(p.spec_hash.clone()),
+        ir: Set(ir_value(&p.ir)),
+        source: Set(p.source.clone()),
+        format: Set(p.format.clone()),
+        author: Set(p.author.clone()),
+        comment: Set(p.comment.clone()),
+        checksum: Set(hex::encode(Sha256::digest(p.source.as_bytes()))),
+        created_at: Set(now.into()),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// The IR with `enabled` ignored: what decides whether a save is a new version.
+fn content(ir: &PolicyIr) -> Value {
+    let mut v = ir_value(ir);
+    v["enabled"] = Value::Bool(false);
+    v
+}
+
+impl Store {
+    /// Save a new policy as version 1.
+    pub async fn create_policy(&self, p: NewPolicy) -> Result<PolicyRecord, Error> {
+        let txn = self.db.begin().await?;
+        check_unique(&txn, &p.ir.name, &p.spec_hash, None).await?;
+        let now = Utc::now();
+        let id = Uuid::now_v7();
+        let model = policy::ActiveModel {
+            id: Set(id),
+            name: Set(p.ir.name.clone()),
+            version_int: Set(1),
+            enabled: Set(p.ir.enabled),
+            priority: Set(priority_of(&p.ir)),
+            spec_hash: Set(p.spec_hash.clone()),
+            ir: Set(ir_value(&p.ir)),
+            source: Set(p.source.clone()),
+            format: Set(p.format.clone()),
+            managed_by: Set(p.managed_by.clone()),
+            last_validation: Set(None),
+            last_dry_run: Set(None),
+            created_at: Set(now.into()),
+            updated_at: Set(now.into()),
+            archived_at: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        insert_version(&txn, id, 1, &p, now).await?;
+        txn.commit().await?;
+        record(model)
+    }
+
+    /// Replace a policy's document. `expected_version` is the version the
+    /// caller last saw (HTTP `If-Match`). A change to anything but `enabled`
+    /// creates a new version; the previous one is kept.
+    pub async fn update_policy(
+        &self,
+        r: &PolicyRef,
+        expected_version: i64,
+        p: NewPolicy,
+    ) -> Result<PolicyRecord, Error> {
+        let txn = self.db.begin().await?;
+        let current = live_by_ref(&txn, r).await?;
+        if current.version_int != expected_version {
+            return Err(Error::VersionMismatch {
+                name: current.name,
+                expected: expected_version,
+                current: current.version_int,
+            });
+        }
+        check_unique(&txn, &p.ir.name, &p.spec_hash, Some(current.id)).await?;
+        let now = Utc::now();
+        let new_version = content(&decode_ir(current.ir.clone())?) != content(&p.ir);
+        let version = if new_version {
+            current.version_int + 1
+        } else {
+            current.version_int
+        };
+        let mut model: policy::ActiveModel = current.into();
+        model.name = Set(p.ir.name.clone());
+        model.version_int = Set(version);
+        model.enabled = Set(p.ir.enabled);
+        model.priority = Set(priority_of(&p.ir));
+        model.spec_hash = Set(p.spec_hash.clone());
+        model.ir = Set(ir_value(&p.ir));
+        model.source = Set(p.source.clone());
+        model.format = Set(p.format.clone());
+        model.updated_at = Set(now.into());
+        let saved = model.update(&txn).await?;
+        if new_version {
+            insert_version(&txn, saved.id, version, &p, now).await?;
+        }
+        txn.commit().await?;
+        record(saved)
+    }
+
+    /// Enable or disable without creating a version.
+    pub async fn set_enabled(&self, r: &PolicyRef, enabled: bool) -> Result<PolicyRecord, Error> {
+        let txn = self.db.begin().await?;
+        let current = live_by_ref(&txn, r).await?;
+        let mut model: policy::ActiveModel = current.into();
+        model.enabled = Set(enabled);
+        model.updated_at = Set(Utc::now().into());
+        let saved = model.update(&txn).await?;
+        txn.commit().await?;
+        record(saved)
+    }
+
+    /// Archive: disabled, hidden from lists and lookups, history kept.
+    pub async fn archive_policy(&self, r: &PolicyRef) -> Result<PolicyRecord, Error> {
+        let txn = self.db.begin().await?;
+        let current = live_by_ref(&txn, r).await?;
+        let mut model: policy::ActiveModel = current.into();
+        model.enabled = Set(false);
+        let now = Utc::now();
+        model.archived_at = Set(Some(now.into()));
+        model.updated_at = Set(now.into());
+        let saved = model.update(&txn).await?;
+        txn.commit().await?;
+        record(saved)
+    }
+
+    /// A live policy by id or name.
+    pub async fn get_policy(&self, r: &PolicyRef) -> Result<PolicyRecord, Error> {
+        record(live_by_ref(&self.db, r).await?)
+    }
+
+    /// Live policies, in evaluation order: priority, then id.
+    pub async fn list_policies(&self) -> Result<Vec<PolicyRecord>, Error> {
+        policy::Entity::find()
+            .filter(policy::Column::ArchivedAt.is_null())
+            .order_by_asc(policy::Column::Priority)
+            .order_by_asc(policy::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(record)
+            .collect()
+    }
+
+    /// Every kept version, oldest first.
+    pub async fn list_versions(&self, r: &PolicyRef) -> Result<Vec<VersionRecord>, Error> {
+        let p = live_by_ref(&self.db, r).await?;
+        policy_version::Entity::find()
+            .filter(policy_version::Column::PolicyId.eq(p.id))
+            .order_by_asc(policy_version::Column::VersionInt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(version_record)
+            .collect()
+    }
+
+    /// One version.
+    pub async fn get_version(&self, r: &PolicyRef, version: i64) -> Result<VersionRecord, Error> {
+        let p = live_by_ref(&self.db, r).await?;
+        policy_version::Entity::find_by_id((p.id, version))
+            .one(&self.db)
+            .await?
+            .ok_or(Error::NoSuchVersion {
+                name: p.name,
+                version,
+            })
+            .and_then(version_record)
+    }
+
+    /// Roll back: a new version whose content equals version `to`.
+    pub async fn rollback(
+        &self,
+        r: &PolicyRef,
+        to: i64,
+        expected_version: i64,
+        author: &str,
+    ) -> Result<PolicyRecord, Error> {
+        let old = self.get_version(r, to).await?;
+        let current = self.get_policy(r).await?;
+        let mut ir = old.ir;
+        ir.enabled = current.enabled;
+        self.update_policy(
+            r,
+            expected_version,
+            NewPolicy {
+                ir,
+                spec_hash: old.spec_hash,
+                source: old.source,
+                format: old.format,
+                managed_by: current.managed_by,
+                author: author.to_owned(),
+                comment: format!("rollback to version {to}"),
+            },
+        )
+        .await
+    }
+}

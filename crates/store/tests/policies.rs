@@ -1,0 +1,225 @@
+//! The store's policy operations, one suite run against SQLite and against a
+//! real PostgreSQL 15 cluster.
+
+use switchyard_spec::policy::{self, Format};
+use switchyard_store::{Error, NewPolicy, PolicyRef, Store};
+
+fn doc(name: &str, suppression: &str, enabled: bool, priority: i64) -> String {
+    format!(
+        "version: 1\nname: {name}\nenabled: {enabled}\npriority: {priority}\n\
+         trigger_group: {{triggers: [{{kind: ups.on_battery}}]}}\n\
+         targets: [{{selector: \"pve-01/vm:100\"}}]\n\
+         actions: [{{capability: vm.power, verb: shutdown}}]\n\
+         windows: {{suppression: {suppression}}}\n"
+    )
+}
+
+fn new_policy(source: &str) -> NewPolicy {
+    let c = policy::compile_text(source, Format::Yaml).remove(0);
+    assert!(!c.is_blocked(), "{:?}", c.findings);
+    NewPolicy {
+        ir: c.ir.unwrap(),
+        spec_hash: c.spec_hash.unwrap(),
+        source: source.to_owned(),
+        format: "yaml".into(),
+        managed_by: "api".into(),
+        author: "admin".into(),
+        comment: String::new(),
+    }
+}
+
+async fn create_and_version_one(store: Store) {
+    let p = store
+        .create_policy(new_policy(&doc("ups-shutdown", "10m", false, 50)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (p.version_int, p.enabled, p.priority, p.name.as_str()),
+        (1, false, 50, "ups-shutdown")
+    );
+    let versions = store.list_versions(&PolicyRef::Id(p.id)).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].checksum.len(), 64);
+    assert_eq!(versions[0].spec_hash, p.spec_hash);
+    let by_name = store
+        .get_policy(&PolicyRef::parse("ups-shutdown"))
+        .await
+        .unwrap();
+    let by_id = store
+        .get_policy(&PolicyRef::parse(&p.id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(by_name, by_id);
+    assert_eq!(by_id.ir.windows.suppression_ms, 600_000);
+}
+
+async fn duplicates_and_names_are_refused(store: Store) {
+    let first = store
+        .create_policy(new_policy(&doc("first", "10m", false, 100)))
+        .await
+        .unwrap();
+    // Same behaviour under another name, priority and enabled state: a duplicate.
+    match store
+        .create_policy(new_policy(&doc("second", "10m", true, 7)))
+        .await
+    {
+        Err(Error::Duplicate { id, name }) => assert_eq!((id, name.as_str()), (first.id, "first")),
+        other => panic!("wanted a duplicate, got {other:?}"),
+    }
+    match store
+        .create_policy(new_policy(&doc("first", "20m", false, 100)))
+        .await
+    {
+        Err(Error::NameTaken(n)) => assert_eq!(n, "first"),
+        other => panic!("wanted a taken name, got {other:?}"),
+    }
+    assert_eq!(store.list_policies().await.unwrap().len(), 1);
+}
+
+async fn updates_are_versioned_and_guarded(store: Store) {
+    let p = store
+        .create_policy(new_policy(&doc("p", "10m", false, 100)))
+        .await
+        .unwrap();
+    let r = PolicyRef::Id(p.id);
+    match store
+        .update_policy(&r, 7, new_policy(&doc("p", "20m", false, 100)))
+        .await
+    {
+        Err(Error::VersionMismatch {
+            expected: 7,
+            current: 1,
+            ..
+        }) => {}
+        other => panic!("wanted a version mismatch, got {other:?}"),
+    }
+    let v2 = store
+        .update_policy(&r, 1, new_policy(&doc("p", "20m", false, 100)))
+        .await
+        .unwrap();
+    assert_eq!(v2.version_int, 2);
+    assert_eq!(v2.ir.windows.suppression_ms, 1_200_000);
+    // Changing only `enabled` is no new version.
+    let same = store
+        .update_policy(&r, 2, new_policy(&doc("p", "20m", true, 100)))
+        .await
+        .unwrap();
+    assert_eq!((same.version_int, same.enabled), (2, true));
+    let disabled = store.set_enabled(&r, false).await.unwrap();
+    assert_eq!((disabled.version_int, disabled.enabled), (2, false));
+    let versions = store.list_versions(&r).await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version_int).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(
+        store
+            .get_version(&r, 1)
+            .await
+            .unwrap()
+            .ir
+            .windows
+            .suppression_ms,
+        600_000
+    );
+    assert!(matches!(
+        store.get_version(&r, 9).await,
+        Err(Error::NoSuchVersion { version: 9, .. })
+    ));
+}
+
+async fn rollback_makes_a_new_version_with_old_content(store: Store) {
+    let p = store
+        .create_policy(new_policy(&doc("p", "10m", true, 100)))
+        .await
+        .unwrap();
+    let r = PolicyRef::Name("p".into());
+    store
+        .update_policy(&r, 1, new_policy(&doc("p", "30m", true, 100)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.rollback(&r, 1, 1, "op").await,
+        Err(Error::VersionMismatch { .. })
+    ));
+    let back = store.rollback(&r, 1, 2, "op").await.unwrap();
+    assert_eq!(back.version_int, 3);
+    assert_eq!(back.spec_hash, p.spec_hash);
+    assert!(back.enabled, "rollback restores content, not state");
+    let v3 = store.get_version(&r, 3).await.unwrap();
+    assert_eq!(
+        (v3.author.as_str(), v3.comment.as_str()),
+        ("op", "rollback to version 1")
+    );
+}
+
+async fn archived_policies_are_hidden_and_free_their_name(store: Store) {
+    let p = store
+        .create_policy(new_policy(&doc("old", "10m", true, 100)))
+        .await
+        .unwrap();
+    let archived = store.archive_policy(&PolicyRef::Id(p.id)).await.unwrap();
+    assert!(!archived.enabled);
+    assert!(store.list_policies().await.unwrap().is_empty());
+    assert!(matches!(
+        store.get_policy(&PolicyRef::Id(p.id)).await,
+        Err(Error::NotFound(_))
+    ));
+    // Neither its name nor its behaviour blocks a new policy.
+    let again = store
+        .create_policy(new_policy(&doc("old", "10m", true, 100)))
+        .await
+        .unwrap();
+    assert_ne!(again.id, p.id);
+}
+
+async fn migrations_go_down_and_up_again(store: Store) {
+    store
+        .create_policy(new_policy(&doc("p", "10m", true, 100)))
+        .await
+        .unwrap();
+    store.migrate_down_all().await.unwrap();
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        1,
+        "one migration re-applied"
+    );
+    assert!(store.list_policies().await.unwrap().is_empty());
+    store
+        .create_policy(new_policy(&doc("p", "10m", true, 100)))
+        .await
+        .unwrap();
+}
+
+macro_rules! store_suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("switchyard.db").display());
+                    super::$test(switchyard_store::Store::open(&url).await.unwrap()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let pg = switchyard_test_support::Postgres::start();
+                    super::$test(switchyard_store::Store::open(&pg.url()).await.unwrap()).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    create_and_version_one,
+    duplicates_and_names_are_refused,
+    updates_are_versioned_and_guarded,
+    rollback_makes_a_new_version_with_old_content,
+    archived_policies_are_hidden_and_free_their_name,
+    migrations_go_down_and_up_again,
+);

@@ -1,0 +1,19 @@
+//! The database schema, one migration per file (sea-orm names a migration
+//! after its file). Migrations are applied by `switchyard db migrate` and at
+//! the start of `switchyard serve`; each has a `down` so an upgrade can be
+//! rolled back.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_policies;
+
+/// Every migration, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_policies::Migration)]
+    }
+}
