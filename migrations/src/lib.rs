@@ -6,6 +6,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_policies;
+mod m20261124_000002_claims;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -14,6 +15,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_policies::Migration)]
+        vec![
+            Box::new(m20261124_000001_policies::Migration),
+            Box::new(m20261124_000002_claims::Migration),
+        ]
     }
 }

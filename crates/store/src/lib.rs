@@ -3,11 +3,14 @@
 //! Today: connecting (SQLite in WAL mode with a busy timeout, created on
 //! first use), migrations, and policies with their version history — save
 //! (refusing a duplicate `spec_hash`), update guarded by the expected version,
-//! enable/disable, archive, versions, rollback. Only this crate talks SQL.
+//! enable/disable, archive, versions, rollback — and the race-free window
+//! claims and inbox that decisions rest on. Only this crate talks SQL.
 
+mod claims;
 mod entity;
 mod policies;
 
+pub use claims::{Claim, ClaimKind};
 pub use policies::{NewPolicy, PolicyRecord, PolicyRef, VersionRecord};
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};

@@ -1,0 +1,167 @@
+//! Window claims and the inbox: the race-free primitives decisions rest on.
+//!
+//! A claim on `(kind, key)` is taken with one statement,
+//! `INSERT … ON CONFLICT (kind, claim_key) DO UPDATE … WHERE expires_at_ms <= now`,
+//! so of two writers racing for the same key at most one gets a row back —
+//! on SQLite and PostgreSQL alike, without a read-then-write window.
+
+use crate::{Error, Store};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
+
+/// What a claim is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimKind {
+    /// A policy fired for a group key: later matches are suppressed until expiry.
+    Suppression,
+    /// An action on a target with given params: not re-run until expiry.
+    Idempotency,
+    /// ALL-group correlation state for a group key.
+    Correlation,
+}
+
+impl ClaimKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClaimKind::Suppression => "suppression",
+            ClaimKind::Idempotency => "idempotency",
+            ClaimKind::Correlation => "correlation",
+        }
+    }
+}
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours until `expires_at`.
+    Claimed { expires_at: DateTime<Utc> },
+    /// Someone else holds it.
+    Held {
+        holder: String,
+        expires_at: DateTime<Utc>,
+    },
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+impl Store {
+    fn placeholders(&self, n: usize) -> Vec<String> {
+        let pg = self.db.get_database_backend() == DatabaseBackend::Postgres;
+        (1..=n)
+            .map(|i| if pg { format!("${i}") } else { "?".to_owned() })
+            .collect()
+    }
+
+    /// Claim `(kind, key)` for `holder` until `now + ttl`, unless an unexpired claim exists.
+    pub async fn claim(
+        &self,
+        kind: ClaimKind,
+        key: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<Claim, Error> {
+        self.claim_on(&self.db, kind, key, holder, now, ttl).await
+    }
+
+    /// The same inside a caller's transaction (the decision transaction).
+    pub async fn claim_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        kind: ClaimKind,
+        key: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<Claim, Error> {
+        let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let p = self.placeholders(6);
+        let sql = format!(
+            "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) VALUES ({}, {}, {}, {}, {}) \
+             ON CONFLICT (kind, claim_key) DO UPDATE SET holder = excluded.holder, claimed_at_ms = excluded.claimed_at_ms, \
+             expires_at_ms = excluded.expires_at_ms WHERE window_claims.expires_at_ms <= {} RETURNING holder",
+            p[0], p[1], p[2], p[3], p[4], p[5]
+        );
+        let values: Vec<Value> = vec![
+            kind.as_str().into(),
+            key.into(),
+            holder.into(),
+            ms(now).into(),
+            ms(expires).into(),
+            ms(now).into(),
+        ];
+        let backend = conn.get_database_backend();
+        let claimed = conn
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        if claimed.is_some() {
+            return Ok(Claim::Claimed {
+                expires_at: expires,
+            });
+        }
+        let p = self.placeholders(2);
+        let sql = format!(
+            "SELECT holder, expires_at_ms FROM window_claims WHERE kind = {} AND claim_key = {}",
+            p[0], p[1]
+        );
+        let row = conn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                vec![kind.as_str().into(), key.into()],
+            ))
+            .await?
+            .ok_or_else(|| {
+                Error::Db(sea_orm::DbErr::Custom("a claim vanished while held".into()))
+            })?;
+        Ok(Claim::Held {
+            holder: row.try_get::<String>("", "holder")?,
+            expires_at: from_ms(row.try_get::<i64>("", "expires_at_ms")?),
+        })
+    }
+
+    /// Record a delivery identity; `true` the first time it is seen, `false` for a redelivery.
+    pub async fn record_delivery(
+        &self,
+        delivery_key: &str,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let p = self.placeholders(3);
+        let sql = format!(
+            "INSERT INTO inbox (delivery_key, event_id, received_at_ms) VALUES ({}, {}, {}) ON CONFLICT (delivery_key) DO NOTHING RETURNING delivery_key",
+            p[0], p[1], p[2]
+        );
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                vec![delivery_key.into(), event_id.into(), ms(now).into()],
+            ))
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Remove expired claims; returns how many.
+    pub async fn prune_claims(&self, now: DateTime<Utc>) -> Result<u64, Error> {
+        let p = self.placeholders(1);
+        let backend = self.db.get_database_backend();
+        let r = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!("DELETE FROM window_claims WHERE expires_at_ms <= {}", p[0]),
+                vec![ms(now).into()],
+            ))
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
