@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_policies;
 mod m20261124_000002_claims;
+mod m20261124_000003_ledger;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_policies::Migration),
             Box::new(m20261124_000002_claims::Migration),
+            Box::new(m20261124_000003_ledger::Migration),
         ]
     }
 }

@@ -133,14 +133,25 @@ impl Store {
         event_id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, Error> {
+        self.record_delivery_on(&self.db, delivery_key, event_id, now)
+            .await
+    }
+
+    /// The same inside a caller's transaction (the decision transaction).
+    pub async fn record_delivery_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        delivery_key: &str,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
         let p = self.placeholders(3);
         let sql = format!(
             "INSERT INTO inbox (delivery_key, event_id, received_at_ms) VALUES ({}, {}, {}) ON CONFLICT (delivery_key) DO NOTHING RETURNING delivery_key",
             p[0], p[1], p[2]
         );
-        let backend = self.db.get_database_backend();
-        let row = self
-            .db
+        let backend = conn.get_database_backend();
+        let row = conn
             .query_one_raw(Statement::from_sql_and_values(
                 backend,
                 sql,

@@ -8,9 +8,13 @@
 
 mod claims;
 mod entity;
+mod ledger;
 mod policies;
 
 pub use claims::{Claim, ClaimKind};
+pub use ledger::{
+    DecisionTx, MAX_OUTPUT_BYTES, NewDecision, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate,
+};
 pub use policies::{NewPolicy, PolicyRecord, PolicyRef, VersionRecord};
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
@@ -36,6 +40,13 @@ pub enum Error {
     },
     #[error("policy `{name}` has no version {version}")]
     NoSuchVersion { name: String, version: i64 },
+    #[error("run {id} is already {status}; a finished run does not change")]
+    TerminalRun {
+        id: uuid::Uuid,
+        status: &'static str,
+    },
+    #[error("`{0}` is not a runs cursor")]
+    Cursor(String),
     #[error("unsupported database URL `{0}`: use sqlite://… or postgres://…")]
     Url(String),
     #[error("database: {0}")]

@@ -181,8 +181,8 @@ async fn migrations_go_down_and_up_again(store: Store) {
     store.migrate_down_all().await.unwrap();
     assert_eq!(
         store.migrate().await.unwrap(),
-        2,
-        "both migrations re-applied"
+        3,
+        "every migration re-applied"
     );
     assert!(store.list_policies().await.unwrap().is_empty());
     store

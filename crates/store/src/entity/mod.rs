@@ -1,4 +1,4 @@
-//! sea-orm entities: the tables as rows. Only this crate sees them.
-
+pub mod decision;
 pub mod policy;
 pub mod policy_version;
+pub mod run;

@@ -1,0 +1,316 @@
+//! The runs ledger on SQLite and a real PostgreSQL: the decision transaction,
+//! guarded transitions, queries and cursor paging.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use std::time::Duration;
+use switchyard_store::{
+    Claim, ClaimKind, Error, NewDecision, NewRun, RunFilter, RunStatus, RunUpdate, Store,
+};
+use uuid::Uuid;
+
+fn t(s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+}
+
+fn decision(policy: Uuid, event: &str, at: i64) -> NewDecision {
+    NewDecision {
+        id: Uuid::now_v7(),
+        policy_id: policy,
+        policy_name: "ups-shutdown".into(),
+        policy_version: 1,
+        event_id: event.into(),
+        event_kind: "ups.on_battery".into(),
+        correlation_id: format!("corr-{event}"),
+        decided_at: t(at),
+    }
+}
+
+fn run(host: &str, vm: &str, status: RunStatus, at: i64) -> NewRun {
+    NewRun {
+        id: Uuid::now_v7(),
+        host: host.into(),
+        target_type: "vm".into(),
+        target_id: vm.into(),
+        driver: Some("proxmox".into()),
+        capability: "vm.power".into(),
+        verb: "shutdown".into(),
+        params: json!({"timeout_s": 120}),
+        idempotency_key: Some(format!("key-{host}-{vm}")),
+        status,
+        severity: None,
+        reason: None,
+        count: 1,
+        queued_at: t(at),
+        inverse_of: None,
+    }
+}
+
+async fn a_decision_commits_whole_or_not_at_all(store: Store) {
+    let policy = Uuid::now_v7();
+    // Not committed: nothing of it remains.
+    {
+        let tx = store.begin_decision().await.unwrap();
+        assert!(tx.record_delivery("S|c|1", "e1", t(0)).await.unwrap());
+        assert!(matches!(
+            tx.claim(
+                ClaimKind::Suppression,
+                "p|g",
+                "d0",
+                t(0),
+                Duration::from_secs(600)
+            )
+            .await
+            .unwrap(),
+            Claim::Claimed { .. }
+        ));
+        tx.insert(
+            &decision(policy, "e1", 0),
+            &[run("pve-01", "100", RunStatus::Queued, 0)],
+        )
+        .await
+        .unwrap();
+    }
+    assert!(
+        store
+            .list_runs(&RunFilter::default(), None, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+
+    let tx = store.begin_decision().await.unwrap();
+    assert!(
+        tx.record_delivery("S|c|1", "e1", t(1)).await.unwrap(),
+        "the dropped transaction left no inbox row"
+    );
+    assert!(matches!(
+        tx.claim(
+            ClaimKind::Suppression,
+            "p|g",
+            "d1",
+            t(1),
+            Duration::from_secs(600)
+        )
+        .await
+        .unwrap(),
+        Claim::Claimed { .. }
+    ));
+    let d = decision(policy, "e1", 1);
+    tx.insert(
+        &d,
+        &[
+            run("pve-01", "100", RunStatus::Queued, 1),
+            run("pve-01", "101", RunStatus::Queued, 1),
+        ],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let (runs, next) = store
+        .list_runs(&RunFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!((runs.len(), next), (2, None));
+    assert!(
+        runs.iter()
+            .all(|r| r.decision_id == d.id && r.event_id == "e1" && r.status == RunStatus::Queued)
+    );
+    // The redelivery of the same message finds it decided.
+    let tx = store.begin_decision().await.unwrap();
+    assert!(!tx.record_delivery("S|c|1", "e1", t(2)).await.unwrap());
+    assert!(matches!(
+        tx.claim(
+            ClaimKind::Suppression,
+            "p|g",
+            "d2",
+            t(2),
+            Duration::from_secs(600)
+        )
+        .await
+        .unwrap(),
+        Claim::Held { .. }
+    ));
+}
+
+async fn transitions_are_guarded(store: Store) {
+    let tx = store.begin_decision().await.unwrap();
+    let r = run("pve-01", "100", RunStatus::Queued, 0);
+    let id = r.id;
+    tx.insert(&decision(Uuid::now_v7(), "e", 0), &[r])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let running = store
+        .transition(
+            id,
+            RunStatus::Running,
+            RunUpdate {
+                started_at: Some(t(5)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(running.status, RunStatus::Running);
+    let done = store
+        .transition(
+            id,
+            RunStatus::Succeeded,
+            RunUpdate {
+                finished_at: Some(t(7)),
+                effects: Some(json!([{"target": "100", "field": "status", "from": "running", "to": "stopped"}])),
+                output: Some("x".repeat(100_000)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.status, done.duration_ms),
+        (RunStatus::Succeeded, Some(2000))
+    );
+    assert!(
+        done.output.as_ref().unwrap().len() < 66_000
+            && done.output.unwrap().ends_with("[truncated]")
+    );
+    match store
+        .transition(id, RunStatus::Failed, RunUpdate::default())
+        .await
+    {
+        Err(Error::TerminalRun {
+            status: "succeeded",
+            ..
+        }) => {}
+        other => panic!("a terminal run changed: {other:?}"),
+    }
+}
+
+async fn queries_filter_and_page(store: Store) {
+    let (p1, p2) = (Uuid::now_v7(), Uuid::now_v7());
+    for (i, (policy, host, status)) in [
+        (p1, "pve-01", RunStatus::Succeeded),
+        (p1, "pve-02", RunStatus::Failed),
+        (p2, "pve-01", RunStatus::Suppressed),
+        (p1, "pve-01", RunStatus::Queued),
+        (p2, "pve-02", RunStatus::Succeeded),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tx = store.begin_decision().await.unwrap();
+        let at = i64::try_from(i).unwrap() * 10;
+        tx.insert(
+            &decision(policy, &format!("e{i}"), at),
+            &[run(host, "100", status, at)],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let all = |f: RunFilter| {
+        let store = store.clone();
+        async move { store.list_runs(&f, None, 100).await.unwrap().0 }
+    };
+    assert_eq!(all(RunFilter::default()).await.len(), 5);
+    assert_eq!(
+        all(RunFilter {
+            policy_id: Some(p1),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        3
+    );
+    assert_eq!(
+        all(RunFilter {
+            host: Some("pve-02".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert_eq!(
+        all(RunFilter {
+            status: Some(RunStatus::Failed),
+            ..Default::default()
+        })
+        .await[0]
+            .host,
+        "pve-02"
+    );
+    assert_eq!(
+        all(RunFilter {
+            event_id: Some("e2".into()),
+            ..Default::default()
+        })
+        .await[0]
+            .status,
+        RunStatus::Suppressed
+    );
+    assert_eq!(
+        all(RunFilter {
+            since: Some(t(20)),
+            until: Some(t(40)),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+
+    // Newest first, in pages of two, without gaps or repeats.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (page, next) = store
+            .list_runs(&RunFilter::default(), cursor.as_deref(), 2)
+            .await
+            .unwrap();
+        seen.extend(page.iter().map(|r| r.event_id.clone()));
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["e4", "e3", "e2", "e1", "e0"]);
+    assert!(matches!(
+        store
+            .list_runs(&RunFilter::default(), Some("garbage"), 2)
+            .await,
+        Err(Error::Cursor(_))
+    ));
+}
+
+macro_rules! store_suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("switchyard.db").display());
+                    super::$test(switchyard_store::Store::open(&url).await.unwrap()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let pg = switchyard_test_support::Postgres::start();
+                    super::$test(switchyard_store::Store::open(&pg.url()).await.unwrap()).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    a_decision_commits_whole_or_not_at_all,
+    transitions_are_guarded,
+    queries_filter_and_page
+);
