@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_policies;
 mod m20261124_000002_claims;
 mod m20261124_000003_ledger;
+mod m20261124_000004_lease;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_policies::Migration),
             Box::new(m20261124_000002_claims::Migration),
             Box::new(m20261124_000003_ledger::Migration),
+            Box::new(m20261124_000004_lease::Migration),
         ]
     }
 }

@@ -51,7 +51,7 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 }
 
 impl Store {
-    fn placeholders(&self, n: usize) -> Vec<String> {
+    pub(crate) fn placeholders(&self, n: usize) -> Vec<String> {
         let pg = self.db.get_database_backend() == DatabaseBackend::Postgres;
         (1..=n)
             .map(|i| if pg { format!("${i}") } else { "?".to_owned() })

@@ -303,8 +303,9 @@ impl DecisionTx<'_> {
         Ok(())
     }
 
-    /// Make everything durable.
-    pub async fn commit(self) -> Result<(), Error> {
+    /// Make everything durable, if `lease` is still current.
+    pub async fn commit(self, lease: &crate::Lease, now: DateTime<Utc>) -> Result<(), Error> {
+        self.store.check_lease(&self.txn, lease, now).await?;
         self.txn.commit().await?;
         Ok(())
     }
@@ -319,14 +320,19 @@ impl Store {
         })
     }
 
-    /// Move a run to `to`. Refused (`Error::TerminalRun`) when the run is
-    /// already terminal: a guarded UPDATE, so two writers cannot both finish a run.
+    /// Move a run to `to`, as the holder of `lease`. Refused when the run is
+    /// already terminal (`TerminalRun`: a guarded UPDATE, so two writers cannot
+    /// both finish a run) or when the lease is lost (`LeaseLost`).
     pub async fn transition(
         &self,
+        lease: &crate::Lease,
+        now: DateTime<Utc>,
         run_id: Uuid,
         to: RunStatus,
         u: RunUpdate,
     ) -> Result<RunRecord, Error> {
+        let txn = self.db.begin().await?;
+        self.check_lease(&txn, lease, now).await?;
         let non_terminal = [RunStatus::Queued.as_str(), RunStatus::Running.as_str()];
         let mut set = run::ActiveModel {
             status: Set(to.as_str().to_owned()),
@@ -357,8 +363,9 @@ impl Store {
             .set(set)
             .filter(run::Column::Id.eq(run_id))
             .filter(run::Column::Status.is_in(non_terminal))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         if res.rows_affected == 0 {
             let current = self.get_run(run_id).await?;
             return Err(Error::TerminalRun {

@@ -8,10 +8,12 @@
 
 mod claims;
 mod entity;
+mod lease;
 mod ledger;
 mod policies;
 
 pub use claims::{Claim, ClaimKind};
+pub use lease::Lease;
 pub use ledger::{
     DecisionTx, MAX_OUTPUT_BYTES, NewDecision, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate,
 };
@@ -45,6 +47,10 @@ pub enum Error {
         id: uuid::Uuid,
         status: &'static str,
     },
+    #[error(
+        "the engine lease held by `{holder}` at epoch {epoch} is lost or expired; this engine must stop writing"
+    )]
+    LeaseLost { holder: String, epoch: i64 },
     #[error("`{0}` is not a runs cursor")]
     Cursor(String),
     #[error("unsupported database URL `{0}`: use sqlite://… or postgres://…")]

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::time::Duration;
+use switchyard_store::Lease;
 use switchyard_store::{
     Claim, ClaimKind, Error, NewDecision, NewRun, RunFilter, RunStatus, RunUpdate, Store,
 };
@@ -11,6 +12,14 @@ use uuid::Uuid;
 
 fn t(s: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+}
+
+async fn lease(store: &Store) -> Lease {
+    store
+        .acquire_lease("engine-a", t(0), Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .expect("a free lease")
 }
 
 fn decision(policy: Uuid, event: &str, at: i64) -> NewDecision {
@@ -47,6 +56,7 @@ fn run(host: &str, vm: &str, status: RunStatus, at: i64) -> NewRun {
 }
 
 async fn a_decision_commits_whole_or_not_at_all(store: Store) {
+    let lease = lease(&store).await;
     let policy = Uuid::now_v7();
     // Not committed: nothing of it remains.
     {
@@ -107,7 +117,7 @@ async fn a_decision_commits_whole_or_not_at_all(store: Store) {
     )
     .await
     .unwrap();
-    tx.commit().await.unwrap();
+    tx.commit(&lease, t(1)).await.unwrap();
 
     let (runs, next) = store
         .list_runs(&RunFilter::default(), None, 10)
@@ -136,15 +146,18 @@ async fn a_decision_commits_whole_or_not_at_all(store: Store) {
 }
 
 async fn transitions_are_guarded(store: Store) {
+    let lease = lease(&store).await;
     let tx = store.begin_decision().await.unwrap();
     let r = run("pve-01", "100", RunStatus::Queued, 0);
     let id = r.id;
     tx.insert(&decision(Uuid::now_v7(), "e", 0), &[r])
         .await
         .unwrap();
-    tx.commit().await.unwrap();
+    tx.commit(&lease, t(1)).await.unwrap();
     let running = store
         .transition(
+            &lease,
+            t(6),
             id,
             RunStatus::Running,
             RunUpdate {
@@ -155,9 +168,7 @@ async fn transitions_are_guarded(store: Store) {
         .await
         .unwrap();
     assert_eq!(running.status, RunStatus::Running);
-    let done = store
-        .transition(
-            id,
+    let done = store.transition(&lease, t(6), id,
             RunStatus::Succeeded,
             RunUpdate {
                 finished_at: Some(t(7)),
@@ -177,7 +188,7 @@ async fn transitions_are_guarded(store: Store) {
             && done.output.unwrap().ends_with("[truncated]")
     );
     match store
-        .transition(id, RunStatus::Failed, RunUpdate::default())
+        .transition(&lease, t(6), id, RunStatus::Failed, RunUpdate::default())
         .await
     {
         Err(Error::TerminalRun {
@@ -189,6 +200,7 @@ async fn transitions_are_guarded(store: Store) {
 }
 
 async fn queries_filter_and_page(store: Store) {
+    let lease = lease(&store).await;
     let (p1, p2) = (Uuid::now_v7(), Uuid::now_v7());
     for (i, (policy, host, status)) in [
         (p1, "pve-01", RunStatus::Succeeded),
@@ -208,7 +220,7 @@ async fn queries_filter_and_page(store: Store) {
         )
         .await
         .unwrap();
-        tx.commit().await.unwrap();
+        tx.commit(&lease, t(1)).await.unwrap();
     }
     let all = |f: RunFilter| {
         let store = store.clone();
@@ -309,8 +321,85 @@ macro_rules! store_suite {
     };
 }
 
+async fn a_stale_lease_cannot_write(store: Store) {
+    let a = store
+        .acquire_lease("engine-a", t(0), Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.epoch, 1);
+    assert!(
+        store
+            .acquire_lease("engine-b", t(5), Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_none(),
+        "held and unexpired"
+    );
+    let renewed = store
+        .acquire_lease("engine-a", t(8), Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renewed.epoch, 1, "renewal keeps the epoch");
+    let tx = store.begin_decision().await.unwrap();
+    let r = run("pve-01", "100", RunStatus::Queued, 8);
+    let id = r.id;
+    tx.insert(&decision(Uuid::now_v7(), "e", 8), &[r])
+        .await
+        .unwrap();
+    tx.commit(&renewed, t(9)).await.unwrap();
+    // engine-a stalls past expiry; engine-b takes over with a new epoch.
+    let b = store
+        .acquire_lease("engine-b", t(19), Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.epoch, 2);
+    match store
+        .transition(
+            &renewed,
+            t(20),
+            id,
+            RunStatus::Running,
+            RunUpdate::default(),
+        )
+        .await
+    {
+        Err(Error::LeaseLost { epoch: 1, .. }) => {}
+        other => panic!("a stale lease wrote: {other:?}"),
+    }
+    let tx = store.begin_decision().await.unwrap();
+    tx.insert(
+        &decision(Uuid::now_v7(), "e2", 20),
+        &[run("pve-01", "101", RunStatus::Queued, 20)],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        tx.commit(&renewed, t(20)).await,
+        Err(Error::LeaseLost { .. })
+    ));
+    assert_eq!(
+        store
+            .list_runs(&RunFilter::default(), None, 10)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        1,
+        "the stale decision was not recorded"
+    );
+    let running = store
+        .transition(&b, t(21), id, RunStatus::Running, RunUpdate::default())
+        .await
+        .unwrap();
+    assert_eq!(running.status, RunStatus::Running);
+}
+
 store_suite!(
     a_decision_commits_whole_or_not_at_all,
     transitions_are_guarded,
-    queries_filter_and_page
+    queries_filter_and_page,
+    a_stale_lease_cannot_write
 );
