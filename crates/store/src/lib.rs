@@ -11,6 +11,7 @@ mod entity;
 mod lease;
 mod ledger;
 mod policies;
+mod prune;
 
 pub use claims::{Claim, ClaimKind};
 pub use lease::Lease;
@@ -18,6 +19,7 @@ pub use ledger::{
     DecisionTx, MAX_OUTPUT_BYTES, NewDecision, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate,
 };
 pub use policies::{NewPolicy, PolicyRecord, PolicyRef, VersionRecord};
+pub use prune::PruneReport;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
