@@ -376,6 +376,14 @@ impl Store {
         self.get_run(run_id).await
     }
 
+    /// True when the decision is recorded.
+    pub async fn decision_exists(&self, id: Uuid) -> Result<bool, Error> {
+        Ok(decision::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
     /// One run.
     pub async fn get_run(&self, id: Uuid) -> Result<RunRecord, Error> {
         let r = run::Entity::find_by_id(id)

@@ -105,6 +105,24 @@ impl Store {
         Ok(pending)
     }
 
+    /// SQLite's `PRAGMA integrity_check` (`Some("ok")` when intact); `None` on PostgreSQL.
+    pub async fn integrity_check(&self) -> Result<Option<String>, Error> {
+        use sea_orm::ConnectionTrait;
+        if self.db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite {
+            return Ok(None);
+        }
+        let stmt = sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Sqlite,
+            "PRAGMA integrity_check",
+        );
+        let rows = self.db.query_all_raw(stmt).await?;
+        let lines: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.try_get_by_index::<String>(0).ok())
+            .collect();
+        Ok(Some(lines.join("; ")))
+    }
+
     /// Roll back every migration (tests: up → down → up).
     pub async fn migrate_down_all(&self) -> Result<(), Error> {
         Migrator::down(&self.db, None).await?;

@@ -1,0 +1,63 @@
+//! Test helper for the crash test: records decisions into the SQLite database
+//! given as the first argument, printing each decision id once its commit has
+//! returned, until it is killed.
+
+use chrono::Utc;
+use serde_json::json;
+use std::io::Write;
+use std::time::Duration;
+use switchyard_store::{NewDecision, NewRun, RunStatus, Store};
+use uuid::Uuid;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let url = std::env::args()
+        .nth(1)
+        .expect("usage: switchyard-crash-writer <database url>");
+    let store = Store::open(&url).await.expect("open the store");
+    let lease = store
+        .acquire_lease("crash-writer", Utc::now(), Duration::from_secs(3600))
+        .await
+        .expect("lease query")
+        .expect("a free lease");
+    let policy = Uuid::now_v7();
+    let mut out = std::io::stdout().lock();
+    loop {
+        let now = Utc::now();
+        let tx = store.begin_decision().await.expect("begin");
+        let decision = NewDecision {
+            id: Uuid::now_v7(),
+            policy_id: policy,
+            policy_name: "crash".into(),
+            policy_version: 1,
+            event_id: Uuid::now_v7().to_string(),
+            event_kind: "crash.test".into(),
+            correlation_id: "crash".into(),
+            decided_at: now,
+        };
+        let runs: Vec<NewRun> = (0..3)
+            .map(|i| NewRun {
+                id: Uuid::now_v7(),
+                host: "h".into(),
+                target_type: "vm".into(),
+                target_id: i.to_string(),
+                driver: None,
+                capability: "c".into(),
+                verb: "v".into(),
+                params: json!({"i": i, "pad": "x".repeat(200)}),
+                idempotency_key: None,
+                status: RunStatus::Queued,
+                severity: None,
+                reason: None,
+                count: 1,
+                queued_at: now,
+                inverse_of: None,
+            })
+            .collect();
+        tx.insert(&decision, &runs).await.expect("insert");
+        tx.commit(&lease, now).await.expect("commit");
+        // Only now is the decision durable: report it.
+        writeln!(out, "{}", decision.id).expect("stdout");
+        out.flush().expect("stdout");
+    }
+}
