@@ -9,6 +9,7 @@ mod m20261124_000001_policies;
 mod m20261124_000002_claims;
 mod m20261124_000003_ledger;
 mod m20261124_000004_lease;
+mod m20261124_000005_inventory_audit;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_claims::Migration),
             Box::new(m20261124_000003_ledger::Migration),
             Box::new(m20261124_000004_lease::Migration),
+            Box::new(m20261124_000005_inventory_audit::Migration),
         ]
     }
 }

@@ -8,12 +8,14 @@
 
 mod claims;
 mod entity;
+mod inventory;
 mod lease;
 mod ledger;
 mod policies;
 mod prune;
 
 pub use claims::{Claim, ClaimKind};
+pub use inventory::{AuditEvent, DiscoveredItem, InventoryQuery, InventoryRecord};
 pub use lease::Lease;
 pub use ledger::{
     DecisionTx, MAX_OUTPUT_BYTES, NewDecision, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate,

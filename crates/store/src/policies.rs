@@ -136,7 +136,10 @@ fn priority_of(ir: &PolicyIr) -> i32 {
     i32::try_from(ir.priority).unwrap_or(if ir.priority < 0 { i32::MIN } else { i32::MAX })
 }
 
-async fn live_by_ref<C: ConnectionTrait>(db: &C, r: &PolicyRef) -> Result<policy::Model, Error> {
+pub(crate) async fn live_by_ref<C: ConnectionTrait>(
+    db: &C,
+    r: &PolicyRef,
+) -> Result<policy::Model, Error> {
     let q = policy::Entity::find().filter(policy::Column::ArchivedAt.is_null());
     let q = match r {
         PolicyRef::Id(id) => q.filter(policy::Column::Id.eq(*id)),
