@@ -63,10 +63,18 @@ pub enum Error {
     Db(#[from] sea_orm::DbErr),
 }
 
+/// Store settings.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Versions kept per policy (the newest; at least 1). `None`: all.
+    pub max_versions: Option<usize>,
+}
+
 /// The store: a cheap, cloneable handle to one database.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    options: StoreOptions,
 }
 
 impl Store {
@@ -90,7 +98,14 @@ impl Store {
         }
         Ok(Store {
             db: Database::connect(opts).await?,
+            options: StoreOptions::default(),
         })
+    }
+
+    /// The same store with these settings.
+    pub fn with_options(mut self, options: StoreOptions) -> Store {
+        self.options = options;
+        self
     }
 
     /// Connect and apply every pending migration.

@@ -286,6 +286,15 @@ impl Store {
         let saved = model.update(&txn).await?;
         if new_version {
             insert_version(&txn, saved.id, version, &p, now).await?;
+            if let Some(keep) = self.options.max_versions {
+                // The cap never removes the current version.
+                let oldest_kept = version - i64::try_from(keep.max(1)).unwrap_or(i64::MAX) + 1;
+                policy_version::Entity::delete_many()
+                    .filter(policy_version::Column::PolicyId.eq(saved.id))
+                    .filter(policy_version::Column::VersionInt.lt(oldest_kept))
+                    .exec(&txn)
+                    .await?;
+            }
         }
         txn.commit().await?;
         record(saved)

@@ -191,6 +191,35 @@ async fn migrations_go_down_and_up_again(store: Store) {
         .unwrap();
 }
 
+async fn version_history_is_capped(store: Store) {
+    let store = store.with_options(switchyard_store::StoreOptions {
+        max_versions: Some(3),
+    });
+    store
+        .create_policy(new_policy(&doc("p", "1m", false, 100)))
+        .await
+        .unwrap();
+    let r = PolicyRef::Name("p".into());
+    for (v, sup) in [(1, "2m"), (2, "3m"), (3, "4m"), (4, "5m")] {
+        store
+            .update_policy(&r, v, new_policy(&doc("p", sup, false, 100)))
+            .await
+            .unwrap();
+    }
+    let kept: Vec<i64> = store
+        .list_versions(&r)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.version_int)
+        .collect();
+    assert_eq!(kept, [3, 4, 5]);
+    assert!(matches!(
+        store.rollback(&r, 1, 5, "op").await,
+        Err(Error::NoSuchVersion { version: 1, .. })
+    ));
+}
+
 macro_rules! store_suite {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -222,4 +251,5 @@ store_suite!(
     rollback_makes_a_new_version_with_old_content,
     archived_policies_are_hidden_and_free_their_name,
     migrations_go_down_and_up_again,
+    version_history_is_capped,
 );
