@@ -25,6 +25,7 @@ bench: ## criterion benches; figures go to docs/BENCHMARKS.md by hand, with the 
 	$(CARGO) bench --locked -p switchyard-spec --bench spec
 	$(CARGO) bench --locked -p switchyard-plugin --bench supervisor
 	$(CARGO) bench --locked -p switchyard-intake --bench intake
+	$(CARGO) bench --locked -p switchyard-store --bench ledger
 
 demo: build ## a tour of what switchyard does today (see README)
 	@scripts/demo.sh

@@ -107,31 +107,9 @@ async fn racing_writers_claim_once(store: Store) {
     assert_eq!(winners.len(), 1, "exactly one writer claims the key");
 }
 
-macro_rules! store_suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("switchyard.db").display());
-                    super::$test(switchyard_store::Store::open(&url).await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let pg = switchyard_test_support::Postgres::start();
-                    super::$test(switchyard_store::Store::open(&pg.url()).await.unwrap()).await;
-                }
-            )*
-        }
-    };
-}
+switchyard_test_support::backend_suite!(
+    open = switchyard_store::Store::open;
 
-store_suite!(
     claims_hold_until_they_expire,
     the_inbox_recognizes_redeliveries,
     racing_writers_claim_once

@@ -191,31 +191,9 @@ async fn audit_and_transcripts(store: Store) {
     );
 }
 
-macro_rules! store_suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("switchyard.db").display());
-                    super::$test(switchyard_store::Store::open(&url).await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let pg = switchyard_test_support::Postgres::start();
-                    super::$test(switchyard_store::Store::open(&pg.url()).await.unwrap()).await;
-                }
-            )*
-        }
-    };
-}
+switchyard_test_support::backend_suite!(
+    open = switchyard_store::Store::open;
 
-store_suite!(
     discovery_refreshes_and_marks_staleness,
     audit_and_transcripts
 );

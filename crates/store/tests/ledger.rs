@@ -297,30 +297,6 @@ async fn queries_filter_and_page(store: Store) {
     ));
 }
 
-macro_rules! store_suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("switchyard.db").display());
-                    super::$test(switchyard_store::Store::open(&url).await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let pg = switchyard_test_support::Postgres::start();
-                    super::$test(switchyard_store::Store::open(&pg.url()).await.unwrap()).await;
-                }
-            )*
-        }
-    };
-}
-
 async fn a_stale_lease_cannot_write(store: Store) {
     let a = store
         .acquire_lease("engine-a", t(0), Duration::from_secs(10))
@@ -397,7 +373,9 @@ async fn a_stale_lease_cannot_write(store: Store) {
     assert_eq!(running.status, RunStatus::Running);
 }
 
-store_suite!(
+switchyard_test_support::backend_suite!(
+    open = switchyard_store::Store::open;
+
     a_decision_commits_whole_or_not_at_all,
     transitions_are_guarded,
     queries_filter_and_page,

@@ -220,31 +220,9 @@ async fn version_history_is_capped(store: Store) {
     ));
 }
 
-macro_rules! store_suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("switchyard.db").display());
-                    super::$test(switchyard_store::Store::open(&url).await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let pg = switchyard_test_support::Postgres::start();
-                    super::$test(switchyard_store::Store::open(&pg.url()).await.unwrap()).await;
-                }
-            )*
-        }
-    };
-}
+switchyard_test_support::backend_suite!(
+    open = switchyard_store::Store::open;
 
-store_suite!(
     create_and_version_one,
     duplicates_and_names_are_refused,
     updates_are_versioned_and_guarded,

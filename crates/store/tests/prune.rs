@@ -175,31 +175,9 @@ async fn suppressions_aggregate_into_one_record(store: Store) {
     );
 }
 
-macro_rules! store_suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("switchyard.db").display());
-                    super::$test(switchyard_store::Store::open(&url).await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let pg = switchyard_test_support::Postgres::start();
-                    super::$test(switchyard_store::Store::open(&pg.url()).await.unwrap()).await;
-                }
-            )*
-        }
-    };
-}
+switchyard_test_support::backend_suite!(
+    open = switchyard_store::Store::open;
 
-store_suite!(
     a_suppression_storm_keeps_the_failures,
     suppressions_aggregate_into_one_record
 );

@@ -10,6 +10,36 @@ mod sshd;
 pub use nats::NatsServer;
 pub use postgres::Postgres;
 pub use sshd::Sshd;
+/// Re-exported for [`backend_suite!`].
+pub use tempfile;
+
+/// Generate, for every listed `async fn(store)` test, one `#[tokio::test]` on
+/// a fresh SQLite file and one on a fresh PostgreSQL cluster, in modules
+/// `sqlite` and `postgres`. `open` is the async constructor taking a URL.
+#[macro_export]
+macro_rules! backend_suite {
+    (open = $open:path; $($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let dir = $crate::tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}?mode=rwc", dir.path().join("switchyard.db").display());
+                    super::$test($open(&url).await.unwrap()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let pg = $crate::Postgres::start();
+                    super::$test($open(&pg.url()).await.unwrap()).await;
+                }
+            )*
+        }
+    };
+}
 
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
