@@ -486,7 +486,10 @@ impl Supervisor {
         }
         drop(state);
         Outcome {
-            result: reply.result.and_then(|v| decode(method, v)),
+            // Whatever the adapter says goes through the secrets it was sent.
+            result: reply
+                .result
+                .and_then(|v| decode(method, redact_value(v, &resolved))),
             stderr: reply.stderr.iter().map(|l| resolved.redact(l)).collect(),
         }
     }
@@ -564,34 +567,24 @@ impl Supervisor {
         timeout: Duration,
     ) -> Outcome<ExecuteResult> {
         let deadline_ms = timeout.as_millis() as u64;
-        let mut out: Outcome<ExecuteResult> = self
-            .call(
-                driver,
+        self.call(
+            driver,
+            host,
+            "execute",
+            Some(run_id.to_owned()),
+            timeout,
+            |host| ExecuteParams {
+                run_id: run_id.to_owned(),
                 host,
-                "execute",
-                Some(run_id.to_owned()),
-                timeout,
-                |host| ExecuteParams {
-                    run_id: run_id.to_owned(),
-                    host,
-                    target,
-                    capability: capability.to_owned(),
-                    verb: verb.to_owned(),
-                    params,
-                    idempotency_key: idempotency_key.to_owned(),
-                    deadline_ms,
-                },
-            )
-            .await;
-        if let (Ok(r), Some(pool)) = (&mut out.result, self.inner.pools.get(driver)) {
-            // Output and reason come from the adapter: never let a secret through.
-            let slot = self.instance_for(driver, &host.id).unwrap_or(0);
-            if let Some(p) = pool.slots[slot].lock().await.process.as_ref() {
-                r.output = r.output.as_deref().map(|o| p.redact(o));
-                r.reason = r.reason.as_deref().map(|o| p.redact(o));
-            }
-        }
-        out
+                target,
+                capability: capability.to_owned(),
+                verb: verb.to_owned(),
+                params,
+                idempotency_key: idempotency_key.to_owned(),
+                deadline_ms,
+            },
+        )
+        .await
     }
 
     /// Stop every adapter: close stdin, wait `cancel_grace`, then kill.
@@ -616,6 +609,25 @@ fn note_failure(state: &mut SlotState, opts: &SupervisorOptions, reason: String)
         .min(opts.restart_backoff_max);
     state.not_before = Some(Instant::now() + delay);
     state.last_failure = reason;
+}
+
+/// Replace resolved secrets in every string of an adapter's result.
+fn redact_value(v: Value, resolved: &secrets::Resolved) -> Value {
+    match v {
+        Value::String(s) => Value::String(resolved.redact(&s)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|i| redact_value(i, resolved))
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, redact_value(v, resolved)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 fn to_value<T: Serialize>(v: &T) -> Value {
