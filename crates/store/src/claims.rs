@@ -5,7 +5,7 @@
 //! so of two writers racing for the same key at most one gets a row back —
 //! on SQLite and PostgreSQL alike, without a read-then-write window.
 
-use crate::{Error, Store};
+use crate::{Error, Store, epoch_ms as ms, from_epoch_ms as from_ms};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
 
@@ -40,14 +40,6 @@ pub enum Claim {
         holder: String,
         expires_at: DateTime<Utc>,
     },
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(v).unwrap_or_default()
 }
 
 impl Store {

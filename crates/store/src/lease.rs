@@ -4,7 +4,7 @@
 //! holder's [`Lease`] and fail once a newer epoch exists, so an engine that
 //! lost its lease (paused, partitioned) cannot overwrite its successor's work.
 
-use crate::{Error, Store};
+use crate::{Error, Store, epoch_ms as ms};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -16,10 +16,6 @@ pub struct Lease {
     pub holder: String,
     pub epoch: i64,
     pub expires_at: DateTime<Utc>,
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
 }
 
 impl Store {

@@ -4,7 +4,7 @@
 
 use crate::claims::{Claim, ClaimKind};
 use crate::entity::{decision, run};
-use crate::{Error, Store};
+use crate::{Error, Store, epoch_ms as ms, from_epoch_ms as at};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -164,14 +164,6 @@ pub struct RunFilter {
 
 /// Largest output kept on a run.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn at(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(v).unwrap_or_default()
-}
 
 fn truncate(mut s: String) -> String {
     if s.len() > MAX_OUTPUT_BYTES {

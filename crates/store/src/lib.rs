@@ -29,6 +29,16 @@ use std::time::Duration;
 use switchyard_migrations::Migrator;
 use thiserror::Error;
 
+/// Times are stored as epoch milliseconds so both backends compare them alike.
+pub(crate) fn epoch_ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The inverse of [`epoch_ms`].
+pub(crate) fn from_epoch_ms(v: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
 /// What can go wrong in the store.
 #[derive(Debug, Error)]
 pub enum Error {
