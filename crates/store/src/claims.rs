@@ -18,14 +18,17 @@ pub enum ClaimKind {
     Idempotency,
     /// ALL-group correlation state for a group key.
     Correlation,
+    /// The aggregated `suppressed` record of a suppression window.
+    SuppressedRecord,
 }
 
 impl ClaimKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ClaimKind::Suppression => "suppression",
             ClaimKind::Idempotency => "idempotency",
             ClaimKind::Correlation => "correlation",
+            ClaimKind::SuppressedRecord => "suppressed_record",
         }
     }
 }

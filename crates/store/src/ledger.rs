@@ -165,7 +165,7 @@ pub struct RunFilter {
 /// Largest output kept on a run.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
-fn truncate(mut s: String) -> String {
+pub(crate) fn truncate(mut s: String) -> String {
     if s.len() > MAX_OUTPUT_BYTES {
         s.truncate(s.floor_char_boundary(MAX_OUTPUT_BYTES));
         s.push_str("\n[truncated]");

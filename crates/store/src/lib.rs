@@ -6,6 +6,7 @@
 //! enable/disable, archive, versions, rollback — and the race-free window
 //! claims and inbox that decisions rest on. Only this crate talks SQL.
 
+mod batch;
 mod claims;
 mod entity;
 mod inventory;
@@ -14,6 +15,10 @@ mod ledger;
 mod policies;
 mod prune;
 
+pub use batch::{
+    DecisionOutcome, EventDecisions, EventOutcome, PlannedDecision, PlannedRun, REASON_QUEUE_FULL,
+    SettledRun, Suppression, Transition, Window,
+};
 pub use claims::{Claim, ClaimKind};
 pub use inventory::{AuditEvent, DiscoveredItem, InventoryQuery, InventoryRecord};
 pub use lease::Lease;

@@ -1,0 +1,696 @@
+//! The group-commit write path: the decisions of many events recorded in one
+//! transaction with a handful of multi-row statements, so durability does not
+//! cap throughput.
+//!
+//! The engine hands over its decisions as data ([`EventDecisions`]); the
+//! store settles everything that depends on the database inside the
+//! transaction — whether a delivery was decided before (inbox), which
+//! suppression and idempotency windows are claimed, whether a host queue has
+//! room — and reports the outcome of every decision and run. Items are settled
+//! in the order given, so within one batch the earlier event wins a window
+//! exactly as it would have in a transaction of its own.
+
+use crate::claims::ClaimKind;
+use crate::ledger::{NewDecision, NewRun, RunStatus};
+use crate::{Error, Lease, Store, epoch_ms as ms, from_epoch_ms as at};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Rows per multi-row statement (well under both backends' bind-parameter limits).
+const CHUNK: usize = 400;
+
+/// Reason recorded on a run refused because its host queue was full.
+pub const REASON_QUEUE_FULL: &str = "queue_full";
+
+/// Everything one delivered event decided.
+#[derive(Debug, Clone)]
+pub struct EventDecisions {
+    /// The delivery identity (stream and sequence) the inbox deduplicates on.
+    pub delivery_key: String,
+    pub event_id: String,
+    pub received_at: DateTime<Utc>,
+    /// One per policy that matched, in shortlist order.
+    pub decisions: Vec<PlannedDecision>,
+}
+
+/// A claimable window.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub key: String,
+    pub ttl: Duration,
+}
+
+/// One policy's decision before the windows are settled.
+#[derive(Debug, Clone)]
+pub struct PlannedDecision {
+    pub decision: NewDecision,
+    /// The (policy, group key) window; when another decision holds it this one
+    /// is counted on the window's aggregated `suppressed` record instead.
+    pub suppression: Option<Window>,
+    pub runs: Vec<PlannedRun>,
+}
+
+/// One run before the windows are settled.
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    /// `status` is `queued` for a run to dispatch; other statuses (a `failed`
+    /// run with reason `no_driver`, say) are recorded as given.
+    pub run: NewRun,
+    /// Claim `run.idempotency_key` for this long; held → `deduplicated`.
+    pub idempotency_ttl: Option<Duration>,
+}
+
+/// How a batch item was settled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventOutcome {
+    /// This delivery was decided before: nothing new was recorded.
+    Redelivered,
+    Recorded(Vec<DecisionOutcome>),
+}
+
+/// How one decision was settled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionOutcome {
+    pub decision_id: Uuid,
+    /// Set when the suppression window was held by an earlier decision.
+    pub suppressed: Option<Suppression>,
+    /// Every recorded run with its status and reason (empty when suppressed).
+    pub runs: Vec<SettledRun>,
+}
+
+/// A suppressed decision, counted on the window's aggregated record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suppression {
+    /// The aggregated `suppressed` run of the window.
+    pub record: Uuid,
+    /// When the window ends.
+    pub until: DateTime<Utc>,
+}
+
+/// A run as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettledRun {
+    pub id: Uuid,
+    pub host: String,
+    pub status: RunStatus,
+    pub reason: Option<String>,
+}
+
+/// A status change for [`Store::transition_many`].
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub run_id: Uuid,
+    pub to: RunStatus,
+    pub update: crate::RunUpdate,
+}
+
+impl Store {
+    /// Record a batch of events' decisions in one transaction, as the holder
+    /// of `lease`. `admit(run)` is asked, in order, for every run that would be
+    /// queued and answers whether its host queue has room; a refused run is
+    /// recorded `failed` with reason `queue_full`. All or nothing: on error no
+    /// item is recorded.
+    pub async fn record_batch(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        items: &[EventDecisions],
+        admit: &mut dyn FnMut(&NewRun) -> bool,
+    ) -> Result<Vec<EventOutcome>, Error> {
+        let txn = self.db.begin().await?;
+        let outcomes = self.settle(&txn, now, items, admit).await?;
+        self.check_lease(&txn, lease, now).await?;
+        txn.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn settle(
+        &self,
+        txn: &DatabaseTransaction,
+        now: DateTime<Utc>,
+        items: &[EventDecisions],
+        admit: &mut dyn FnMut(&NewRun) -> bool,
+    ) -> Result<Vec<EventOutcome>, Error> {
+        // 1. Inbox: which deliveries are new.
+        let new_keys = self.insert_inbox(txn, items).await?;
+        let mut first_seen = HashSet::new();
+        let fresh: Vec<bool> = items
+            .iter()
+            .map(|i| {
+                new_keys.contains(&i.delivery_key) && first_seen.insert(i.delivery_key.as_str())
+            })
+            .collect();
+        let fresh_items = || items.iter().zip(&fresh).filter(|(_, f)| **f).map(|(i, _)| i);
+
+        // 2. Suppression windows, claimed in batch order.
+        let mut wanted: Vec<(String, i64)> = Vec::new();
+        let mut holders: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for item in fresh_items() {
+            for d in &item.decisions {
+                if let Some(w) = &d.suppression
+                    && seen.insert(w.key.clone())
+                {
+                    wanted.push((w.key.clone(), expiry(now, w.ttl)));
+                    holders.push(d.decision.id.to_string());
+                }
+            }
+        }
+        let claimed_windows = self
+            .claim_many(txn, ClaimKind::Suppression, &wanted, &holders, now)
+            .await?;
+        let window_end = self
+            .claim_expiries(txn, ClaimKind::Suppression, &wanted, &claimed_windows)
+            .await?;
+
+        // 3. Decide each decision's fate; idempotency keys are claimed for the unsuppressed.
+        let mut winner_of_window: HashMap<&str, Uuid> = HashMap::new();
+        let mut idem_wanted: Vec<(String, i64)> = Vec::new();
+        let mut idem_holders: Vec<String> = Vec::new();
+        let mut idem_seen = HashSet::new();
+        let mut fates: Vec<Option<Vec<bool>>> = Vec::new(); // per decision: None = suppressed
+        for item in fresh_items() {
+            for d in &item.decisions {
+                let suppressed = match &d.suppression {
+                    None => false,
+                    Some(w) => {
+                        let ours = claimed_windows.contains(&w.key)
+                            && *winner_of_window
+                                .entry(w.key.as_str())
+                                .or_insert(d.decision.id)
+                                == d.decision.id;
+                        !ours
+                    }
+                };
+                if suppressed {
+                    fates.push(None);
+                    continue;
+                }
+                let mut firsts = Vec::with_capacity(d.runs.len());
+                for r in &d.runs {
+                    let first = match (&r.run.idempotency_key, r.idempotency_ttl) {
+                        (Some(k), Some(ttl)) if r.run.status == RunStatus::Queued => {
+                            let first = idem_seen.insert(k.clone());
+                            if first {
+                                idem_wanted.push((k.clone(), expiry(now, ttl)));
+                                idem_holders.push(r.run.id.to_string());
+                            }
+                            first
+                        }
+                        _ => true,
+                    };
+                    firsts.push(first);
+                }
+                fates.push(Some(firsts));
+            }
+        }
+        let claimed_keys = self
+            .claim_many(
+                txn,
+                ClaimKind::Idempotency,
+                &idem_wanted,
+                &idem_holders,
+                now,
+            )
+            .await?;
+
+        // 4. Build the rows.
+        let mut decisions: Vec<&NewDecision> = Vec::new();
+        let mut runs: Vec<(Uuid, Uuid, NewRun)> = Vec::new();
+        let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(items.len());
+        let mut suppressed_by_key: HashMap<String, Vec<(usize, usize, &PlannedDecision)>> =
+            HashMap::new();
+        let mut fate = fates.into_iter();
+        for (i, item) in items.iter().enumerate() {
+            if !fresh[i] {
+                outcomes.push(EventOutcome::Redelivered);
+                continue;
+            }
+            let mut settled = Vec::with_capacity(item.decisions.len());
+            for (j, d) in item.decisions.iter().enumerate() {
+                let Some(firsts) = fate.next().flatten() else {
+                    let key = d.suppression.as_ref().map(|w| w.key.clone()).unwrap_or_default();
+                    suppressed_by_key.entry(key).or_default().push((i, j, d));
+                    settled.push(DecisionOutcome {
+                        decision_id: d.decision.id,
+                        suppressed: None, // filled below
+                        runs: Vec::new(),
+                    });
+                    continue;
+                };
+                decisions.push(&d.decision);
+                let mut out = Vec::with_capacity(d.runs.len());
+                for (r, first) in d.runs.iter().zip(firsts) {
+                    let mut run = r.run.clone();
+                    let dedup = run.status == RunStatus::Queued
+                        && r.idempotency_ttl.is_some()
+                        && run
+                            .idempotency_key
+                            .as_ref()
+                            .is_some_and(|k| !first || !claimed_keys.contains(k));
+                    if dedup {
+                        run.status = RunStatus::Deduplicated;
+                        run.reason = Some("idempotency_window".into());
+                    } else if run.status == RunStatus::Queued && !admit(&run) {
+                        run.status = RunStatus::Failed;
+                        run.reason = Some(REASON_QUEUE_FULL.into());
+                    }
+                    out.push(SettledRun {
+                        id: run.id,
+                        host: run.host.clone(),
+                        status: run.status,
+                        reason: run.reason.clone(),
+                    });
+                    runs.push((d.decision.id, d.decision.policy_id, run));
+                }
+                settled.push(DecisionOutcome {
+                    decision_id: d.decision.id,
+                    suppressed: None,
+                    runs: out,
+                });
+            }
+            outcomes.push(EventOutcome::Recorded(settled));
+        }
+
+        // 5. Suppressions aggregate on one record per window.
+        let keys: Vec<String> = suppressed_by_key.keys().cloned().collect();
+        let existing = self.live_records(txn, &keys, now).await?;
+        let mut new_records: Vec<(String, i64)> = Vec::new();
+        let mut new_record_ids: Vec<String> = Vec::new();
+        for (key, group) in &suppressed_by_key {
+            let until = window_end.get(key).copied().unwrap_or_else(|| ms(now));
+            let record = match existing.get(key) {
+                Some(record) => {
+                    self.add_count(txn, *record, group.len() as i64).await?;
+                    *record
+                }
+                None => {
+                    let (_, _, first) = group[0];
+                    let record = Uuid::now_v7();
+                    decisions.push(&first.decision);
+                    runs.push((
+                        first.decision.id,
+                        first.decision.policy_id,
+                        suppressed_record(first, record, group.len() as i64, at(until)),
+                    ));
+                    new_records.push((key.clone(), until));
+                    new_record_ids.push(record.to_string());
+                    record
+                }
+            };
+            for (i, j, _) in group {
+                if let EventOutcome::Recorded(ds) = &mut outcomes[*i] {
+                    ds[*j].suppressed = Some(Suppression {
+                        record,
+                        until: at(until),
+                    });
+                }
+            }
+        }
+        self.upsert_records(txn, &new_records, &new_record_ids, now)
+            .await?;
+
+        self.insert_decisions(txn, &decisions).await?;
+        self.insert_runs(txn, &runs).await?;
+        Ok(outcomes)
+    }
+
+    /// Apply several status changes in one transaction as the holder of
+    /// `lease`; each is guarded as in [`Store::transition`]. Returns, per
+    /// change, whether it applied (`false`: the run was already terminal).
+    pub async fn transition_many(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        changes: &[Transition],
+    ) -> Result<Vec<bool>, Error> {
+        let txn = self.db.begin().await?;
+        self.check_lease(&txn, lease, now).await?;
+        let backend = txn.get_database_backend();
+        let mut applied = Vec::with_capacity(changes.len());
+        for c in changes {
+            let (sql, values) = self.update_sql(c);
+            let r = txn
+                .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?;
+            applied.push(r.rows_affected() == 1);
+        }
+        txn.commit().await?;
+        Ok(applied)
+    }
+
+    fn update_sql(&self, c: &Transition) -> (String, Vec<Value>) {
+        let u = &c.update;
+        let mut sets: Vec<(&str, Value)> = vec![("status", c.to.as_str().into())];
+        if let Some(t) = u.started_at {
+            sets.push(("started_at_ms", ms(t).into()));
+        }
+        if let Some(t) = u.finished_at {
+            sets.push(("finished_at_ms", ms(t).into()));
+        }
+        if let Some(s) = &u.severity {
+            sets.push(("severity", s.as_str().into()));
+        }
+        if let Some(r) = &u.reason {
+            sets.push(("reason", r.as_str().into()));
+        }
+        if let Some(e) = &u.effects {
+            sets.push(("effects", Value::Json(Some(Box::new(e.clone())))));
+        }
+        if let Some(o) = &u.output {
+            sets.push(("output", crate::ledger::truncate(o.clone()).into()));
+        }
+        if let Some(a) = u.attempt {
+            sets.push(("attempt", a.into()));
+        }
+        let p = self.placeholders(sets.len() + 1);
+        let assignments: Vec<String> = sets
+            .iter()
+            .zip(&p)
+            .map(|((col, _), ph)| format!("{col} = {ph}"))
+            .collect();
+        let sql = format!(
+            "UPDATE runs SET {} WHERE id = {} AND status IN ('queued', 'running')",
+            assignments.join(", "),
+            p[sets.len()]
+        );
+        let mut values: Vec<Value> = sets.into_iter().map(|(_, v)| v).collect();
+        values.push(c.run_id.into());
+        (sql, values)
+    }
+
+    async fn insert_inbox(
+        &self,
+        txn: &DatabaseTransaction,
+        items: &[EventDecisions],
+    ) -> Result<HashSet<String>, Error> {
+        let mut unique: Vec<&EventDecisions> = Vec::with_capacity(items.len());
+        let mut seen = HashSet::new();
+        for i in items {
+            if seen.insert(i.delivery_key.as_str()) {
+                unique.push(i);
+            }
+        }
+        let backend = txn.get_database_backend();
+        let mut fresh = HashSet::new();
+        for chunk in unique.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO inbox (delivery_key, event_id, received_at_ms) VALUES {} \
+                 ON CONFLICT (delivery_key) DO NOTHING RETURNING delivery_key",
+                self.rows(chunk.len(), 3)
+            );
+            let values: Vec<Value> = chunk
+                .iter()
+                .flat_map(|i| {
+                    [
+                        i.delivery_key.as_str().into(),
+                        i.event_id.as_str().into(),
+                        ms(i.received_at).into(),
+                    ]
+                })
+                .collect();
+            for row in txn
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                fresh.insert(row.try_get::<String>("", "delivery_key")?);
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// Claim many `(key, expires_at_ms)` at once; returns the keys claimed.
+    async fn claim_many(
+        &self,
+        txn: &DatabaseTransaction,
+        kind: ClaimKind,
+        wanted: &[(String, i64)],
+        holders: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<String>, Error> {
+        let backend = txn.get_database_backend();
+        let mut claimed = HashSet::new();
+        for (chunk, holders) in wanted.chunks(CHUNK).zip(holders.chunks(CHUNK)) {
+            let n = chunk.len();
+            let p = self.placeholders(n * 5 + 1);
+            let sql = format!(
+                "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) VALUES {} \
+                 ON CONFLICT (kind, claim_key) DO UPDATE SET holder = excluded.holder, \
+                 claimed_at_ms = excluded.claimed_at_ms, expires_at_ms = excluded.expires_at_ms \
+                 WHERE window_claims.expires_at_ms <= {} RETURNING claim_key",
+                self.rows(n, 5),
+                p[n * 5]
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(n * 5 + 1);
+            for ((key, expires), holder) in chunk.iter().zip(holders) {
+                values.extend([
+                    kind.as_str().into(),
+                    key.as_str().into(),
+                    holder.as_str().into(),
+                    ms(now).into(),
+                    (*expires).into(),
+                ]);
+            }
+            values.push(ms(now).into());
+            for row in txn
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                claimed.insert(row.try_get::<String>("", "claim_key")?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// When each wanted window ends: our own expiry if claimed, the holder's otherwise.
+    async fn claim_expiries(
+        &self,
+        txn: &DatabaseTransaction,
+        kind: ClaimKind,
+        wanted: &[(String, i64)],
+        claimed: &HashSet<String>,
+    ) -> Result<HashMap<String, i64>, Error> {
+        let mut ends: HashMap<String, i64> = wanted
+            .iter()
+            .filter(|(k, _)| claimed.contains(k))
+            .cloned()
+            .collect();
+        let held: Vec<&str> = wanted
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !claimed.contains(*k))
+            .collect();
+        let backend = txn.get_database_backend();
+        for chunk in held.chunks(CHUNK) {
+            let p = self.placeholders(chunk.len() + 1);
+            let sql = format!(
+                "SELECT claim_key, expires_at_ms FROM window_claims WHERE kind = {} AND claim_key IN ({})",
+                p[0],
+                p[1..].join(", ")
+            );
+            let mut values: Vec<Value> = vec![kind.as_str().into()];
+            values.extend(chunk.iter().map(|k| Value::from(*k)));
+            for row in txn
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                ends.insert(row.try_get("", "claim_key")?, row.try_get("", "expires_at_ms")?);
+            }
+        }
+        Ok(ends)
+    }
+
+    /// The aggregated `suppressed` records of windows still open.
+    async fn live_records(
+        &self,
+        txn: &DatabaseTransaction,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, Uuid>, Error> {
+        let backend = txn.get_database_backend();
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(CHUNK) {
+            let p = self.placeholders(chunk.len() + 2);
+            let sql = format!(
+                "SELECT claim_key, holder FROM window_claims WHERE kind = {} AND expires_at_ms > {} AND claim_key IN ({})",
+                p[0],
+                p[1],
+                p[2..].join(", ")
+            );
+            let mut values: Vec<Value> = vec![
+                ClaimKind::SuppressedRecord.as_str().into(),
+                ms(now).into(),
+            ];
+            values.extend(chunk.iter().map(|k| Value::from(k.as_str())));
+            for row in txn
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                let holder: String = row.try_get("", "holder")?;
+                if let Ok(id) = Uuid::try_parse(&holder) {
+                    found.insert(row.try_get("", "claim_key")?, id);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn add_count(&self, txn: &DatabaseTransaction, run: Uuid, n: i64) -> Result<(), Error> {
+        let p = self.placeholders(2);
+        let backend = txn.get_database_backend();
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!("UPDATE runs SET count = count + {} WHERE id = {}", p[0], p[1]),
+            vec![n.into(), run.into()],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_records(
+        &self,
+        txn: &DatabaseTransaction,
+        records: &[(String, i64)],
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let backend = txn.get_database_backend();
+        for (chunk, ids) in records.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
+            let sql = format!(
+                "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) VALUES {} \
+                 ON CONFLICT (kind, claim_key) DO UPDATE SET holder = excluded.holder, \
+                 claimed_at_ms = excluded.claimed_at_ms, expires_at_ms = excluded.expires_at_ms",
+                self.rows(chunk.len(), 5)
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+            for ((key, until), id) in chunk.iter().zip(ids) {
+                values.extend([
+                    ClaimKind::SuppressedRecord.as_str().into(),
+                    key.as_str().into(),
+                    id.as_str().into(),
+                    ms(now).into(),
+                    (*until).into(),
+                ]);
+            }
+            txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_decisions(
+        &self,
+        txn: &DatabaseTransaction,
+        decisions: &[&NewDecision],
+    ) -> Result<(), Error> {
+        let backend = txn.get_database_backend();
+        for chunk in decisions.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO decisions (id, policy_id, policy_name, policy_version, event_id, event_kind, correlation_id, decided_at_ms) VALUES {}",
+                self.rows(chunk.len(), 8)
+            );
+            let values: Vec<Value> = chunk
+                .iter()
+                .flat_map(|d| {
+                    [
+                        d.id.into(),
+                        d.policy_id.into(),
+                        d.policy_name.as_str().into(),
+                        d.policy_version.into(),
+                        d.event_id.as_str().into(),
+                        d.event_kind.as_str().into(),
+                        d.correlation_id.as_str().into(),
+                        ms(d.decided_at).into(),
+                    ]
+                })
+                .collect();
+            txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_runs(
+        &self,
+        txn: &DatabaseTransaction,
+        runs: &[(Uuid, Uuid, NewRun)],
+    ) -> Result<(), Error> {
+        let backend = txn.get_database_backend();
+        for chunk in runs.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO runs (id, decision_id, policy_id, host, target_type, target_id, driver, capability, verb, \
+                 params, idempotency_key, status, severity, reason, attempt, count, queued_at_ms, inverse_of) VALUES {}",
+                self.rows(chunk.len(), 18)
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 18);
+            for (decision, policy, r) in chunk {
+                values.extend([
+                    r.id.into(),
+                    (*decision).into(),
+                    (*policy).into(),
+                    r.host.as_str().into(),
+                    r.target_type.as_str().into(),
+                    r.target_id.as_str().into(),
+                    r.driver.clone().into(),
+                    r.capability.as_str().into(),
+                    r.verb.as_str().into(),
+                    Value::Json(Some(Box::new(r.params.clone()))),
+                    r.idempotency_key.clone().into(),
+                    r.status.as_str().into(),
+                    r.severity.clone().into(),
+                    r.reason.clone().into(),
+                    1i32.into(),
+                    r.count.into(),
+                    ms(r.queued_at).into(),
+                    r.inverse_of.into(),
+                ]);
+            }
+            txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `(?, ?, ?), (?, ?, ?)` — `n` rows of `width` placeholders.
+    fn rows(&self, n: usize, width: usize) -> String {
+        let p = self.placeholders(n * width);
+        p.chunks(width)
+            .map(|row| format!("({})", row.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn expiry(now: DateTime<Utc>, ttl: Duration) -> i64 {
+    ms(now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX))
+}
+
+/// The one ledger record a window's suppressions are counted on.
+fn suppressed_record(d: &PlannedDecision, id: Uuid, count: i64, until: DateTime<Utc>) -> NewRun {
+    let template = d.runs.first().map(|r| &r.run);
+    NewRun {
+        id,
+        host: template.map(|r| r.host.clone()).unwrap_or_default(),
+        target_type: template.map(|r| r.target_type.clone()).unwrap_or_default(),
+        target_id: template.map(|r| r.target_id.clone()).unwrap_or_default(),
+        driver: template.and_then(|r| r.driver.clone()),
+        capability: template.map(|r| r.capability.clone()).unwrap_or_default(),
+        verb: template.map(|r| r.verb.clone()).unwrap_or_default(),
+        params: template
+            .map(|r| r.params.clone())
+            .unwrap_or(serde_json::Value::Null),
+        idempotency_key: None,
+        status: RunStatus::Suppressed,
+        severity: None,
+        reason: Some(format!(
+            "suppression_window until {}",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        count,
+        queued_at: d.decision.decided_at,
+        inverse_of: None,
+    }
+}
