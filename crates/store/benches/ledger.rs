@@ -112,7 +112,9 @@ async fn query_latency(store: &Store) -> (f64, f64) {
 async fn bench(name: &str, url: &str, query_runs: u64) {
     let store = Store::open(url).await.unwrap();
     let one = write_rate(&store, 2_000, 1, false).await;
-    let mut line = format!("{name:<10} events queueing one run each: {one:>8.0} runs/s one event per transaction");
+    let mut line = format!(
+        "{name:<10} events queueing one run each: {one:>8.0} runs/s one event per transaction"
+    );
     for batch in [100, 500] {
         let rate = write_rate(&store, 40_000, batch, false).await;
         line.push_str(&format!(", {rate:>8.0} runs/s {batch} per transaction"));

@@ -118,7 +118,7 @@ impl Store {
         lease: &Lease,
         now: DateTime<Utc>,
         items: &[EventDecisions],
-        admit: &mut dyn FnMut(&NewRun) -> bool,
+        admit: &mut (dyn FnMut(&NewRun) -> bool + Send),
     ) -> Result<Vec<EventOutcome>, Error> {
         let txn = self.db.begin().await?;
         let outcomes = self.settle(&txn, now, items, admit).await?;
@@ -132,7 +132,7 @@ impl Store {
         txn: &DatabaseTransaction,
         now: DateTime<Utc>,
         items: &[EventDecisions],
-        admit: &mut dyn FnMut(&NewRun) -> bool,
+        admit: &mut (dyn FnMut(&NewRun) -> bool + Send),
     ) -> Result<Vec<EventOutcome>, Error> {
         // 1. Inbox: which deliveries are new.
         let new_keys = self.insert_inbox(txn, items).await?;
@@ -143,7 +143,13 @@ impl Store {
                 new_keys.contains(&i.delivery_key) && first_seen.insert(i.delivery_key.as_str())
             })
             .collect();
-        let fresh_items = || items.iter().zip(&fresh).filter(|(_, f)| **f).map(|(i, _)| i);
+        let fresh_items = || {
+            items
+                .iter()
+                .zip(&fresh)
+                .filter(|(_, f)| **f)
+                .map(|(i, _)| i)
+        };
 
         // 2. Suppression windows, claimed in batch order.
         let mut wanted: Vec<(String, i64)> = Vec::new();
@@ -232,7 +238,11 @@ impl Store {
             let mut settled = Vec::with_capacity(item.decisions.len());
             for (j, d) in item.decisions.iter().enumerate() {
                 let Some(firsts) = fate.next().flatten() else {
-                    let key = d.suppression.as_ref().map(|w| w.key.clone()).unwrap_or_default();
+                    let key = d
+                        .suppression
+                        .as_ref()
+                        .map(|w| w.key.clone())
+                        .unwrap_or_default();
                     suppressed_by_key.entry(key).or_default().push((i, j, d));
                     settled.push(DecisionOutcome {
                         decision_id: d.decision.id,
@@ -497,7 +507,10 @@ impl Store {
                 .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?
             {
-                ends.insert(row.try_get("", "claim_key")?, row.try_get("", "expires_at_ms")?);
+                ends.insert(
+                    row.try_get("", "claim_key")?,
+                    row.try_get("", "expires_at_ms")?,
+                );
             }
         }
         Ok(ends)
@@ -520,10 +533,8 @@ impl Store {
                 p[1],
                 p[2..].join(", ")
             );
-            let mut values: Vec<Value> = vec![
-                ClaimKind::SuppressedRecord.as_str().into(),
-                ms(now).into(),
-            ];
+            let mut values: Vec<Value> =
+                vec![ClaimKind::SuppressedRecord.as_str().into(), ms(now).into()];
             values.extend(chunk.iter().map(|k| Value::from(k.as_str())));
             for row in txn
                 .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -543,7 +554,10 @@ impl Store {
         let backend = txn.get_database_backend();
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
-            format!("UPDATE runs SET count = count + {} WHERE id = {}", p[0], p[1]),
+            format!(
+                "UPDATE runs SET count = count + {} WHERE id = {}",
+                p[0], p[1]
+            ),
             vec![n.into(), run.into()],
         ))
         .await?;

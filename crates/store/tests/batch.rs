@@ -115,10 +115,18 @@ async fn the_inbox_settles_redeliveries(store: Store) {
         .await
         .unwrap();
     assert_eq!(statuses(&out[0]), [RunStatus::Queued]);
-    assert_eq!(out[1], EventOutcome::Redelivered, "same delivery twice in one batch");
+    assert_eq!(
+        out[1],
+        EventOutcome::Redelivered,
+        "same delivery twice in one batch"
+    );
     assert_eq!(statuses(&out[2]), [RunStatus::Queued]);
     // A later batch carrying a decided delivery records nothing.
-    let again = vec![item("S|2", 1, vec![planned("e2", 1, None, &["pve-02"], None)])];
+    let again = vec![item(
+        "S|2",
+        1,
+        vec![planned("e2", 1, None, &["pve-02"], None)],
+    )];
     let out = store
         .record_batch(&lease, t(1), &again, &mut |_| true)
         .await
@@ -134,7 +142,13 @@ async fn suppressions_aggregate_per_window(store: Store) {
             item(
                 &format!("S|{i}"),
                 i,
-                vec![planned(&format!("e{i}"), i, Some("p|ups-1"), &["pve-01"], None)],
+                vec![planned(
+                    &format!("e{i}"),
+                    i,
+                    Some("p|ups-1"),
+                    &["pve-01"],
+                    None,
+                )],
             )
         })
         .collect();
@@ -142,7 +156,11 @@ async fn suppressions_aggregate_per_window(store: Store) {
         .record_batch(&lease, t(5), &batch, &mut |_| true)
         .await
         .unwrap();
-    assert_eq!(statuses(&out[0]), [RunStatus::Queued], "the first event fires");
+    assert_eq!(
+        statuses(&out[0]),
+        [RunStatus::Queued],
+        "the first event fires"
+    );
     let records: Vec<Uuid> = out[1..]
         .iter()
         .map(|o| match o {
@@ -150,7 +168,10 @@ async fn suppressions_aggregate_per_window(store: Store) {
             EventOutcome::Redelivered => panic!("not a redelivery"),
         })
         .collect();
-    assert!(records.iter().all(|r| *r == records[0]), "one record per window");
+    assert!(
+        records.iter().all(|r| *r == records[0]),
+        "one record per window"
+    );
     let record = store.get_run(records[0]).await.unwrap();
     assert_eq!(record.status, RunStatus::Suppressed);
     assert_eq!(record.count, 3);
@@ -165,7 +186,11 @@ async fn suppressions_aggregate_per_window(store: Store) {
         .await
         .unwrap();
     assert_eq!(store.get_run(records[0]).await.unwrap().count, 4);
-    assert_eq!(all_runs(&store).await.len(), 2, "one queued run, one aggregated record");
+    assert_eq!(
+        all_runs(&store).await.len(),
+        2,
+        "one queued run, one aggregated record"
+    );
     // After the window the policy fires again.
     let after = vec![item(
         "S|10",
@@ -182,8 +207,16 @@ async fn suppressions_aggregate_per_window(store: Store) {
 async fn idempotency_keys_deduplicate_across_batches(store: Store) {
     let lease = lease(&store).await;
     let batch = vec![
-        item("S|1", 0, vec![planned("e1", 0, None, &["pve-01", "pve-02"], Some("k"))]),
-        item("S|2", 1, vec![planned("e2", 1, None, &["pve-02", "pve-03"], Some("k"))]),
+        item(
+            "S|1",
+            0,
+            vec![planned("e1", 0, None, &["pve-01", "pve-02"], Some("k"))],
+        ),
+        item(
+            "S|2",
+            1,
+            vec![planned("e2", 1, None, &["pve-02", "pve-03"], Some("k"))],
+        ),
     ];
     let out = store
         .record_batch(&lease, t(1), &batch, &mut |_| true)
@@ -195,7 +228,11 @@ async fn idempotency_keys_deduplicate_across_batches(store: Store) {
         [RunStatus::Deduplicated, RunStatus::Queued],
         "pve-02 is already queued by e1"
     );
-    let next = vec![item("S|3", 2, vec![planned("e3", 2, None, &["pve-03"], Some("k"))])];
+    let next = vec![item(
+        "S|3",
+        2,
+        vec![planned("e3", 2, None, &["pve-03"], Some("k"))],
+    )];
     let out = store
         .record_batch(&lease, t(2), &next, &mut |_| true)
         .await
@@ -208,7 +245,13 @@ async fn a_full_queue_fails_the_run(store: Store) {
     let batch = vec![item(
         "S|1",
         0,
-        vec![planned("e1", 0, None, &["pve-01", "pve-02", "pve-01"], None)],
+        vec![planned(
+            "e1",
+            0,
+            None,
+            &["pve-01", "pve-02", "pve-01"],
+            None,
+        )],
     )];
     let mut room = std::collections::HashMap::from([("pve-01", 1), ("pve-02", 1)]);
     let out = store
@@ -239,7 +282,11 @@ async fn a_lost_lease_records_nothing(store: Store) {
         .await
         .unwrap()
         .expect("the expired lease is taken over");
-    let batch = vec![item("S|1", 0, vec![planned("e1", 0, Some("w"), &["pve-01"], Some("k"))])];
+    let batch = vec![item(
+        "S|1",
+        0,
+        vec![planned("e1", 0, Some("w"), &["pve-01"], Some("k"))],
+    )];
     let err = store
         .record_batch(&old, t(4001), &batch, &mut |_| true)
         .await
@@ -252,7 +299,11 @@ async fn a_lost_lease_records_nothing(store: Store) {
 
 async fn transitions_apply_in_one_transaction(store: Store) {
     let lease = lease(&store).await;
-    let batch = vec![item("S|1", 0, vec![planned("e1", 0, None, &["a", "b"], None)])];
+    let batch = vec![item(
+        "S|1",
+        0,
+        vec![planned("e1", 0, None, &["a", "b"], None)],
+    )];
     let out = store
         .record_batch(&lease, t(0), &batch, &mut |_| true)
         .await

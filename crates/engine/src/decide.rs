@@ -1,0 +1,340 @@
+//! From one event to the decisions it causes, as data: which policies match,
+//! their windows, the resolved targets and the runs to queue. Pure — nothing
+//! here waits or writes; the writer settles windows and persists.
+
+use crate::policies::{ActivePolicy, PolicySet};
+use crate::routing::Routing;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+use switchyard_spec::canonical;
+use switchyard_spec::event::Event;
+use switchyard_spec::ir::OnError;
+use switchyard_spec::placeholder::fill_params;
+use switchyard_spec::selector::{Inventory, InventoryHost, InventoryItem, TargetRef};
+use switchyard_store::{
+    EventDecisions, NewDecision, NewRun, PlannedDecision, PlannedRun, RunStatus, Window,
+};
+use uuid::Uuid;
+
+/// The inventory decisions resolve selectors against.
+#[derive(Debug, Clone, Default)]
+pub struct InventorySnapshot {
+    pub hosts: Vec<InventoryHost>,
+    pub items: Vec<InventoryItem>,
+}
+
+/// An event as the engine receives it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The delivery identity the inbox deduplicates on.
+    pub delivery_key: String,
+    pub event_id: String,
+    pub event: Event,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What dispatch needs of a queued run beyond its ledger row.
+#[derive(Debug, Clone)]
+pub struct DispatchMeta {
+    pub timeout: Duration,
+    pub idempotent: bool,
+    pub per_target: bool,
+    pub stop_on_error: bool,
+}
+
+/// The decisions of one event, with dispatch facts per run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub decisions: EventDecisions,
+    pub dispatch: HashMap<Uuid, DispatchMeta>,
+}
+
+/// The idempotency key of DESIGN §5 step 7.
+pub fn idempotency_key(
+    policy: Uuid,
+    capability: &str,
+    verb: &str,
+    target: &TargetRef,
+    params: &Value,
+) -> String {
+    canonical::sha256_hex(&json!({
+        "policy": policy.to_string(),
+        "capability": capability,
+        "verb": verb,
+        "host": target.host,
+        "target_type": target.target_type,
+        "target_id": target.id,
+        "params": params,
+    }))
+}
+
+/// The group key of an event for a policy: the `group_by` values, or the whole policy.
+fn group_key(p: &ActivePolicy, envelope: &Value) -> String {
+    if p.group_by.is_empty() {
+        return p.id.to_string();
+    }
+    let values: Vec<Value> = p
+        .group_by
+        .iter()
+        .map(|path| match path.select(envelope).as_slice() {
+            [one] => (*one).clone(),
+            [] => Value::Null,
+            many => Value::Array(many.iter().map(|v| (*v).clone()).collect()),
+        })
+        .collect();
+    format!("{}|{}", p.id, canonical::sha256_hex(&Value::Array(values)))
+}
+
+/// Decide one event against the enabled policies. Returns `None` when no
+/// policy matches (nothing to record).
+pub fn plan(
+    incoming: &Incoming,
+    policies: &PolicySet,
+    routing: &Routing,
+    inventory: &InventorySnapshot,
+    max_event_age: Duration,
+) -> Option<Plan> {
+    let event = &incoming.event;
+    let shortlist = policies.shortlist(&event.kind);
+    if shortlist.is_empty() {
+        return None;
+    }
+    let envelope = event.to_envelope(incoming.received_at);
+    let event_time = event.time.unwrap_or(incoming.received_at);
+    let inv = Inventory {
+        hosts: &inventory.hosts,
+        items: &inventory.items,
+    };
+    let correlation_id = event
+        .extensions
+        .get("correlation_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| incoming.event_id.clone());
+    let mut decisions = Vec::new();
+    let mut dispatch = HashMap::new();
+    for p in shortlist {
+        if p.ir.trigger_group.logic == switchyard_spec::ir::Logic::All {
+            // ALL-group correlation is not evaluated yet; such policies never fire.
+            continue;
+        }
+        if p.runtime
+            .matching_triggers(&event.kind, &envelope)
+            .is_empty()
+            || !p.runtime.conditions_hold(&envelope)
+        {
+            continue;
+        }
+        let now = incoming.received_at;
+        let decision = NewDecision {
+            id: Uuid::now_v7(),
+            policy_id: p.id,
+            policy_name: p.name.clone(),
+            policy_version: p.version,
+            event_id: incoming.event_id.clone(),
+            event_kind: event.kind.clone(),
+            correlation_id: correlation_id.clone(),
+            decided_at: now,
+        };
+        let max_age =
+            p.ir.windows
+                .max_event_age_ms
+                .map(Duration::from_millis)
+                .unwrap_or(max_event_age);
+        let age = (incoming.received_at - event_time)
+            .to_std()
+            .unwrap_or_default();
+        if age > max_age {
+            decisions.push(PlannedDecision {
+                decision,
+                suppression: None,
+                runs: vec![PlannedRun {
+                    run: note_run(p, RunStatus::Skipped, "stale_event", now),
+                    idempotency_ttl: None,
+                }],
+            });
+            continue;
+        }
+        let suppression = (p.ir.windows.suppression_ms > 0).then(|| Window {
+            key: group_key(p, &envelope),
+            ttl: Duration::from_millis(p.ir.windows.suppression_ms),
+        });
+        let idem_ttl = (p.ir.windows.idempotency_ms > 0)
+            .then(|| Duration::from_millis(p.ir.windows.idempotency_ms));
+        let mut runs = Vec::new();
+        for (t, sel) in p.ir.targets.iter().zip(&p.selectors) {
+            let resolution = match &t.resolved_ids {
+                Some(ids) if !t.dynamic_resolution => Ok(switchyard_spec::selector::Resolution {
+                    targets: ids.clone(),
+                    ..Default::default()
+                }),
+                _ => sel.resolve(Some(&envelope), &inv),
+            };
+            let resolution = match resolution {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut run = note_run(p, RunStatus::Failed, "placeholder_unresolved", now);
+                    run.target_type = "selector".into();
+                    run.target_id = t.selector.clone();
+                    run.severity = Some("error".into());
+                    run.params = json!({"error": e.to_string()});
+                    runs.push(PlannedRun {
+                        run,
+                        idempotency_ttl: None,
+                    });
+                    continue;
+                }
+            };
+            for target in &resolution.missing {
+                for a in &p.ir.actions {
+                    runs.push(PlannedRun {
+                        run: failed_run(p, a, target, "target_not_found", now),
+                        idempotency_ttl: None,
+                    });
+                }
+            }
+            for target in &resolution.targets {
+                for a in &p.ir.actions {
+                    let params = match fill_params(&a.params, &envelope) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            let mut run = failed_run(p, a, target, "placeholder_unresolved", now);
+                            run.params = json!({"error": e.to_string()});
+                            runs.push(PlannedRun {
+                                run,
+                                idempotency_ttl: None,
+                            });
+                            continue;
+                        }
+                    };
+                    let (driver, info) = match routing.route(
+                        &target.host,
+                        &target.target_type,
+                        &a.capability,
+                        &a.verb,
+                        a.driver.as_deref(),
+                    ) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            runs.push(PlannedRun {
+                                run: failed_run(p, a, target, e.reason(), now),
+                                idempotency_ttl: None,
+                            });
+                            continue;
+                        }
+                    };
+                    let key = idempotency_key(p.id, &a.capability, &a.verb, target, &params);
+                    let id = Uuid::now_v7();
+                    dispatch.insert(
+                        id,
+                        DispatchMeta {
+                            timeout: a
+                                .timeout_ms
+                                .map(Duration::from_millis)
+                                .unwrap_or(info.timeout),
+                            idempotent: info.idempotent,
+                            per_target: info.per_target,
+                            stop_on_error: a.on_error == OnError::Stop,
+                        },
+                    );
+                    runs.push(PlannedRun {
+                        run: NewRun {
+                            id,
+                            host: target.host.clone(),
+                            target_type: target.target_type.clone(),
+                            target_id: target.id.clone(),
+                            driver: Some(driver),
+                            capability: a.capability.clone(),
+                            verb: a.verb.clone(),
+                            params,
+                            idempotency_key: Some(key),
+                            status: RunStatus::Queued,
+                            severity: None,
+                            reason: None,
+                            count: 1,
+                            queued_at: now,
+                            inverse_of: None,
+                        },
+                        idempotency_ttl: idem_ttl,
+                    });
+                }
+            }
+        }
+        if runs.is_empty() {
+            let mut run = note_run(p, RunStatus::Skipped, "no_targets", now);
+            run.severity = Some("warn".into());
+            runs.push(PlannedRun {
+                run,
+                idempotency_ttl: None,
+            });
+        }
+        decisions.push(PlannedDecision {
+            decision,
+            suppression,
+            runs,
+        });
+    }
+    if decisions.is_empty() {
+        return None;
+    }
+    Some(Plan {
+        decisions: EventDecisions {
+            delivery_key: incoming.delivery_key.clone(),
+            event_id: incoming.event_id.clone(),
+            received_at: incoming.received_at,
+            decisions,
+        },
+        dispatch,
+    })
+}
+
+/// A decision-level record (stale event, nothing resolved): no host or target.
+fn note_run(p: &ActivePolicy, status: RunStatus, reason: &str, now: DateTime<Utc>) -> NewRun {
+    let first = p.ir.actions.first();
+    NewRun {
+        id: Uuid::now_v7(),
+        host: String::new(),
+        target_type: String::new(),
+        target_id: String::new(),
+        driver: first.and_then(|a| a.driver.clone()),
+        capability: first.map(|a| a.capability.clone()).unwrap_or_default(),
+        verb: first.map(|a| a.verb.clone()).unwrap_or_default(),
+        params: Value::Null,
+        idempotency_key: None,
+        status,
+        severity: None,
+        reason: Some(reason.to_owned()),
+        count: 1,
+        queued_at: now,
+        inverse_of: None,
+    }
+}
+
+fn failed_run(
+    p: &ActivePolicy,
+    a: &switchyard_spec::ir::ActionIr,
+    target: &TargetRef,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> NewRun {
+    let _ = p;
+    NewRun {
+        id: Uuid::now_v7(),
+        host: target.host.clone(),
+        target_type: target.target_type.clone(),
+        target_id: target.id.clone(),
+        driver: a.driver.clone(),
+        capability: a.capability.clone(),
+        verb: a.verb.clone(),
+        params: a.params.clone(),
+        idempotency_key: None,
+        status: RunStatus::Failed,
+        severity: Some("error".into()),
+        reason: Some(reason.to_owned()),
+        count: 1,
+        queued_at: now,
+        inverse_of: None,
+    }
+}

@@ -1,0 +1,589 @@
+//! Dispatch (DESIGN §5 step 9–11): per-host FIFO single-flight across all
+//! policies, bounded queues, the global cap held only during the adapter
+//! call, timeouts, bounded retries of idempotent verbs, `max_queue_time`,
+//! `on_error: stop`, and operator cancel.
+
+use crate::config::EngineConfig;
+use crate::decide::{DispatchMeta, Plan};
+use crate::ports::{Drivers, ExecRequest};
+use crate::writer::{Job, Lock, WriteError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use switchyard_plugin::protocol::Target;
+use switchyard_store::{EventOutcome, RunStatus, RunUpdate, Transition};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+/// A run waiting for, or holding, its host slot.
+#[derive(Debug, Clone)]
+pub struct QueuedRun {
+    pub id: Uuid,
+    pub decision_id: Uuid,
+    pub policy_id: Uuid,
+    pub policy_name: String,
+    pub host: String,
+    pub target: Target,
+    pub driver: String,
+    pub capability: String,
+    pub verb: String,
+    pub params: Value,
+    pub idempotency_key: String,
+    pub queued_at: DateTime<Utc>,
+    /// The attempt this run starts with (1, or more after recovery).
+    pub attempt: u32,
+    pub meta: DispatchMeta,
+}
+
+impl QueuedRun {
+    fn lane(&self) -> Option<String> {
+        self.meta
+            .per_target
+            .then(|| format!("{}\u{0}{}", self.target.target_type, self.target.id))
+    }
+
+    fn chain(&self) -> (Uuid, String, String, String) {
+        (
+            self.decision_id,
+            self.host.clone(),
+            self.target.target_type.clone(),
+            self.target.id.clone(),
+        )
+    }
+}
+
+/// A run status change, as the API streams it and NATS carries it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunNotice {
+    pub run_id: Uuid,
+    pub decision_id: Uuid,
+    pub policy_id: Uuid,
+    pub policy_name: String,
+    pub host: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub capability: String,
+    pub verb: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+struct HostState {
+    waiting: VecDeque<QueuedRun>,
+    /// Lanes running now: `None` holds the whole host.
+    running: Vec<Option<String>>,
+    /// Slots promised to runs in a decision transaction not yet committed.
+    reserved: usize,
+}
+
+/// Queues, slots and the global cap.
+#[derive(Debug)]
+pub struct Dispatcher {
+    config: EngineConfig,
+    hosts: Lock<HashMap<String, HostState>>,
+    global: Arc<Semaphore>,
+    drivers: Arc<dyn Drivers>,
+    writer: mpsc::Sender<Job>,
+    notices: broadcast::Sender<RunNotice>,
+    /// (decision, host, target type, target id) whose earlier action failed under `on_error: stop`.
+    stopped: Lock<HashSet<(Uuid, String, String, String)>>,
+    /// No new runs start once set.
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+impl std::fmt::Debug for dyn Drivers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Drivers")
+    }
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        config: EngineConfig,
+        drivers: Arc<dyn Drivers>,
+        writer: mpsc::Sender<Job>,
+        notices: broadcast::Sender<RunNotice>,
+    ) -> Dispatcher {
+        Dispatcher {
+            global: Arc::new(Semaphore::new(config.global_concurrency.max(1))),
+            config,
+            hosts: Lock::default(),
+            drivers,
+            writer,
+            notices,
+            stopped: Lock::default(),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    /// Room for one more run on `host`? Promises the slot until the batch settles.
+    pub(crate) fn reserve(&self, host: &str) -> bool {
+        let mut hosts = self.hosts.lock().expect("hosts lock");
+        let h = hosts.entry(host.to_owned()).or_default();
+        if h.waiting.len() + h.reserved >= self.config.host_queue_depth {
+            return false;
+        }
+        h.reserved += 1;
+        true
+    }
+
+    /// A batch settled: release its reservations and queue its committed runs
+    /// in commit order.
+    pub(crate) fn admit_committed(
+        self: &Arc<Self>,
+        reserved: &[String],
+        plans: &[Plan],
+        outcomes: &[EventOutcome],
+    ) {
+        let mut touched = HashSet::new();
+        {
+            let mut hosts = self.hosts.lock().expect("hosts lock");
+            for host in reserved {
+                if let Some(h) = hosts.get_mut(host) {
+                    h.reserved = h.reserved.saturating_sub(1);
+                }
+            }
+            for (plan, outcome) in plans.iter().zip(outcomes) {
+                let EventOutcome::Recorded(decisions) = outcome else {
+                    continue;
+                };
+                for (planned, settled) in plan.decisions.decisions.iter().zip(decisions) {
+                    for (pr, sr) in planned.runs.iter().zip(&settled.runs) {
+                        if sr.status != RunStatus::Queued {
+                            continue;
+                        }
+                        let Some(meta) = plan.dispatch.get(&sr.id) else {
+                            continue;
+                        };
+                        let r = &pr.run;
+                        let q = QueuedRun {
+                            id: r.id,
+                            decision_id: planned.decision.id,
+                            policy_id: planned.decision.policy_id,
+                            policy_name: planned.decision.policy_name.clone(),
+                            host: r.host.clone(),
+                            target: Target {
+                                target_type: r.target_type.clone(),
+                                id: r.target_id.clone(),
+                            },
+                            driver: r.driver.clone().unwrap_or_default(),
+                            capability: r.capability.clone(),
+                            verb: r.verb.clone(),
+                            params: r.params.clone(),
+                            idempotency_key: r.idempotency_key.clone().unwrap_or_default(),
+                            queued_at: r.queued_at,
+                            attempt: 1,
+                            meta: meta.clone(),
+                        };
+                        touched.insert(q.host.clone());
+                        hosts
+                            .entry(q.host.clone())
+                            .or_default()
+                            .waiting
+                            .push_back(q);
+                    }
+                }
+            }
+        }
+        for host in touched {
+            self.pump(&host);
+        }
+    }
+
+    /// Queue runs found at recovery (already `queued` in the ledger).
+    pub(crate) fn requeue(self: &Arc<Self>, runs: Vec<QueuedRun>) {
+        let mut touched = HashSet::new();
+        {
+            let mut hosts = self.hosts.lock().expect("hosts lock");
+            for q in runs {
+                touched.insert(q.host.clone());
+                hosts
+                    .entry(q.host.clone())
+                    .or_default()
+                    .waiting
+                    .push_back(q);
+            }
+        }
+        for host in touched {
+            self.pump(&host);
+        }
+    }
+
+    /// Start what may start on `host`: the head of the queue when the host is
+    /// free, and further heads only while they run on other targets of a
+    /// `serialize: target` capability. Never skips the head (FIFO).
+    fn pump(self: &Arc<Self>, host: &str) {
+        if self.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut start = Vec::new();
+        {
+            let mut hosts = self.hosts.lock().expect("hosts lock");
+            let Some(h) = hosts.get_mut(host) else { return };
+            while let Some(head) = h.waiting.front() {
+                let lane = head.lane();
+                let free = match &lane {
+                    None => h.running.is_empty(),
+                    Some(l) => h.running.iter().all(|r| r.as_ref().is_some_and(|x| x != l)),
+                };
+                if !free {
+                    break;
+                }
+                let run = h.waiting.pop_front().expect("a head");
+                h.running.push(lane);
+                start.push(run);
+            }
+        }
+        for run in start {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let me = Arc::clone(self);
+            tokio::spawn(async move {
+                let host = run.host.clone();
+                let lane = run.lane();
+                me.carry_out(run).await;
+                {
+                    let mut hosts = me.hosts.lock().expect("hosts lock");
+                    if let Some(h) = hosts.get_mut(&host)
+                        && let Some(i) = h.running.iter().position(|r| *r == lane)
+                    {
+                        h.running.swap_remove(i);
+                    }
+                }
+                if me.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    me.idle.notify_waiters();
+                }
+                me.pump(&host);
+            });
+        }
+    }
+
+    async fn write(&self, change: Transition) -> Result<bool, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Job::Transition { change, reply })
+            .await
+            .map_err(|_| WriteError::Closed)?;
+        rx.await.map_err(|_| WriteError::Closed)?
+    }
+
+    /// Record a status change and announce it.
+    async fn set(&self, run: &QueuedRun, to: RunStatus, update: RunUpdate) -> bool {
+        let reason = update.reason.clone();
+        let attempt = update.attempt.map_or(run.attempt, |a| a as u32);
+        match self
+            .write(Transition {
+                run_id: run.id,
+                to,
+                update,
+            })
+            .await
+        {
+            Ok(true) => {
+                let _ = self.notices.send(RunNotice {
+                    run_id: run.id,
+                    decision_id: run.decision_id,
+                    policy_id: run.policy_id,
+                    policy_name: run.policy_name.clone(),
+                    host: run.host.clone(),
+                    target_type: run.target.target_type.clone(),
+                    target_id: run.target.id.clone(),
+                    capability: run.capability.clone(),
+                    verb: run.verb.clone(),
+                    status: to.as_str(),
+                    reason,
+                    attempt,
+                    at: Utc::now(),
+                });
+                true
+            }
+            Ok(false) => {
+                tracing::info!(run = %run.id, to = to.as_str(), "run already finished (cancelled?); status kept");
+                false
+            }
+            Err(e) => {
+                tracing::error!(run = %run.id, to = to.as_str(), error = %e, "run status not recorded; recovery will settle it");
+                false
+            }
+        }
+    }
+
+    async fn finish(&self, run: &QueuedRun, end: End) {
+        let End {
+            to,
+            reason,
+            output,
+            effects,
+            attempt,
+            started,
+        } = end;
+        let failed = matches!(
+            to,
+            RunStatus::Failed | RunStatus::TimedOut | RunStatus::Interrupted | RunStatus::Cancelled
+        );
+        if failed && run.meta.stop_on_error {
+            self.stopped
+                .lock()
+                .expect("stopped lock")
+                .insert(run.chain());
+        }
+        self.set(
+            run,
+            to,
+            RunUpdate {
+                started_at: started,
+                finished_at: Some(Utc::now()),
+                severity: failed.then(|| "error".to_owned()),
+                reason,
+                effects,
+                output,
+                attempt: Some(attempt as i32),
+            },
+        )
+        .await;
+    }
+
+    /// Carry out one run while holding its host slot.
+    async fn carry_out(&self, run: QueuedRun) {
+        let waited = (Utc::now() - run.queued_at).to_std().unwrap_or_default();
+        if waited > self.config.max_queue_time {
+            self.finish(
+                &run,
+                End::early(RunStatus::Cancelled, "expired", run.attempt),
+            )
+            .await;
+            return;
+        }
+        if self
+            .stopped
+            .lock()
+            .expect("stopped lock")
+            .contains(&run.chain())
+        {
+            self.set(
+                &run,
+                RunStatus::Skipped,
+                RunUpdate {
+                    finished_at: Some(Utc::now()),
+                    reason: Some("earlier_action_failed".into()),
+                    ..Default::default()
+                },
+            )
+            .await;
+            return;
+        }
+        let started = Utc::now();
+        let mut attempt = run.attempt;
+        if !self
+            .set(
+                &run,
+                RunStatus::Running,
+                RunUpdate {
+                    started_at: Some(started),
+                    attempt: Some(attempt as i32),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            return;
+        }
+        let max_attempts = self.config.max_attempts.max(1);
+        let mut backoff = self.config.retry_backoff;
+        loop {
+            let report = {
+                let _permit = self
+                    .global
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                self.drivers
+                    .execute(ExecRequest {
+                        driver: run.driver.clone(),
+                        host: run.host.clone(),
+                        run_id: run.id.to_string(),
+                        target: run.target.clone(),
+                        capability: run.capability.clone(),
+                        verb: run.verb.clone(),
+                        params: run.params.clone(),
+                        idempotency_key: run.idempotency_key.clone(),
+                        timeout: run.meta.timeout,
+                    })
+                    .await
+            };
+            let stderr = (!report.stderr.is_empty()).then(|| report.stderr.join("\n"));
+            match report.result {
+                Ok(done) => {
+                    let output = join_output(done.output, stderr);
+                    let effects = (!done.effects.is_empty())
+                        .then(|| serde_json::to_value(&done.effects).unwrap_or(Value::Null));
+                    let (to, reason) = if done.ok {
+                        (RunStatus::Succeeded, done.reason)
+                    } else {
+                        (
+                            RunStatus::Failed,
+                            Some(
+                                done.reason
+                                    .unwrap_or_else(|| "driver_reported_failure".into()),
+                            ),
+                        )
+                    };
+                    self.finish(
+                        &run,
+                        End {
+                            to,
+                            reason,
+                            output,
+                            effects,
+                            attempt,
+                            started: Some(started),
+                        },
+                    )
+                    .await;
+                    return;
+                }
+                Err(f) => {
+                    if f.transient
+                        && run.meta.idempotent
+                        && attempt < max_attempts
+                        && !self.draining.load(Ordering::SeqCst)
+                    {
+                        tracing::warn!(run = %run.id, attempt, reason = %f.reason, "transient failure; retrying after {backoff:?}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = backoff.saturating_mul(2);
+                        attempt += 1;
+                        // Recorded so a crash now is recovered with the right count.
+                        self.set(
+                            &run,
+                            RunStatus::Running,
+                            RunUpdate {
+                                attempt: Some(attempt as i32),
+                                reason: Some(format!("retry after {}", f.reason)),
+                                ..Default::default()
+                            },
+                        )
+                        .await;
+                        continue;
+                    }
+                    let to = if f.timed_out {
+                        RunStatus::TimedOut
+                    } else {
+                        RunStatus::Failed
+                    };
+                    let output = join_output(Some(f.message), stderr);
+                    self.finish(
+                        &run,
+                        End {
+                            to,
+                            reason: Some(f.reason),
+                            output,
+                            effects: None,
+                            attempt,
+                            started: Some(started),
+                        },
+                    )
+                    .await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Cancel a queued run. `false` when it is not waiting in a queue.
+    pub(crate) async fn cancel(&self, run_id: Uuid) -> bool {
+        let found = {
+            let mut hosts = self.hosts.lock().expect("hosts lock");
+            hosts.values_mut().find_map(|h| {
+                let i = h.waiting.iter().position(|r| r.id == run_id)?;
+                h.waiting.remove(i)
+            })
+        };
+        match found {
+            Some(run) => {
+                self.finish(
+                    &run,
+                    End::early(RunStatus::Cancelled, "operator", run.attempt),
+                )
+                .await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stop starting runs; wait up to `grace` for running ones to finish.
+    /// Queued runs stay `queued` in the ledger for the next start.
+    pub(crate) async fn drain(&self, grace: std::time::Duration) -> usize {
+        self.draining.store(true, Ordering::SeqCst);
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, wait).await;
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Runs waiting and running per host.
+    pub fn queue_depths(&self) -> Vec<(String, usize, usize)> {
+        let hosts = self.hosts.lock().expect("hosts lock");
+        let mut v: Vec<_> = hosts
+            .iter()
+            .map(|(k, h)| (k.clone(), h.waiting.len(), h.running.len()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Adapter calls allowed right now (the global cap minus calls in flight).
+    pub fn free_permits(&self) -> usize {
+        self.global.available_permits()
+    }
+}
+
+/// How a run ended.
+struct End {
+    to: RunStatus,
+    reason: Option<String>,
+    output: Option<String>,
+    effects: Option<Value>,
+    attempt: u32,
+    started: Option<DateTime<Utc>>,
+}
+
+impl End {
+    /// Ended before reaching the adapter.
+    fn early(to: RunStatus, reason: &str, attempt: u32) -> End {
+        End {
+            to,
+            reason: Some(reason.to_owned()),
+            output: None,
+            effects: None,
+            attempt,
+            started: None,
+        }
+    }
+}
+
+fn join_output(out: Option<String>, stderr: Option<String>) -> Option<String> {
+    match (out, stderr) {
+        (Some(o), Some(e)) => Some(format!("{o}\n--- stderr ---\n{e}")),
+        (Some(o), None) => Some(o),
+        (None, Some(e)) => Some(format!("--- stderr ---\n{e}")),
+        (None, None) => None,
+    }
+}

@@ -1,0 +1,396 @@
+//! switchyard's execution engine (DESIGN §5).
+//!
+//! An event comes in through [`Engine::decide`]; the policies whose triggers
+//! and conditions match it become decisions as data ([`decide::plan`]); the
+//! single writer commits them in batches together with the inbox row and the
+//! window claims ([`writer`]), and only then does `decide` return, so the
+//! caller may acknowledge the message. Committed `queued` runs go to their
+//! host's queue ([`dispatch`]), one at a time per host, under the global cap.
+//!
+//! The engine knows nothing about NATS, HTTP or SQL: it persists through the
+//! [`Ledger`] port and calls drivers through the [`Drivers`] port.
+
+pub mod config;
+pub mod decide;
+pub mod dispatch;
+pub mod policies;
+pub mod ports;
+pub mod routing;
+mod writer;
+
+pub use config::EngineConfig;
+pub use decide::{Incoming, InventorySnapshot};
+pub use dispatch::{QueuedRun, RunNotice};
+pub use policies::{ActivePolicy, PolicySet};
+pub use ports::{Drivers, Ledger, SupervisedDrivers};
+pub use routing::{HostEntry, Routing};
+pub use writer::WriteError;
+
+use crate::decide::DispatchMeta;
+use crate::dispatch::Dispatcher;
+use crate::writer::{Job, Lock};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use switchyard_plugin::protocol::Target;
+use switchyard_store::{EventOutcome, Lease, RunRecord, RunStatus, RunUpdate, Transition};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+/// What `decide` did with an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decided {
+    /// No enabled policy matched: nothing recorded.
+    NoMatch,
+    /// The delivery was decided before; nothing new recorded.
+    Redelivered,
+    /// Decisions recorded: how many runs were queued.
+    Recorded { decisions: usize, queued: usize },
+}
+
+/// What recovery found at start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub requeued: usize,
+    pub retried: usize,
+    pub interrupted: usize,
+}
+
+/// The running engine: a cheap, cloneable handle.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    policies: RwLock<Arc<PolicySet>>,
+    inventory: RwLock<Arc<InventorySnapshot>>,
+    routing: Arc<Routing>,
+    dispatcher: Arc<Dispatcher>,
+    writer: mpsc::Sender<Job>,
+    notices: broadcast::Sender<RunNotice>,
+    lease_lost: watch::Receiver<bool>,
+    lease_task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("holder", &self.inner.config.holder)
+            .field("policies", &self.policies().len())
+            .finish()
+    }
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the store failed: {0}")]
+    Store(#[from] switchyard_store::Error),
+}
+
+impl Engine {
+    /// Take the lease (standing by while another engine holds it), recover the
+    /// runs an earlier engine left, and start the writer. Returns once this
+    /// instance is the active engine and recovery has queued what it found.
+    pub async fn start(
+        config: EngineConfig,
+        ledger: Arc<dyn Ledger>,
+        drivers: Arc<dyn Drivers>,
+        routing: Routing,
+        policies: PolicySet,
+        inventory: InventorySnapshot,
+    ) -> Result<(Engine, Recovery), StartError> {
+        let lease = acquire(&*ledger, &config).await?;
+        tracing::info!(holder = %lease.holder, epoch = lease.epoch, "engine lease held");
+        let lease = Arc::new(Lock::new(lease));
+        let (notices, _) = broadcast::channel(4096);
+        let (jobs_tx, jobs_rx) = mpsc::channel(config.batch_max.max(1) * 4);
+        let dispatcher = Arc::new(Dispatcher::new(
+            config.clone(),
+            drivers,
+            jobs_tx.clone(),
+            notices.clone(),
+        ));
+        tokio::spawn(writer::run(
+            jobs_rx,
+            Arc::clone(&ledger),
+            Arc::clone(&lease),
+            Arc::clone(&dispatcher),
+            config.batch_max.max(1),
+        ));
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let lease_task = tokio::spawn(keep_lease(
+            Arc::clone(&ledger),
+            Arc::clone(&lease),
+            config.clone(),
+            lost_tx,
+        ));
+        let routing = Arc::new(routing);
+        let recovery = recover(&*ledger, &dispatcher, &jobs_tx, &routing, &config).await?;
+        Ok((
+            Engine {
+                inner: Arc::new(Inner {
+                    config,
+                    policies: RwLock::new(Arc::new(policies)),
+                    inventory: RwLock::new(Arc::new(inventory)),
+                    routing,
+                    dispatcher,
+                    writer: jobs_tx,
+                    notices,
+                    lease_lost: lost_rx,
+                    lease_task,
+                }),
+            },
+            recovery,
+        ))
+    }
+
+    /// Decide one event and make the decision durable. `Ok` means the caller
+    /// may acknowledge the message.
+    pub async fn decide(&self, incoming: Incoming) -> Result<Decided, WriteError> {
+        let policies = Arc::clone(&self.inner.policies.read().expect("policies lock"));
+        let inventory = Arc::clone(&self.inner.inventory.read().expect("inventory lock"));
+        let Some(plan) = decide::plan(
+            &incoming,
+            &policies,
+            &self.inner.routing,
+            &inventory,
+            self.inner.config.max_event_age,
+        ) else {
+            return Ok(Decided::NoMatch);
+        };
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .writer
+            .send(Job::Decide { plan, reply })
+            .await
+            .map_err(|_| WriteError::Closed)?;
+        match rx.await.map_err(|_| WriteError::Closed)?? {
+            EventOutcome::Redelivered => Ok(Decided::Redelivered),
+            EventOutcome::Recorded(ds) => Ok(Decided::Recorded {
+                decisions: ds.len(),
+                queued: ds
+                    .iter()
+                    .flat_map(|d| &d.runs)
+                    .filter(|r| r.status == RunStatus::Queued)
+                    .count(),
+            }),
+        }
+    }
+
+    /// Replace the enabled policies (a new version is active for the next event).
+    pub fn set_policies(&self, policies: PolicySet) {
+        *self.inner.policies.write().expect("policies lock") = Arc::new(policies);
+    }
+
+    /// The enabled policies now.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        Arc::clone(&self.inner.policies.read().expect("policies lock"))
+    }
+
+    /// Replace the inventory snapshot selectors resolve against.
+    pub fn set_inventory(&self, inventory: InventorySnapshot) {
+        *self.inner.inventory.write().expect("inventory lock") = Arc::new(inventory);
+    }
+
+    /// Run status changes as they are recorded.
+    pub fn subscribe(&self) -> broadcast::Receiver<RunNotice> {
+        self.inner.notices.subscribe()
+    }
+
+    /// Resolves when the lease is lost to another engine: stop taking events.
+    pub fn lease_lost(&self) -> watch::Receiver<bool> {
+        self.inner.lease_lost.clone()
+    }
+
+    /// Cancel a queued run; `false` when it is not waiting in a queue.
+    pub async fn cancel(&self, run_id: uuid::Uuid) -> bool {
+        self.inner.dispatcher.cancel(run_id).await
+    }
+
+    /// Runs waiting and running per host.
+    pub fn queue_depths(&self) -> Vec<(String, usize, usize)> {
+        self.inner.dispatcher.queue_depths()
+    }
+
+    /// Stop starting runs and wait up to `grace` for running ones; returns how
+    /// many were still running (they are settled by recovery at next start).
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let left = self.inner.dispatcher.drain(grace).await;
+        self.inner.lease_task.abort();
+        left
+    }
+}
+
+async fn acquire(ledger: &dyn Ledger, config: &EngineConfig) -> Result<Lease, StartError> {
+    let mut announced = false;
+    loop {
+        if let Some(lease) = ledger
+            .acquire_lease(&config.holder, chrono::Utc::now(), config.lease_ttl)
+            .await?
+        {
+            return Ok(lease);
+        }
+        if !announced {
+            tracing::warn!("another engine holds the lease; standing by");
+            announced = true;
+        }
+        tokio::time::sleep(config.lease_ttl / 3).await;
+    }
+}
+
+async fn keep_lease(
+    ledger: Arc<dyn Ledger>,
+    lease: Arc<Lock<Lease>>,
+    config: EngineConfig,
+    lost: watch::Sender<bool>,
+) {
+    loop {
+        tokio::time::sleep(config.lease_ttl / 3).await;
+        match ledger
+            .acquire_lease(&config.holder, chrono::Utc::now(), config.lease_ttl)
+            .await
+        {
+            Ok(Some(renewed)) => {
+                let mut held = lease.lock().expect("lease lock");
+                if renewed.epoch != held.epoch {
+                    tracing::error!(
+                        was = held.epoch,
+                        now = renewed.epoch,
+                        "the lease epoch changed while held"
+                    );
+                    let _ = lost.send(true);
+                    return;
+                }
+                *held = renewed;
+            }
+            Ok(None) => {
+                tracing::error!(
+                    "the engine lease was taken by another instance; this engine stops writing"
+                );
+                let _ = lost.send(true);
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "renewing the engine lease failed; retrying"),
+        }
+    }
+}
+
+/// DESIGN §5 recovery: queued runs first in `queued_at` order; running runs
+/// of idempotent verbs retried with `attempt + 1` (bounded); other running
+/// runs `interrupted` — never silently re-run.
+async fn recover(
+    ledger: &dyn Ledger,
+    dispatcher: &Arc<Dispatcher>,
+    writer: &mpsc::Sender<Job>,
+    routing: &Routing,
+    config: &EngineConfig,
+) -> Result<Recovery, StartError> {
+    let open = ledger.open_runs().await?;
+    let mut report = Recovery::default();
+    let mut requeue = Vec::new();
+    let mut retry = Vec::new();
+    let mut changes = Vec::new();
+    for r in open {
+        let verb = r
+            .driver
+            .as_deref()
+            .and_then(|d| routing.verb(d, &r.capability, &r.verb))
+            .cloned();
+        match r.status {
+            RunStatus::Queued => match &verb {
+                Some(v) => {
+                    requeue.push(queued_from(&r, v, r.attempt.max(1) as u32));
+                    report.requeued += 1;
+                }
+                None => changes.push(settle(&r, RunStatus::Failed, "no_driver")),
+            },
+            RunStatus::Running => match &verb {
+                Some(v) if v.idempotent && (r.attempt.max(1) as u32) < config.max_attempts => {
+                    let next = r.attempt.max(1) + 1;
+                    changes.push(Transition {
+                        run_id: r.id,
+                        to: RunStatus::Queued,
+                        update: RunUpdate {
+                            attempt: Some(next),
+                            reason: Some("recovered".into()),
+                            ..Default::default()
+                        },
+                    });
+                    retry.push(queued_from(&r, v, next as u32));
+                    report.retried += 1;
+                }
+                _ => {
+                    changes.push(settle(&r, RunStatus::Interrupted, "engine_restarted"));
+                    report.interrupted += 1;
+                }
+            },
+            _ => {}
+        }
+    }
+    for change in changes {
+        let (reply, rx) = oneshot::channel();
+        if writer
+            .send(Job::Transition { change, reply })
+            .await
+            .is_err()
+        {
+            break;
+        }
+        if let Ok(Err(e)) = rx.await {
+            tracing::error!(error = %e, "recovery could not record a run");
+        }
+    }
+    // Queued first (older), then the retried ones, each in queued_at order.
+    requeue.extend(retry);
+    dispatcher.requeue(requeue);
+    if report != Recovery::default() {
+        tracing::info!(
+            requeued = report.requeued,
+            retried = report.retried,
+            interrupted = report.interrupted,
+            "recovered runs of an earlier engine"
+        );
+    }
+    Ok(report)
+}
+
+fn settle(r: &RunRecord, to: RunStatus, reason: &str) -> Transition {
+    Transition {
+        run_id: r.id,
+        to,
+        update: RunUpdate {
+            finished_at: Some(chrono::Utc::now()),
+            severity: Some("error".into()),
+            reason: Some(reason.into()),
+            ..Default::default()
+        },
+    }
+}
+
+fn queued_from(r: &RunRecord, v: &routing::VerbInfo, attempt: u32) -> QueuedRun {
+    QueuedRun {
+        id: r.id,
+        decision_id: r.decision_id,
+        policy_id: r.policy_id,
+        policy_name: r.policy_name.clone(),
+        host: r.host.clone(),
+        target: Target {
+            target_type: r.target_type.clone(),
+            id: r.target_id.clone(),
+        },
+        driver: r.driver.clone().unwrap_or_default(),
+        capability: r.capability.clone(),
+        verb: r.verb.clone(),
+        params: r.params.clone(),
+        idempotency_key: r.idempotency_key.clone().unwrap_or_default(),
+        queued_at: r.queued_at,
+        attempt,
+        meta: DispatchMeta {
+            timeout: v.timeout,
+            idempotent: v.idempotent,
+            per_target: v.per_target,
+            stop_on_error: true,
+        },
+    }
+}

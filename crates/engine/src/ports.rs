@@ -1,0 +1,203 @@
+//! The engine's two ports: the ledger it persists through and the drivers it
+//! calls. The engine sees only these traits; `Store` and the plugin
+//! `Supervisor` implement them here, tests may bring their own.
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use switchyard_plugin::protocol::{Effect, Target};
+use switchyard_plugin::supervisor::{HostSpec, Supervisor};
+use switchyard_store::{
+    Error as StoreError, EventDecisions, EventOutcome, Lease, NewRun, RunFilter, RunRecord,
+    RunStatus, Store, Transition,
+};
+
+/// Where decisions and status changes become durable.
+pub trait Ledger: Send + Sync + 'static {
+    fn acquire_lease<'a>(
+        &'a self,
+        holder: &'a str,
+        now: chrono::DateTime<chrono::Utc>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>>;
+
+    fn record_batch<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now: chrono::DateTime<chrono::Utc>,
+        items: &'a [EventDecisions],
+        admit: &'a mut (dyn FnMut(&NewRun) -> bool + Send),
+    ) -> BoxFuture<'a, Result<Vec<EventOutcome>, StoreError>>;
+
+    fn transition_many<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now: chrono::DateTime<chrono::Utc>,
+        changes: &'a [Transition],
+    ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>>;
+
+    /// Every run still `queued` or `running`, oldest first.
+    fn open_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+}
+
+impl Ledger for Store {
+    fn acquire_lease<'a>(
+        &'a self,
+        holder: &'a str,
+        now: chrono::DateTime<chrono::Utc>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
+        Box::pin(Store::acquire_lease(self, holder, now, ttl))
+    }
+
+    fn record_batch<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now: chrono::DateTime<chrono::Utc>,
+        items: &'a [EventDecisions],
+        admit: &'a mut (dyn FnMut(&NewRun) -> bool + Send),
+    ) -> BoxFuture<'a, Result<Vec<EventOutcome>, StoreError>> {
+        Box::pin(async move { Store::record_batch(self, lease, now, items, &mut *admit).await })
+    }
+
+    fn transition_many<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now: chrono::DateTime<chrono::Utc>,
+        changes: &'a [Transition],
+    ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>> {
+        Box::pin(Store::transition_many(self, lease, now, changes))
+    }
+
+    fn open_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        Box::pin(async move {
+            let mut all = Vec::new();
+            for status in [RunStatus::Queued, RunStatus::Running] {
+                let filter = RunFilter {
+                    status: Some(status),
+                    ..Default::default()
+                };
+                let mut cursor: Option<String> = None;
+                loop {
+                    let (page, next) = self.list_runs(&filter, cursor.as_deref(), 1000).await?;
+                    all.extend(page);
+                    match next {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
+                }
+            }
+            all.sort_by_key(|r| (r.queued_at, r.id));
+            Ok(all)
+        })
+    }
+}
+
+/// One adapter call.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub driver: String,
+    pub host: String,
+    pub run_id: String,
+    pub target: Target,
+    pub capability: String,
+    pub verb: String,
+    pub params: Value,
+    pub idempotency_key: String,
+    pub timeout: Duration,
+}
+
+/// A finished adapter call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecReport {
+    /// `Ok(ok, effects, output, reason)` when the adapter answered.
+    pub result: Result<Executed, DriverFailure>,
+    /// The adapter's stderr lines for this call (secrets redacted).
+    pub stderr: Vec<String>,
+}
+
+/// The adapter's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    pub ok: bool,
+    pub effects: Vec<Effect>,
+    pub output: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A call that did not produce an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverFailure {
+    /// Retryable for idempotent verbs.
+    pub transient: bool,
+    /// A timeout (the run becomes `timed_out`).
+    pub timed_out: bool,
+    /// The ledger reason (`timeout`, `adapter_crashed`, `transient`, ...).
+    pub reason: String,
+    pub message: String,
+}
+
+/// How the engine reaches drivers.
+pub trait Drivers: Send + Sync + 'static {
+    fn execute(&self, req: ExecRequest) -> BoxFuture<'_, ExecReport>;
+}
+
+/// The plugin supervisor with the configured hosts.
+#[derive(Debug, Clone)]
+pub struct SupervisedDrivers {
+    pub supervisor: Supervisor,
+    pub hosts: HashMap<String, HostSpec>,
+}
+
+impl Drivers for SupervisedDrivers {
+    fn execute(&self, req: ExecRequest) -> BoxFuture<'_, ExecReport> {
+        Box::pin(async move {
+            let Some(host) = self.hosts.get(&req.host) else {
+                return ExecReport {
+                    result: Err(DriverFailure {
+                        transient: false,
+                        timed_out: false,
+                        reason: "unknown_host".into(),
+                        message: format!("host `{}` is not configured", req.host),
+                    }),
+                    stderr: Vec::new(),
+                };
+            };
+            let out = self
+                .supervisor
+                .execute(
+                    &req.driver,
+                    host,
+                    &req.run_id,
+                    req.target,
+                    &req.capability,
+                    &req.verb,
+                    req.params,
+                    &req.idempotency_key,
+                    req.timeout,
+                )
+                .await;
+            ExecReport {
+                result: match out.result {
+                    Ok(r) => Ok(Executed {
+                        ok: r.ok,
+                        effects: r.effects,
+                        output: r.output,
+                        reason: r.reason,
+                    }),
+                    Err(e) => Err(DriverFailure {
+                        transient: e.is_transient(),
+                        timed_out: matches!(
+                            e,
+                            switchyard_plugin::supervisor::CallError::Timeout { .. }
+                        ),
+                        reason: e.reason().to_owned(),
+                        message: e.to_string(),
+                    }),
+                },
+                stderr: out.stderr,
+            }
+        })
+    }
+}

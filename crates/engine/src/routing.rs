@@ -1,0 +1,149 @@
+//! Which driver carries out an action on a target, and with what defaults:
+//! built once from the installed drivers' manifests and the configured hosts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use switchyard_plugin::manifest::{Manifest, Serialization};
+use switchyard_spec::selector::InventoryHost;
+
+/// A configured host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostEntry {
+    pub id: String,
+    /// The drivers that reach it, in preference order.
+    pub drivers: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One verb as dispatch needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerbInfo {
+    pub idempotent: bool,
+    /// Runs on different targets of one host may overlap.
+    pub per_target: bool,
+    /// The driver's default action timeout.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct CapabilityInfo {
+    target_type: String,
+    verbs: HashMap<String, VerbInfo>,
+}
+
+/// Hosts and driver capabilities.
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    hosts: BTreeMap<String, HostEntry>,
+    /// (driver, capability) → what it offers.
+    capabilities: HashMap<(String, String), CapabilityInfo>,
+}
+
+/// Why an action has no driver on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// The host is not configured.
+    UnknownHost,
+    /// No driver of the host provides the capability and verb for the target type.
+    NoDriver,
+}
+
+impl RouteError {
+    /// The run reason recorded in the ledger.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RouteError::UnknownHost => "unknown_host",
+            RouteError::NoDriver => "no_driver",
+        }
+    }
+}
+
+impl Routing {
+    /// Build from manifests and hosts.
+    pub fn new<'m>(
+        manifests: impl IntoIterator<Item = &'m Manifest>,
+        hosts: impl IntoIterator<Item = HostEntry>,
+    ) -> Routing {
+        let mut capabilities = HashMap::new();
+        for m in manifests {
+            let timeout = Duration::from_secs(m.defaults.timeout_s);
+            for c in &m.capabilities {
+                let verbs = c
+                    .verbs
+                    .iter()
+                    .map(|v| {
+                        (
+                            v.name.clone(),
+                            VerbInfo {
+                                idempotent: v.idempotent,
+                                per_target: c.serialize == Serialization::Target,
+                                timeout,
+                            },
+                        )
+                    })
+                    .collect();
+                capabilities.insert(
+                    (m.name.clone(), c.name.clone()),
+                    CapabilityInfo {
+                        target_type: c.target_type.clone(),
+                        verbs,
+                    },
+                );
+            }
+        }
+        Routing {
+            hosts: hosts.into_iter().map(|h| (h.id.clone(), h)).collect(),
+            capabilities,
+        }
+    }
+
+    /// The configured hosts.
+    pub fn hosts(&self) -> impl Iterator<Item = &HostEntry> {
+        self.hosts.values()
+    }
+
+    /// The hosts as the selector resolver sees them.
+    pub fn inventory_hosts(&self) -> Vec<InventoryHost> {
+        self.hosts
+            .values()
+            .map(|h| InventoryHost {
+                id: h.id.clone(),
+                labels: h.labels.clone(),
+            })
+            .collect()
+    }
+
+    /// The driver for `capability.verb` on a target of `target_type` on `host`:
+    /// `explicit` when the action names one (it must reach the host), else the
+    /// host's first driver that provides it.
+    pub fn route(
+        &self,
+        host: &str,
+        target_type: &str,
+        capability: &str,
+        verb: &str,
+        explicit: Option<&str>,
+    ) -> Result<(String, VerbInfo), RouteError> {
+        let entry = self.hosts.get(host).ok_or(RouteError::UnknownHost)?;
+        entry
+            .drivers
+            .iter()
+            .filter(|d| explicit.is_none_or(|e| e == d.as_str()))
+            .find_map(|d| {
+                let c = self.capabilities.get(&(d.clone(), capability.to_owned()))?;
+                if c.target_type != target_type {
+                    return None;
+                }
+                c.verbs.get(verb).map(|v| (d.clone(), v.clone()))
+            })
+            .ok_or(RouteError::NoDriver)
+    }
+
+    /// A verb's dispatch facts for a known driver.
+    pub fn verb(&self, driver: &str, capability: &str, verb: &str) -> Option<&VerbInfo> {
+        self.capabilities
+            .get(&(driver.to_owned(), capability.to_owned()))?
+            .verbs
+            .get(verb)
+    }
+}

@@ -1,0 +1,116 @@
+//! The single writer: every decision and status change goes through one task
+//! that commits them in batches (group commit) as the lease holder.
+
+use crate::decide::Plan;
+use crate::dispatch::Dispatcher;
+use crate::ports::Ledger;
+use std::sync::Arc;
+use switchyard_store::{Error as StoreError, EventOutcome, Lease, NewRun, Transition};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a write failed; the event is not acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("the store failed: {0}")]
+    Store(String),
+    #[error("the engine lease is lost: {0}")]
+    LeaseLost(String),
+    #[error("the engine is shutting down")]
+    Closed,
+}
+
+impl From<&StoreError> for WriteError {
+    fn from(e: &StoreError) -> Self {
+        match e {
+            StoreError::LeaseLost { .. } => WriteError::LeaseLost(e.to_string()),
+            other => WriteError::Store(other.to_string()),
+        }
+    }
+}
+
+pub(crate) enum Job {
+    Decide {
+        plan: Plan,
+        reply: oneshot::Sender<Result<EventOutcome, WriteError>>,
+    },
+    Transition {
+        change: Transition,
+        reply: oneshot::Sender<Result<bool, WriteError>>,
+    },
+}
+
+pub(crate) type Lock<T> = std::sync::Mutex<T>;
+
+/// Run until every sender is gone.
+pub(crate) async fn run(
+    mut jobs: mpsc::Receiver<Job>,
+    ledger: Arc<dyn Ledger>,
+    lease: Arc<Lock<Lease>>,
+    dispatcher: Arc<Dispatcher>,
+    batch_max: usize,
+) {
+    let mut buf: Vec<Job> = Vec::with_capacity(batch_max);
+    while jobs.recv_many(&mut buf, batch_max).await > 0 {
+        let mut plans = Vec::new();
+        let mut plan_replies = Vec::new();
+        let mut changes = Vec::new();
+        let mut change_replies = Vec::new();
+        for job in buf.drain(..) {
+            match job {
+                Job::Decide { plan, reply } => {
+                    plans.push(plan);
+                    plan_replies.push(reply);
+                }
+                Job::Transition { change, reply } => {
+                    changes.push(change);
+                    change_replies.push(reply);
+                }
+            }
+        }
+        let current = lease.lock().expect("lease lock").clone();
+        let now = chrono::Utc::now();
+        if !changes.is_empty() {
+            let result = ledger.transition_many(&current, now, &changes).await;
+            match result {
+                Ok(applied) => {
+                    for (reply, ok) in change_replies.into_iter().zip(applied) {
+                        let _ = reply.send(Ok(ok));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "recording run status changes failed");
+                    for reply in change_replies {
+                        let _ = reply.send(Err(WriteError::from(&e)));
+                    }
+                }
+            }
+        }
+        if !plans.is_empty() {
+            let items: Vec<_> = plans.iter().map(|p| p.decisions.clone()).collect();
+            let mut reserved: Vec<String> = Vec::new();
+            let mut admit = |run: &NewRun| {
+                let ok = dispatcher.reserve(&run.host);
+                if ok {
+                    reserved.push(run.host.clone());
+                }
+                ok
+            };
+            let result = ledger.record_batch(&current, now, &items, &mut admit).await;
+            match result {
+                Ok(outcomes) => {
+                    dispatcher.admit_committed(&reserved, &plans, &outcomes);
+                    for (reply, outcome) in plan_replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    dispatcher.admit_committed(&reserved, &[], &[]);
+                    tracing::error!(error = %e, events = items.len(), "recording decisions failed; the events are not acknowledged");
+                    for reply in plan_replies {
+                        let _ = reply.send(Err(WriteError::from(&e)));
+                    }
+                }
+            }
+        }
+    }
+}
