@@ -34,6 +34,9 @@ pub struct PublishArgs {
     /// Severity (`info`, `warning`, `critical`, …).
     #[arg(long)]
     severity: Option<String>,
+    /// When it happened (RFC 3339); default: the receive time.
+    #[arg(long, value_name = "RFC3339")]
+    time: Option<String>,
     /// `data` as a JSON object.
     #[arg(long, value_name = "JSON", conflicts_with = "file")]
     data: Option<String>,
@@ -41,7 +44,7 @@ pub struct PublishArgs {
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
     /// Publish a complete event from a file (native envelope or CloudEvents JSON); `-` reads standard input.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["kind", "data", "file", "host", "source", "severity"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kind", "data", "file", "host", "source", "severity", "time"])]
     event: Option<PathBuf>,
     /// NATS server.
     #[arg(
@@ -98,9 +101,12 @@ fn payload(args: &PublishArgs) -> Result<(String, String, Vec<u8>), String> {
         .id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let candidate = json!({
+    let mut candidate = json!({
         "id": id, "kind": args.kind, "host": args.host, "source": args.source, "severity": args.severity, "data": data,
     });
+    if let Some(t) = &args.time {
+        candidate["time"] = Value::String(t.clone());
+    }
     // The same checks intake applies: an event it would dead-letter is refused here.
     let bytes = serde_json::to_vec(&candidate).expect("JSON serializes");
     let ev: Event = event::parse(&bytes, Limits::default()).map_err(|e| e.to_string())?;

@@ -1,13 +1,17 @@
 //! The `switchyard` binary.
 //!
-//! Offline commands (`policy validate`, `policy compile`) need no server.
+//! `serve` runs switchyard; offline commands (`policy validate`, `policy
+//! compile`, `driver check`) need no server; `runs` reads the ledger database.
 //! Exit codes scripts can trust: 0 success, 1 findings with a blocker, 2 usage
 //! or IO errors.
 
+mod config;
 mod db_cmd;
 mod driver_cmd;
 mod event_cmd;
 mod policy_cmd;
+mod runs_cmd;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -22,6 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run switchyard: intake, engine and drivers (configuration in switchyard.toml).
+    Serve(serve::ServeArgs),
     /// Write, check and inspect policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -31,6 +37,9 @@ enum Command {
     /// Publish events.
     #[command(subcommand)]
     Event(event_cmd::EventCommand),
+    /// Read the execution ledger.
+    #[command(subcommand)]
+    Runs(runs_cmd::RunsCommand),
     /// Manage the database.
     #[command(subcommand)]
     Db(db_cmd::DbCommand),
@@ -67,6 +76,8 @@ fn main() -> ExitCode {
         Command::Driver(cmd) => driver_cmd::run(cmd),
         Command::Event(cmd) => event_cmd::run(cmd),
         Command::Db(cmd) => db_cmd::run(cmd),
+        Command::Serve(args) => serve::run(args),
+        Command::Runs(cmd) => runs_cmd::run(cmd),
     };
     ExitCode::from(code)
 }

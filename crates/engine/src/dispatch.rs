@@ -521,6 +521,11 @@ impl Dispatcher {
         }
     }
 
+    /// Start no more runs.
+    pub(crate) fn stop_starting(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
     /// Stop starting runs; wait up to `grace` for running ones to finish.
     /// Queued runs stay `queued` in the ledger for the next start.
     pub(crate) async fn drain(&self, grace: std::time::Duration) -> usize {
@@ -581,9 +586,9 @@ impl End {
 
 fn join_output(out: Option<String>, stderr: Option<String>) -> Option<String> {
     match (out, stderr) {
-        (Some(o), Some(e)) => Some(format!("{o}\n--- stderr ---\n{e}")),
+        (Some(o), Some(e)) => Some(format!("{o}\n--- adapter log ---\n{e}")),
         (Some(o), None) => Some(o),
-        (None, Some(e)) => Some(format!("--- stderr ---\n{e}")),
+        (None, Some(e)) => Some(format!("--- adapter log ---\n{e}")),
         (None, None) => None,
     }
 }

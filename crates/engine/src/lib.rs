@@ -70,6 +70,8 @@ struct Inner {
     notices: broadcast::Sender<RunNotice>,
     lease_lost: watch::Receiver<bool>,
     lease_task: tokio::task::JoinHandle<()>,
+    /// Set by `abandon`: the writer refuses everything.
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -111,8 +113,10 @@ impl Engine {
             jobs_tx.clone(),
             notices.clone(),
         ));
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         tokio::spawn(writer::run(
             jobs_rx,
+            Arc::clone(&closed),
             Arc::clone(&ledger),
             Arc::clone(&lease),
             Arc::clone(&dispatcher),
@@ -139,6 +143,7 @@ impl Engine {
                     notices,
                     lease_lost: lost_rx,
                     lease_task,
+                    closed,
                 }),
             },
             recovery,
@@ -211,6 +216,17 @@ impl Engine {
     /// Runs waiting and running per host.
     pub fn queue_depths(&self) -> Vec<(String, usize, usize)> {
         self.inner.dispatcher.queue_depths()
+    }
+
+    /// Stop at once, as if the process died: no more writes, no lease
+    /// renewal, nothing settled. Whatever is queued or running is left for
+    /// the next engine's recovery.
+    pub fn abandon(&self) {
+        self.inner.lease_task.abort();
+        self.inner.dispatcher.stop_starting();
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stop starting runs and wait up to `grace` for running ones; returns how

@@ -44,6 +44,7 @@ pub(crate) type Lock<T> = std::sync::Mutex<T>;
 /// Run until every sender is gone.
 pub(crate) async fn run(
     mut jobs: mpsc::Receiver<Job>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
     ledger: Arc<dyn Ledger>,
     lease: Arc<Lock<Lease>>,
     dispatcher: Arc<Dispatcher>,
@@ -51,6 +52,19 @@ pub(crate) async fn run(
 ) {
     let mut buf: Vec<Job> = Vec::with_capacity(batch_max);
     while jobs.recv_many(&mut buf, batch_max).await > 0 {
+        if closed.load(std::sync::atomic::Ordering::SeqCst) {
+            for job in buf.drain(..) {
+                match job {
+                    Job::Decide { reply, .. } => {
+                        let _ = reply.send(Err(WriteError::Closed));
+                    }
+                    Job::Transition { reply, .. } => {
+                        let _ = reply.send(Err(WriteError::Closed));
+                    }
+                }
+            }
+            continue;
+        }
         let mut plans = Vec::new();
         let mut plan_replies = Vec::new();
         let mut changes = Vec::new();
@@ -86,6 +100,7 @@ pub(crate) async fn run(
             }
         }
         if !plans.is_empty() {
+            stamp(&mut plans, now);
             let items: Vec<_> = plans.iter().map(|p| p.decisions.clone()).collect();
             let mut reserved: Vec<String> = Vec::new();
             let mut admit = |run: &NewRun| {
@@ -110,6 +125,24 @@ pub(crate) async fn run(
                         let _ = reply.send(Err(WriteError::from(&e)));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Give every run its place in the queue: `queued_at` is the commit time and
+/// ids (UUIDv7, monotonic) follow commit order, so the ledger's
+/// `(queued_at, id)` order is the order runs enter their host queues.
+fn stamp(plans: &mut [Plan], now: chrono::DateTime<chrono::Utc>) {
+    for plan in plans {
+        for d in &mut plan.decisions.decisions {
+            for r in &mut d.runs {
+                let id = uuid::Uuid::now_v7();
+                if let Some(meta) = plan.dispatch.remove(&r.run.id) {
+                    plan.dispatch.insert(id, meta);
+                }
+                r.run.id = id;
+                r.run.queued_at = now;
             }
         }
     }

@@ -1,0 +1,451 @@
+//! `switchyard.toml` (DESIGN §9): one TOML file, with
+//! `SWITCHYARD_<SECTION>__<KEY>` environment variables overriding its keys.
+//! Precedence: flag > environment > file > default.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use switchyard_spec::duration::parse_ms;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseSection,
+    pub nats: NatsSection,
+    pub api: ApiSection,
+    pub auth: Option<AuthSection>,
+    pub engine: EngineSection,
+    pub ledger: LedgerSection,
+    pub inventory: InventorySection,
+    pub drivers: DriversSection,
+    pub policies: PoliciesSection,
+    pub hosts: Vec<HostSection>,
+    /// Where the file was read from (relative paths resolve against its folder).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    pub url: String,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection {
+            url: "sqlite://switchyard.db?mode=rwc".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSection {
+    pub url: String,
+    pub stream: String,
+    pub consumer: String,
+    pub ack_wait: String,
+    /// 0: unlimited.
+    pub max_deliver: i64,
+    pub max_ack_pending: i64,
+    pub max_age: String,
+    pub max_in_flight: usize,
+}
+
+impl Default for NatsSection {
+    fn default() -> Self {
+        NatsSection {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "SWITCHYARD_EVENTS".into(),
+            consumer: "switchyard-engine".into(),
+            ack_wait: "30s".into(),
+            max_deliver: 0,
+            max_ack_pending: 1000,
+            max_age: "7d".into(),
+            max_in_flight: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    pub listen: String,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub jwt_hs256_secret: Option<String>,
+    pub jwt_public_key_file: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    pub global_concurrency: usize,
+    pub host_queue_depth: usize,
+    pub max_event_age: String,
+    pub max_queue_time: String,
+    pub max_attempts: u32,
+    pub retry_backoff: String,
+    pub lease_ttl: String,
+    pub shutdown_grace: String,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            global_concurrency: 32,
+            host_queue_depth: 1000,
+            max_event_age: "15m".into(),
+            max_queue_time: "1h".into(),
+            max_attempts: 3,
+            retry_backoff: "1s".into(),
+            lease_ttl: "30s".into(),
+            shutdown_grace: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    pub max_per_policy: usize,
+    pub max_age: String,
+    pub prune_interval: String,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection {
+            max_per_policy: 30,
+            max_age: "30d".into(),
+            prune_interval: "1m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventorySection {
+    pub stale_after: String,
+}
+
+impl Default for InventorySection {
+    fn default() -> Self {
+        InventorySection {
+            stale_after: "10m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriversSection {
+    pub paths: Vec<PathBuf>,
+    /// `[drivers.config.<name>]`, passed to `initialize` as `driver_config`.
+    pub config: BTreeMap<String, Value>,
+}
+
+impl Default for DriversSection {
+    fn default() -> Self {
+        DriversSection {
+            paths: vec![PathBuf::from("drivers")],
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoliciesSection {
+    /// Policy files applied at start (managed_by: dir).
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSection {
+    pub id: String,
+    #[serde(default)]
+    pub driver: Option<String>,
+    #[serde(default)]
+    pub drivers: Vec<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default = "empty_object")]
+    pub config: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+impl HostSection {
+    /// `driver` and `drivers` together, in order.
+    pub fn all_drivers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.driver.iter().cloned().collect();
+        v.extend(
+            self.drivers
+                .iter()
+                .filter(|d| Some(*d) != self.driver.as_ref())
+                .cloned(),
+        );
+        v
+    }
+}
+
+/// A configuration problem, said in the user's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl Config {
+    /// Load `path` (absent and not asked for explicitly: defaults), then apply
+    /// environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::load_with_env(path, &env)
+    }
+
+    /// As [`Config::load`], with the environment given.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let (text, file, base_dir) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?,
+                p.to_path_buf(),
+                p.parent()
+                    .map(Path::to_path_buf)
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or_else(|| PathBuf::from(".")),
+            ),
+            None => (
+                String::new(),
+                PathBuf::from("(defaults)"),
+                PathBuf::from("."),
+            ),
+        };
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: file.clone(),
+                    message: e.to_string(),
+                })?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("SWITCHYARD_") else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            if section == "hosts" {
+                return Err(ConfigError::Env {
+                    name: name.clone(),
+                    message: "hosts are configured in the file only".into(),
+                });
+            }
+            let parsed = parse_env_value(value);
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else {
+                return Err(ConfigError::Env {
+                    name: name.clone(),
+                    message: format!("`{section}` is not a section"),
+                });
+            };
+            t.insert(key, parsed);
+        }
+        let mut config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: file.clone(),
+                    message: e.to_string(),
+                })?;
+        config.base_dir = base_dir;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Every duration parses, hosts are unique and name a driver.
+    fn check(&self) -> Result<(), ConfigError> {
+        for (key, text) in [
+            ("nats.ack_wait", &self.nats.ack_wait),
+            ("nats.max_age", &self.nats.max_age),
+            ("engine.max_event_age", &self.engine.max_event_age),
+            ("engine.max_queue_time", &self.engine.max_queue_time),
+            ("engine.retry_backoff", &self.engine.retry_backoff),
+            ("engine.lease_ttl", &self.engine.lease_ttl),
+            ("engine.shutdown_grace", &self.engine.shutdown_grace),
+            ("ledger.max_age", &self.ledger.max_age),
+            ("ledger.prune_interval", &self.ledger.prune_interval),
+            ("inventory.stale_after", &self.inventory.stale_after),
+        ] {
+            parse_ms(text).map_err(|e| ConfigError::Invalid {
+                key: key.into(),
+                message: e.to_string(),
+            })?;
+        }
+        if self.engine.global_concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                key: "engine.global_concurrency".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            if !seen.insert(h.id.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: format!("hosts[{i}].id"),
+                    message: format!("host `{}` is configured twice", h.id),
+                });
+            }
+            if h.all_drivers().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: format!("hosts[{i}]"),
+                    message: format!("host `{}` names no `driver` or `drivers`", h.id),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A duration key, already checked.
+    pub fn duration(text: &str) -> Duration {
+        Duration::from_millis(parse_ms(text).unwrap_or(0))
+    }
+
+    /// A path from the file, resolved against the file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The database URL with a relative SQLite path resolved against the file's folder.
+    pub fn database_url(&self) -> String {
+        let url = &self.database.url;
+        if let Some(rest) = url.strip_prefix("sqlite://")
+            && !rest.starts_with('/')
+            && !rest.starts_with(':')
+        {
+            return format!("sqlite://{}", self.base_dir.join(rest).display());
+        }
+        url.clone()
+    }
+}
+
+/// An environment value: a TOML scalar or array when it reads as one, else a string.
+fn parse_env_value(v: &str) -> toml::Value {
+    let probe = format!("v = {v}");
+    match probe.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(v.to_owned())),
+        Err(_) => toml::Value::String(v.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_serve_one_machine() {
+        let c = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
+        assert_eq!(c.api.listen, "127.0.0.1:8080");
+        assert!(c.database.url.starts_with("sqlite://"));
+        assert_eq!(c.engine.global_concurrency, 32);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(
+            &path,
+            "[nats]\nurl = \"nats://file:4222\"\n[engine]\nglobal_concurrency = 4\n\n[[hosts]]\nid = \"h1\"\ndriver = \"exec\"\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(
+            Some(&path),
+            &env(&[
+                ("SWITCHYARD_NATS__URL", "nats://env:4222"),
+                ("SWITCHYARD_ENGINE__HOST_QUEUE_DEPTH", "7"),
+                ("SWITCHYARD_CONFIG", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.nats.url, "nats://env:4222");
+        assert_eq!(c.engine.global_concurrency, 4);
+        assert_eq!(c.engine.host_queue_depth, 7);
+        assert_eq!(c.hosts[0].all_drivers(), ["exec"]);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(&path, "[engine]\nglobal_concurency = 4\n").unwrap();
+        let e = Config::load_with_env(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("global_concurency"), "{e}");
+        std::fs::write(&path, "[engine]\nmax_event_age = \"15 minutes\"\n").unwrap();
+        let e = Config::load_with_env(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("engine.max_event_age"), "{e}");
+        std::fs::write(&path, "[[hosts]]\nid = \"h1\"\n").unwrap();
+        let e = Config::load_with_env(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names no `driver`"), "{e}");
+    }
+}

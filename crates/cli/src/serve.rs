@@ -1,0 +1,541 @@
+//! `switchyard serve`: configuration → store → drivers → policies → engine →
+//! intake, and a graceful stop on SIGINT/SIGTERM.
+
+use crate::config::{Config, HostSection};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_engine::{
+    ActivePolicy, Engine, EngineConfig, HostEntry, Incoming, InventorySnapshot, PolicySet, Routing,
+    SupervisedDrivers, WriteError,
+};
+use switchyard_intake::{Delivery, EventHandler, HandlerError, Intake, IntakeOptions};
+use switchyard_plugin::protocol::DiscoverMode;
+use switchyard_plugin::{HostSpec, Registry, Supervisor, SupervisorOptions};
+use switchyard_spec::Format;
+use switchyard_spec::selector::{InventoryHost, InventoryItem};
+use switchyard_store::{DiscoveredItem, InventoryQuery, NewPolicy, PolicyRef, Store, StoreOptions};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (default: ./switchyard.toml when it exists).
+    #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Find the configuration file: the flag, else ./switchyard.toml if present.
+pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf).or_else(|| {
+        let p = PathBuf::from("switchyard.toml");
+        p.is_file().then_some(p)
+    })
+}
+
+pub fn run(args: ServeArgs) -> u8 {
+    init_tracing();
+    let config = match Config::load(config_path(args.config.as_deref()).as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return crate::EXIT_USAGE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return crate::EXIT_USAGE;
+        }
+    };
+    match rt.block_on(serve(config)) {
+        Ok(()) => crate::EXIT_OK,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            crate::EXIT_BLOCKED
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// The event handler intake calls: an event is acknowledged only after the
+/// engine reports its decision durable.
+struct Handler {
+    engine: Engine,
+}
+
+impl EventHandler for Handler {
+    async fn handle(&self, d: Delivery) -> Result<(), HandlerError> {
+        let mut event = d.event;
+        if event.id.is_none() {
+            event.id = Some(d.event_id.clone());
+        }
+        let incoming = Incoming {
+            delivery_key: format!(
+                "{}|{}|{}",
+                d.id.stream,
+                d.id.stream_created
+                    .timestamp_nanos_opt()
+                    .unwrap_or_default(),
+                d.id.stream_seq
+            ),
+            event_id: d.event_id,
+            event,
+            received_at: d.received_at,
+        };
+        match self.engine.decide(incoming).await {
+            Ok(_) => Ok(()),
+            Err(e @ (WriteError::Store(_) | WriteError::LeaseLost(_))) => {
+                Err(HandlerError::Unavailable(e.to_string()))
+            }
+            Err(WriteError::Closed) => Err(HandlerError::Transient("shutting down".into())),
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let url = config.database_url();
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&url)))?
+        .with_options(StoreOptions::default());
+    tracing::info!(database = %redact_url(&url), "database ready");
+
+    // Drivers and hosts.
+    let paths: Vec<PathBuf> = config
+        .drivers
+        .paths
+        .iter()
+        .map(|p| config.resolve(p))
+        .collect();
+    let registry = Registry::load(&paths).context("loading drivers")?;
+    let used = check_hosts(&config.hosts, &registry)?;
+    let search: Vec<PathBuf> = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .into_iter()
+        .collect();
+    let mut specs = Vec::new();
+    for name in &used {
+        let cfg = config
+            .drivers
+            .config
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        specs.push(
+            registry
+                .adapter_spec(name, cfg, &search)
+                .map_err(|p| anyhow!("driver `{name}`: {}", p.join("; ")))?,
+        );
+    }
+    let supervisor = Supervisor::new(SupervisorOptions::default(), specs);
+    let host_specs: HashMap<String, HostSpec> = config
+        .hosts
+        .iter()
+        .map(|h| {
+            (
+                h.id.clone(),
+                HostSpec {
+                    id: h.id.clone(),
+                    address: h.address.clone(),
+                    labels: h.labels.clone(),
+                    config: h.config.clone(),
+                },
+            )
+        })
+        .collect();
+    let routing = Routing::new(
+        registry.drivers().map(|d| d.manifest()),
+        config.hosts.iter().map(|h| HostEntry {
+            id: h.id.clone(),
+            drivers: h.all_drivers(),
+            labels: h.labels.clone(),
+        }),
+    );
+    tracing::info!(drivers = ?used, hosts = config.hosts.len(), "drivers loaded");
+
+    // Policies from the directory, then the enabled set.
+    if let Some(dir) = &config.policies.dir {
+        let dir = config.resolve(dir);
+        let report = apply_dir(&store, &registry, &dir).await?;
+        tracing::info!(dir = %dir.display(), created = report.0, updated = report.1, unchanged = report.2, "policies applied from the directory");
+    }
+    let policies = load_policies(&store).await?;
+    tracing::info!(enabled = policies.len(), "policies loaded");
+
+    // Inventory: the first discovery of every host before any event.
+    let stale_after = Config::duration(&config.inventory.stale_after);
+    discover_all(&store, &supervisor, &registry, &config.hosts, &host_specs).await;
+    let inventory = snapshot(&store, &routing, stale_after).await?;
+
+    let engine_config = EngineConfig {
+        global_concurrency: config.engine.global_concurrency,
+        host_queue_depth: config.engine.host_queue_depth,
+        max_event_age: Config::duration(&config.engine.max_event_age),
+        max_queue_time: Config::duration(&config.engine.max_queue_time),
+        max_attempts: config.engine.max_attempts.max(1),
+        retry_backoff: Config::duration(&config.engine.retry_backoff),
+        lease_ttl: Config::duration(&config.engine.lease_ttl).max(Duration::from_secs(3)),
+        ..EngineConfig::default()
+    };
+    let drivers = SupervisedDrivers {
+        supervisor: supervisor.clone(),
+        hosts: host_specs,
+    };
+    let (engine, recovery) = Engine::start(
+        engine_config,
+        Arc::new(store.clone()),
+        Arc::new(drivers),
+        routing,
+        policies,
+        inventory,
+    )
+    .await
+    .context("starting the engine")?;
+    tracing::info!(
+        requeued = recovery.requeued,
+        retried = recovery.retried,
+        interrupted = recovery.interrupted,
+        "engine active"
+    );
+
+    // Intake.
+    let opts = IntakeOptions {
+        stream: config.nats.stream.clone(),
+        consumer: config.nats.consumer.clone(),
+        ack_wait: Config::duration(&config.nats.ack_wait),
+        max_deliver: (config.nats.max_deliver > 0).then_some(config.nats.max_deliver),
+        max_ack_pending: config.nats.max_ack_pending,
+        max_age: Config::duration(&config.nats.max_age),
+        max_in_flight: config.nats.max_in_flight.max(1),
+        ..IntakeOptions::default()
+    };
+    let intake = Intake::start(&config.nats.url, opts)
+        .await
+        .with_context(|| format!("connecting intake to {}", config.nats.url))?;
+    tracing::info!(nats = %config.nats.url, stream = %config.nats.stream, "intake connected");
+
+    // Run notifications on NATS.
+    let notifier = tokio::spawn(publish_notices(engine.subscribe(), intake.client().clone()));
+    // Ledger cap.
+    let pruner = tokio::spawn(prune_loop(
+        store.clone(),
+        config.ledger.max_per_policy,
+        Config::duration(&config.ledger.max_age),
+        Config::duration(&config.ledger.prune_interval).max(Duration::from_secs(1)),
+    ));
+    if config.auth.is_none() {
+        tracing::warn!(listen = %config.api.listen, "no [auth] configured; the HTTP API is not part of this build yet, so nothing listens there");
+    }
+    tracing::info!("switchyard is running; stop with Ctrl-C or SIGTERM");
+
+    let mut lost = engine.lease_lost();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => tracing::info!("stopping: no new events are taken"),
+            _ = lost.wait_for(|l| *l) => tracing::error!("stopping: the engine lease was lost"),
+        }
+    };
+    intake
+        .run(
+            Arc::new(Handler {
+                engine: engine.clone(),
+            }),
+            stop,
+        )
+        .await
+        .context("intake")?;
+    let grace = Config::duration(&config.engine.shutdown_grace);
+    let left = engine.shutdown(grace).await;
+    if left > 0 {
+        tracing::warn!(
+            running = left,
+            "runs still running at shutdown; the next start recovers them"
+        );
+    }
+    supervisor.shutdown().await;
+    notifier.abort();
+    pruner.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Every host names installed drivers and a config its drivers accept; returns the drivers in use.
+fn check_hosts(hosts: &[HostSection], registry: &Registry) -> Result<Vec<String>> {
+    let mut used: Vec<String> = Vec::new();
+    for h in hosts {
+        for d in h.all_drivers() {
+            let driver = registry
+                .get(&d)
+                .ok_or_else(|| anyhow!("host `{}`: driver `{d}` is not installed", h.id))?;
+            // Secrets stay references here; the supervisor resolves them at use.
+            let resolved = switchyard_plugin::secrets::resolve(&h.config)
+                .map_err(|e| anyhow!("host `{}`: {e}", h.id))?;
+            driver.check_host_config(&resolved.value).map_err(|p| {
+                anyhow!("host `{}` config for driver `{d}`: {}", h.id, p.join("; "))
+            })?;
+            if !used.contains(&d) {
+                used.push(d);
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Apply every policy file of `dir` as one bundle: all valid → all saved
+/// (created, or updated when changed); any blocker → nothing saved.
+/// Returns (created, updated, unchanged).
+pub async fn apply_dir(
+    store: &Store,
+    registry: &Registry,
+    dir: &Path,
+) -> Result<(usize, usize, usize)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the policy directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && Format::from_path(p).is_some())
+        .collect();
+    files.sort();
+    let mut bundle = Vec::new();
+    let mut problems = Vec::new();
+    for file in &files {
+        let format = Format::from_path(file).expect("filtered");
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        for c in switchyard_spec::policy::validate_text(&text, format, Some(registry)) {
+            for f in c
+                .findings
+                .iter()
+                .filter(|f| f.severity == switchyard_spec::Severity::Blocker)
+            {
+                problems.push(format!(
+                    "{}: {} {} at {}: {}",
+                    file.display(),
+                    f.severity,
+                    f.code,
+                    f.path,
+                    f.message
+                ));
+            }
+            if let (Some(ir), Some(hash)) = (c.ir, c.spec_hash) {
+                bundle.push(NewPolicy {
+                    ir,
+                    spec_hash: hash,
+                    source: text.clone(),
+                    format: format.as_str().to_owned(),
+                    managed_by: "dir".into(),
+                    author: "dir".into(),
+                    comment: format!("applied from {}", file.display()),
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "the policy directory has blockers; nothing applied:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+    for p in bundle {
+        match store.get_policy(&PolicyRef::Name(p.ir.name.clone())).await {
+            Ok(existing) => {
+                if existing.spec_hash == p.spec_hash && existing.ir == p.ir {
+                    unchanged += 1;
+                    continue;
+                }
+                store
+                    .update_policy(&PolicyRef::Id(existing.id), existing.version_int, p)
+                    .await?;
+                updated += 1;
+            }
+            Err(switchyard_store::Error::NotFound(_)) => {
+                store.create_policy(p).await?;
+                created += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((created, updated, unchanged))
+}
+
+/// The enabled policies, compiled for evaluation.
+pub async fn load_policies(store: &Store) -> Result<PolicySet> {
+    let mut active = Vec::new();
+    for p in store
+        .list_policies()
+        .await?
+        .into_iter()
+        .filter(|p| p.enabled)
+    {
+        match ActivePolicy::new(p.id, &p.name, p.version_int, p.ir) {
+            Ok(a) => active.push(a),
+            Err(e) => {
+                tracing::error!(policy = %p.name, error = %e, "stored policy does not compile; left out")
+            }
+        }
+    }
+    Ok(PolicySet::new(active))
+}
+
+/// Run every driver's full discovery for every host once (failures are logged and leave
+/// the host's earlier items in place, stale).
+async fn discover_all(
+    store: &Store,
+    supervisor: &Supervisor,
+    registry: &Registry,
+    hosts: &[HostSection],
+    specs: &HashMap<String, HostSpec>,
+) {
+    for h in hosts {
+        for d in h.all_drivers() {
+            let Some(driver) = registry.get(&d) else {
+                continue;
+            };
+            if !driver.manifest().discovery.full {
+                continue;
+            }
+            let timeout = Duration::from_secs(driver.manifest().defaults.timeout_s.max(1));
+            let out = supervisor
+                .discover(&d, &specs[&h.id], DiscoverMode::Full, timeout)
+                .await;
+            match out.result {
+                Ok(r) => {
+                    let items: Vec<DiscoveredItem> = r
+                        .items
+                        .into_iter()
+                        .map(|i| DiscoveredItem {
+                            item_type: i.item_type,
+                            id: i.id,
+                            name: i.name,
+                            labels: i.labels,
+                            state: i.state,
+                        })
+                        .collect();
+                    match store
+                        .record_discovery(&h.id, &items, r.complete, chrono::Utc::now())
+                        .await
+                    {
+                        Ok(n) => tracing::info!(host = %h.id, driver = %d, items = n, "discovered"),
+                        Err(e) => {
+                            tracing::error!(host = %h.id, error = %e, "storing discovery failed")
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(host = %h.id, driver = %d, error = %e, "discovery failed; earlier items stay, marked stale")
+                }
+            }
+        }
+    }
+}
+
+/// Hosts from configuration, items from the stored inventory.
+pub async fn snapshot(
+    store: &Store,
+    routing: &Routing,
+    stale_after: Duration,
+) -> Result<InventorySnapshot> {
+    let hosts: Vec<InventoryHost> = routing.inventory_hosts();
+    let items = store
+        .inventory(&InventoryQuery::default(), chrono::Utc::now(), stale_after)
+        .await?
+        .into_iter()
+        .map(|r| InventoryItem {
+            host: r.host,
+            item_type: r.item_type,
+            id: r.id,
+            name: r.name,
+            labels: r.labels,
+        })
+        .collect();
+    Ok(InventorySnapshot { hosts, items })
+}
+
+async fn publish_notices(
+    mut notices: tokio::sync::broadcast::Receiver<switchyard_engine::RunNotice>,
+    client: async_nats::Client,
+) {
+    loop {
+        match notices.recv().await {
+            Ok(n) => {
+                let subject = format!("switchyard.runs.{}", n.status);
+                match serde_json::to_vec(&n) {
+                    Ok(body) => {
+                        if let Err(e) = client.publish(subject, body.into()).await {
+                            tracing::warn!(error = %e, "publishing a run notification failed");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "encoding a run notification failed"),
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "run notifications fell behind; some were not published"
+                );
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn prune_loop(store: Store, max_per_policy: usize, max_age: Duration, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        match store
+            .prune_ledger(chrono::Utc::now(), max_per_policy, max_age)
+            .await
+        {
+            Ok(r) if r.decisions > 0 => {
+                tracing::info!(decisions = r.decisions, runs = r.runs, "ledger pruned")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning the ledger failed"),
+        }
+        if let Err(e) = store.prune_claims(chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "pruning expired windows failed");
+        }
+    }
+}

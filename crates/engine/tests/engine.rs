@@ -1,0 +1,689 @@
+//! The engine against a real SQLite ledger, with a driver port that records
+//! what it was asked to do and when: single-flight per host, the global cap,
+//! FIFO, windows, retries, `on_error`, queue bounds, cancel, standby and recovery.
+//!
+//! Durations are a few milliseconds of real time; every assertion is about
+//! order and counts, never about how long something took.
+
+use futures::future::BoxFuture;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchyard_engine::ports::{DriverFailure, ExecReport, ExecRequest, Executed};
+use switchyard_engine::{
+    ActivePolicy, Decided, Drivers, Engine, EngineConfig, HostEntry, Incoming, InventorySnapshot,
+    PolicySet, Routing,
+};
+use switchyard_plugin::Manifest;
+use switchyard_spec::event::Event;
+use switchyard_store::{RunFilter, RunRecord, RunStatus, Store};
+use uuid::Uuid;
+
+const MANIFEST: &str = r#"
+schema_version: 1
+name: fake
+version: 0.0.1
+adapter: { command: [fake] }
+capabilities:
+  - name: thing
+    target_type: host
+    verbs:
+      - { name: poke, idempotent: true }
+      - { name: zap }
+  - name: port
+    target_type: port
+    serialize: target
+    verbs:
+      - { name: flip, idempotent: true }
+defaults: { timeout_s: 30 }
+"#;
+
+/// What the fake driver saw.
+#[derive(Debug, Default)]
+struct Log {
+    running_per_host: HashMap<String, usize>,
+    max_per_host: HashMap<String, usize>,
+    running: usize,
+    max_running: usize,
+    /// (host, run id) in start order.
+    starts: Vec<(String, String)>,
+    /// Calls per run id.
+    calls: HashMap<String, u32>,
+}
+
+/// A driver port that sleeps `params.ms` and fails as `params.fail` says
+/// (`transient` for the first `params.failures` calls, or `permanent`).
+#[derive(Debug, Default, Clone)]
+struct Recorder {
+    log: Arc<Mutex<Log>>,
+}
+
+impl Drivers for Recorder {
+    fn execute(&self, req: ExecRequest) -> BoxFuture<'_, ExecReport> {
+        Box::pin(async move {
+            let calls = {
+                let mut l = self.log.lock().unwrap();
+                let n = l.running_per_host.entry(req.host.clone()).or_default();
+                *n += 1;
+                let n = *n;
+                let m = l.max_per_host.entry(req.host.clone()).or_default();
+                *m = (*m).max(n);
+                l.running += 1;
+                l.max_running = l.max_running.max(l.running);
+                l.starts.push((req.host.clone(), req.run_id.clone()));
+                let c = l.calls.entry(req.run_id.clone()).or_default();
+                *c += 1;
+                *c
+            };
+            let ms = req.params.get("ms").and_then(Value::as_u64).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            {
+                let mut l = self.log.lock().unwrap();
+                *l.running_per_host.get_mut(&req.host).unwrap() -= 1;
+                l.running -= 1;
+            }
+            let failures = req
+                .params
+                .get("failures")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::MAX);
+            let result = match req.params.get("fail").and_then(Value::as_str) {
+                Some("transient") if u64::from(calls) <= failures => Err(DriverFailure {
+                    transient: true,
+                    timed_out: false,
+                    reason: "transient".into(),
+                    message: format!("try again (call {calls})"),
+                }),
+                Some("permanent") => Ok(Executed {
+                    ok: false,
+                    effects: vec![],
+                    output: Some("refused".into()),
+                    reason: Some("precondition_failed".into()),
+                }),
+                _ => Ok(Executed {
+                    ok: true,
+                    effects: vec![],
+                    output: Some(format!("done on {}", req.host)),
+                    reason: None,
+                }),
+            };
+            ExecReport {
+                result,
+                stderr: vec![],
+            }
+        })
+    }
+}
+
+fn routing(hosts: &[&str]) -> Routing {
+    let m = Manifest::parse(MANIFEST).unwrap();
+    Routing::new(
+        [&m],
+        hosts.iter().map(|h| HostEntry {
+            id: (*h).into(),
+            drivers: vec!["fake".into()],
+            labels: Default::default(),
+        }),
+    )
+}
+
+fn policy(doc: Value) -> ActivePolicy {
+    let c = switchyard_spec::policy::validate_value(&doc, None);
+    let ir =
+        c.ir.unwrap_or_else(|| panic!("policy compiles: {:?}", c.findings));
+    ActivePolicy::new(Uuid::now_v7(), &ir.name.clone(), 1, ir).unwrap()
+}
+
+/// A policy on `kind` acting on the host named by `$.host`.
+fn on_event_host(name: &str, kind: &str, actions: Value, windows: Value) -> ActivePolicy {
+    policy(json!({
+        "version": 1, "name": name, "enabled": true,
+        "trigger_group": {"triggers": [{"kind": kind}]},
+        "targets": [{"selector": "{{ $.host }}", "dynamic_resolution": true}],
+        "actions": actions,
+        "windows": windows,
+    }))
+}
+
+fn event(kind: &str, host: &str, data: Value) -> Incoming {
+    let id = Uuid::now_v7().to_string();
+    Incoming {
+        delivery_key: format!("S|1|{id}"),
+        event_id: id.clone(),
+        event: Event {
+            id: Some(id),
+            kind: kind.into(),
+            source: None,
+            host: Some(host.into()),
+            time: None,
+            severity: None,
+            data: data.as_object().cloned().unwrap_or_default(),
+            extensions: Default::default(),
+        },
+        received_at: chrono::Utc::now(),
+    }
+}
+
+struct Setup {
+    store: Store,
+    engine: Engine,
+    recorder: Recorder,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(config: EngineConfig, hosts: &[&str], policies: Vec<ActivePolicy>) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let recorder = Recorder::default();
+    let routing = routing(hosts);
+    let inventory = InventorySnapshot {
+        hosts: routing.inventory_hosts(),
+        items: vec![],
+    };
+    let (engine, _) = Engine::start(
+        config,
+        Arc::new(store.clone()),
+        Arc::new(recorder.clone()),
+        routing,
+        PolicySet::new(policies),
+        inventory,
+    )
+    .await
+    .unwrap();
+    Setup {
+        store,
+        engine,
+        recorder,
+        _dir: dir,
+    }
+}
+
+async fn all_runs(store: &Store) -> Vec<RunRecord> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (page, next) = store
+            .list_runs(&RunFilter::default(), cursor.as_deref(), 1000)
+            .await
+            .unwrap();
+        out.extend(page);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// Wait until no run is queued or running (bounded, so a bug fails instead of hanging).
+async fn settle(store: &Store) -> Vec<RunRecord> {
+    for _ in 0..600 {
+        let runs = all_runs(store).await;
+        if runs.iter().all(|r| r.status.is_terminal()) {
+            return runs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "runs did not settle: {:?}",
+        all_runs(store)
+            .await
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>()
+    );
+}
+
+fn config(cap: usize) -> EngineConfig {
+    EngineConfig {
+        global_concurrency: cap,
+        retry_backoff: Duration::from_millis(5),
+        holder: format!("test-{}", Uuid::now_v7()),
+        ..EngineConfig::default()
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Random events over random hosts with random driver durations: never two
+    /// runs at once on one host, never more than the cap, FIFO per host, and
+    /// every run recorded `succeeded`.
+    #[test]
+    fn single_flight_cap_and_fifo_hold(
+        cap in 1usize..4,
+        events in proptest::collection::vec((0usize..4, 0u64..6), 1..40),
+    ) {
+        rt().block_on(async {
+            let hosts = ["h0", "h1", "h2", "h3"];
+            let p = on_event_host(
+                "poke-host",
+                "thing.happened",
+                json!([{"capability": "thing", "verb": "poke", "params": {"ms": "{{ $.data.ms }}"}}]),
+                json!({}),
+            );
+            let s = setup(config(cap), &hosts, vec![p]).await;
+            // Decide concurrently, as intake does.
+            let mut tasks = Vec::new();
+            for (h, ms) in &events {
+                let e = s.engine.clone();
+                let ev = event("thing.happened", hosts[*h], json!({"ms": ms}));
+                tasks.push(tokio::spawn(async move { e.decide(ev).await }));
+            }
+            for t in tasks {
+                let d = t.await.unwrap().unwrap();
+                assert!(matches!(d, Decided::Recorded { decisions: 1, queued: 1 }), "{d:?}");
+            }
+            let runs = settle(&s.store).await;
+            assert_eq!(runs.len(), events.len());
+            assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
+            let log = s.recorder.log.lock().unwrap();
+            assert!(log.max_per_host.values().all(|m| *m == 1), "{:?}", log.max_per_host);
+            assert!(log.max_running <= cap, "{} > {cap}", log.max_running);
+            // FIFO: per host, starts follow the ledger's queue order.
+            for h in hosts {
+                let mut queued: Vec<&RunRecord> = runs.iter().filter(|r| r.host == h).collect();
+                queued.sort_by_key(|r| (r.queued_at, r.id));
+                let queued: Vec<String> = queued.iter().map(|r| r.id.to_string()).collect();
+                let started: Vec<String> = log.starts.iter().filter(|(host, _)| host == h).map(|(_, id)| id.clone()).collect();
+                assert_eq!(started, queued, "host {h}");
+            }
+        });
+    }
+}
+
+#[test]
+fn windows_suppress_and_deduplicate_as_specified() {
+    rt().block_on(async {
+        let suppressing = on_event_host(
+            "suppress-per-ups",
+            "ups.on_battery",
+            json!([{"capability": "thing", "verb": "poke", "params": {}}]),
+            json!({"suppression": "10m", "group_by": ["$.data.ups"]}),
+        );
+        let idempotent = on_event_host(
+            "poke-once",
+            "disk.full",
+            json!([{"capability": "thing", "verb": "poke", "params": {"mount": "{{ $.data.mount }}"}}]),
+            json!({"idempotency": "1h"}),
+        );
+        let s = setup(config(4), &["h0", "h1"], vec![suppressing, idempotent]).await;
+        for ups in ["ups1", "ups1", "ups2", "ups1"] {
+            s.engine
+                .decide(event("ups.on_battery", "h0", json!({"ups": ups})))
+                .await
+                .unwrap();
+        }
+        for mount in ["/var", "/var", "/srv"] {
+            s.engine
+                .decide(event("disk.full", "h1", json!({"mount": mount})))
+                .await
+                .unwrap();
+        }
+        let runs = settle(&s.store).await;
+        let of = |name: &str, st: RunStatus| {
+            runs.iter()
+                .filter(|r| r.policy_name == name && r.status == st)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("suppress-per-ups", RunStatus::Succeeded).len(), 2, "one per UPS");
+        let suppressed = of("suppress-per-ups", RunStatus::Suppressed);
+        assert_eq!(suppressed.len(), 1, "one aggregated record");
+        assert_eq!(suppressed[0].count, 2);
+        assert_eq!(of("poke-once", RunStatus::Succeeded).len(), 2, "/var once, /srv once");
+        let dedup = of("poke-once", RunStatus::Deduplicated);
+        assert_eq!(dedup.len(), 1);
+        assert_eq!(dedup[0].params, json!({"mount": "/var"}));
+    });
+}
+
+#[test]
+fn redelivered_events_are_decided_once() {
+    rt().block_on(async {
+        let p = on_event_host(
+            "poke",
+            "thing.happened",
+            json!([{"capability": "thing", "verb": "poke", "params": {}}]),
+            json!({}),
+        );
+        let s = setup(config(4), &["h0"], vec![p]).await;
+        let ev = event("thing.happened", "h0", json!({}));
+        assert!(matches!(
+            s.engine.decide(ev.clone()).await.unwrap(),
+            Decided::Recorded { .. }
+        ));
+        assert_eq!(s.engine.decide(ev).await.unwrap(), Decided::Redelivered);
+        assert_eq!(
+            s.engine
+                .decide(event("nothing.matches", "h0", json!({})))
+                .await
+                .unwrap(),
+            Decided::NoMatch
+        );
+        assert_eq!(settle(&s.store).await.len(), 1);
+    });
+}
+
+#[test]
+fn transient_failures_retry_only_idempotent_verbs() {
+    rt().block_on(async {
+        let p = on_event_host(
+            "flaky",
+            "thing.happened",
+            json!([
+                {"capability": "thing", "verb": "poke", "params": {"fail": "transient", "failures": 2}, "on_error": "continue"},
+                {"capability": "thing", "verb": "zap", "params": {"fail": "transient", "failures": 1}, "on_error": "continue"},
+                {"capability": "thing", "verb": "poke", "params": {"fail": "transient", "failures": 99, "n": 3}, "on_error": "continue"}
+            ]),
+            json!({}),
+        );
+        let s = setup(config(4), &["h0"], vec![p]).await;
+        s.engine
+            .decide(event("thing.happened", "h0", json!({})))
+            .await
+            .unwrap();
+        let mut runs = settle(&s.store).await;
+        runs.sort_by_key(|r| r.id);
+        let summary: Vec<(&str, RunStatus, i32)> = runs
+            .iter()
+            .map(|r| (r.verb.as_str(), r.status, r.attempt))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("poke", RunStatus::Succeeded, 3),
+                ("zap", RunStatus::Failed, 1),
+                ("poke", RunStatus::Failed, 3)
+            ],
+            "max_attempts is 3"
+        );
+        assert_eq!(runs[1].reason.as_deref(), Some("transient"));
+    });
+}
+
+#[test]
+fn on_error_stop_skips_the_targets_later_actions() {
+    rt().block_on(async {
+        let p = policy(json!({
+            "version": 1, "name": "stop-chain", "enabled": true,
+            "trigger_group": {"triggers": [{"kind": "thing.happened"}]},
+            "targets": [{"selector": "h0,h1"}],
+            "actions": [
+                {"capability": "thing", "verb": "zap", "params": {"fail": "{{ $.data.fail }}"}},
+                {"capability": "thing", "verb": "poke", "params": {}}
+            ],
+        }));
+        let s = setup(config(4), &["h0", "h1"], vec![p]).await;
+        // Only h0's first action fails: the event's `fail` applies to both hosts,
+        // so send one event per outcome and look at the chain per decision.
+        s.engine
+            .decide(event("thing.happened", "h0", json!({"fail": "permanent"})))
+            .await
+            .unwrap();
+        let runs = settle(&s.store).await;
+        for h in ["h0", "h1"] {
+            let mut chain: Vec<&RunRecord> = runs.iter().filter(|r| r.host == h).collect();
+            chain.sort_by_key(|r| r.id);
+            assert_eq!(chain[0].status, RunStatus::Failed);
+            assert_eq!(chain[1].status, RunStatus::Skipped);
+            assert_eq!(chain[1].reason.as_deref(), Some("earlier_action_failed"));
+        }
+    });
+}
+
+#[test]
+fn a_hanging_driver_on_one_host_does_not_delay_others() {
+    rt().block_on(async {
+        let p = on_event_host(
+            "poke",
+            "thing.happened",
+            json!([{"capability": "thing", "verb": "poke", "params": {"ms": "{{ $.data.ms }}"}}]),
+            json!({}),
+        );
+        let s = setup(config(4), &["slow", "fast"], vec![p]).await;
+        s.engine
+            .decide(event("thing.happened", "slow", json!({"ms": 3000})))
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            s.engine
+                .decide(event("thing.happened", "fast", json!({"ms": 1})))
+                .await
+                .unwrap();
+        }
+        // Every fast run finishes while the slow one is still running.
+        let mut done = false;
+        for _ in 0..200 {
+            let runs = all_runs(&s.store).await;
+            let fast_done = runs
+                .iter()
+                .filter(|r| r.host == "fast" && r.status == RunStatus::Succeeded)
+                .count();
+            let slow = runs.iter().find(|r| r.host == "slow").unwrap();
+            if fast_done == 5 {
+                assert_eq!(
+                    slow.status,
+                    RunStatus::Running,
+                    "the slow run is still going"
+                );
+                done = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(done, "the fast host's runs finished");
+        settle(&s.store).await;
+    });
+}
+
+#[test]
+fn serialize_target_lets_different_targets_overlap_but_not_the_same() {
+    rt().block_on(async {
+        let p = policy(json!({
+            "version": 1, "name": "flip-ports", "enabled": true,
+            "trigger_group": {"triggers": [{"kind": "link.flap"}]},
+            "targets": [{"selector": "sw1/port:{{ $.data.port }}", "dynamic_resolution": true}],
+            "actions": [{"capability": "port", "verb": "flip", "params": {"ms": 30}}],
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let recorder = Recorder::default();
+        let routing = routing(&["sw1"]);
+        let items = ["1", "2", "3"]
+            .iter()
+            .map(|id| switchyard_spec::selector::InventoryItem {
+                host: "sw1".into(),
+                item_type: "port".into(),
+                id: (*id).into(),
+                name: None,
+                labels: Default::default(),
+            })
+            .collect();
+        let inventory = InventorySnapshot {
+            hosts: routing.inventory_hosts(),
+            items,
+        };
+        let (engine, _) = Engine::start(
+            config(8),
+            Arc::new(store.clone()),
+            Arc::new(recorder.clone()),
+            routing,
+            PolicySet::new(vec![p]),
+            inventory,
+        )
+        .await
+        .unwrap();
+        for port in ["1", "2", "3", "1"] {
+            engine
+                .decide(event("link.flap", "sw1", json!({"port": port})))
+                .await
+                .unwrap();
+        }
+        let runs = settle(&store).await;
+        assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
+        let log = recorder.log.lock().unwrap();
+        assert!(log.max_per_host["sw1"] >= 2, "different ports overlapped");
+        // The two runs on port 1 never overlapped.
+        let mut port1: Vec<&RunRecord> = runs.iter().filter(|r| r.target_id == "1").collect();
+        port1.sort_by_key(|r| r.started_at);
+        assert!(port1[0].finished_at.unwrap() <= port1[1].started_at.unwrap());
+    });
+}
+
+#[test]
+fn a_full_host_queue_fails_new_runs_and_cancel_removes_queued_ones() {
+    rt().block_on(async {
+        let p = on_event_host(
+            "poke",
+            "thing.happened",
+            json!([{"capability": "thing", "verb": "poke", "params": {"ms": 300}}]),
+            json!({}),
+        );
+        let cfg = EngineConfig {
+            host_queue_depth: 2,
+            ..config(4)
+        };
+        let s = setup(cfg, &["h0"], vec![p]).await;
+        let mut outcomes = Vec::new();
+        for _ in 0..5 {
+            outcomes.push(
+                s.engine
+                    .decide(event("thing.happened", "h0", json!({})))
+                    .await
+                    .unwrap(),
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // One running, two waiting, two refused.
+        let runs = all_runs(&s.store).await;
+        let full: Vec<&RunRecord> = runs
+            .iter()
+            .filter(|r| r.reason.as_deref() == Some("queue_full"))
+            .collect();
+        assert_eq!(full.len(), 2, "{outcomes:?}");
+        assert!(full.iter().all(|r| r.status == RunStatus::Failed));
+        let waiting: Vec<&RunRecord> = runs
+            .iter()
+            .filter(|r| r.status == RunStatus::Queued)
+            .collect();
+        assert_eq!(waiting.len(), 2);
+        assert!(s.engine.cancel(waiting[0].id).await);
+        assert!(!s.engine.cancel(waiting[0].id).await, "already cancelled");
+        let runs = settle(&s.store).await;
+        let cancelled = runs.iter().find(|r| r.id == waiting[0].id).unwrap();
+        assert_eq!(cancelled.status, RunStatus::Cancelled);
+        assert_eq!(cancelled.reason.as_deref(), Some("operator"));
+        assert_eq!(
+            runs.iter()
+                .filter(|r| r.status == RunStatus::Succeeded)
+                .count(),
+            2
+        );
+    });
+}
+
+#[test]
+fn a_second_engine_stands_by_then_recovers_what_the_first_left() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let zap = on_event_host(
+            "zap",
+            "thing.zap",
+            json!([{"capability": "thing", "verb": "zap", "params": {"ms": 2500}}]),
+            json!({}),
+        );
+        let poke = on_event_host(
+            "poke",
+            "thing.poke",
+            json!([{"capability": "thing", "verb": "poke", "params": {"ms": 2500}}]),
+            json!({}),
+        );
+        let cfg = |holder: &str| EngineConfig {
+            holder: holder.into(),
+            lease_ttl: Duration::from_secs(3),
+            ..config(4)
+        };
+        let first = Recorder::default();
+        let (a, _) = Engine::start(
+            cfg("engine-a"),
+            Arc::new(store.clone()),
+            Arc::new(first.clone()),
+            routing(&["h0", "h1"]),
+            PolicySet::new(vec![zap, poke]),
+            InventorySnapshot::default(),
+        )
+        .await
+        .unwrap();
+        // h0: a non-idempotent run in flight and one queued behind it; h1: an idempotent one in flight.
+        a.decide(event("thing.zap", "h0", json!({}))).await.unwrap();
+        a.decide(event("thing.poke", "h0", json!({})))
+            .await
+            .unwrap();
+        a.decide(event("thing.poke", "h1", json!({})))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Engine A stops renewing its lease and writing, as if its process died.
+        let b_store = store.clone();
+        let standby = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let second = Recorder::default();
+            let (b, recovery) = Engine::start(
+                EngineConfig {
+                    holder: "engine-b".into(),
+                    lease_ttl: Duration::from_secs(3),
+                    ..config(4)
+                },
+                Arc::new(b_store),
+                Arc::new(second.clone()),
+                routing(&["h0", "h1"]),
+                PolicySet::default(),
+                InventorySnapshot::default(),
+            )
+            .await
+            .unwrap();
+            (b, recovery, second, started.elapsed())
+        });
+        a.abandon();
+        let (_b, recovery, second, waited) = standby.await.unwrap();
+        assert!(
+            waited >= Duration::from_millis(1500),
+            "B stood by until A's lease expired ({waited:?})"
+        );
+        assert_eq!(
+            (recovery.requeued, recovery.retried, recovery.interrupted),
+            (1, 1, 1)
+        );
+        let runs = settle(&store).await;
+        let by_verb_host = |verb: &str, host: &str| {
+            runs.iter()
+                .find(|r| r.verb == verb && r.host == host)
+                .unwrap()
+                .clone()
+        };
+        let zap = by_verb_host("zap", "h0");
+        assert_eq!(zap.status, RunStatus::Interrupted, "never silently re-run");
+        assert_eq!(zap.reason.as_deref(), Some("engine_restarted"));
+        let retried = by_verb_host("poke", "h1");
+        assert_eq!(retried.status, RunStatus::Succeeded);
+        assert_eq!(retried.attempt, 2);
+        assert_eq!(by_verb_host("poke", "h0").status, RunStatus::Succeeded);
+        // Engine B carried out the queued and the retried run; the zap never ran again.
+        let log = second.log.lock().unwrap();
+        assert_eq!(log.starts.len(), 2);
+        assert!(log.starts.iter().all(|(_, id)| *id != zap.id.to_string()));
+    });
+}
