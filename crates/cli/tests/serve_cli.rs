@@ -1,0 +1,390 @@
+//! `switchyard serve` end to end: a real nats-server, SQLite, the exec driver
+//! and the policy directory. Events are published as producers would, the
+//! ledger is read back, and the process is stopped by SIGTERM — or killed.
+
+use futures::StreamExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use switchyard_store::{RunFilter, RunRecord, RunStatus, Store};
+use switchyard_test_support::NatsServer;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
+}
+
+struct Serve {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Serve {
+    fn start(dir: &Path) -> Serve {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log = dir.join(format!("serve-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["serve", "--config"])
+            .arg(dir.join("switchyard.toml"))
+            .env("SWITCHYARD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start switchyard serve");
+        let mut s = Serve { child, log };
+        s.wait_for_log("switchyard is running");
+        s
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for_log(&mut self, needle: &str) {
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "serve exited ({status}) before `{needle}`:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("`{needle}` never appeared in the log:\n{}", self.log_text());
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("serve did not exit:\n{}", self.log_text());
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, nats: &str, extra: &str) {
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("switchyard.toml"),
+        format!(
+            "[database]\nurl = \"sqlite://ledger.db?mode=rwc\"\n\
+             [nats]\nurl = \"{nats}\"\n\
+             [drivers]\npaths = [\"{}\"]\n\
+             [policies]\ndir = \"policies\"\n\
+             {extra}\n\
+             [[hosts]]\nid = \"lab-01\"\ndriver = \"exec\"\n\
+             [[hosts]]\nid = \"lab-02\"\ndriver = \"exec\"\n",
+            repo("drivers").display()
+        ),
+    )
+    .unwrap();
+}
+
+fn publish(nats: &str, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["event", "publish", "--nats-url", nats])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn runs(dir: &Path) -> Vec<RunRecord> {
+    let url = format!("sqlite://{}", dir.join("ledger.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    store
+        .list_runs(&RunFilter::default(), None, 1000)
+        .await
+        .unwrap()
+        .0
+}
+
+/// Poll the ledger until `done` holds (bounded).
+async fn wait_for(dir: &Path, what: &str, done: impl Fn(&[RunRecord]) -> bool) -> Vec<RunRecord> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = runs(dir).await;
+        if done(&r) {
+            return r;
+        }
+        assert!(
+            Instant::now() < until,
+            "{what}: {:#?}",
+            r.iter()
+                .map(|r| (r.host.as_str(), r.status, r.reason.as_deref()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_events_become_runs_in_the_ledger() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &nats.url(), "");
+    std::fs::write(
+        dir.path().join("policies/ups.yaml"),
+        r#"
+version: 1
+name: ups-on-battery-note
+enabled: true
+trigger_group:
+  triggers:
+    - kind: ups.on_battery
+conditions:
+  - { path: "$.data.ups", op: in, value: [ups1, ups2] }
+targets:
+  - selector: "lab-[01:02]"
+actions:
+  - capability: command.run
+    verb: run
+    params: { argv: ["echo", "{{ $.data.ups }} is on battery"] }
+windows:
+  suppression: 10m
+  group_by: ["$.data.ups"]
+"#,
+    )
+    .unwrap();
+    let mut serve = Serve::start(dir.path());
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut succeeded = client.subscribe("switchyard.runs.succeeded").await.unwrap();
+
+    for ups in ["ups1", "ups1", "ups1", "ups2", "ups9"] {
+        publish(
+            &nats.url(),
+            &[
+                "--kind",
+                "ups.on_battery",
+                "--data",
+                &format!("{{\"ups\":\"{ups}\"}}"),
+            ],
+        );
+    }
+    publish(
+        &nats.url(),
+        &[
+            "--kind",
+            "ups.on_battery",
+            "--time",
+            "2020-01-01T00:00:00Z",
+            "--data",
+            "{\"ups\":\"ups2\"}",
+        ],
+    );
+    let all = wait_for(dir.path(), "four succeeded runs", |r| {
+        r.iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count()
+            == 4
+    })
+    .await;
+    let suppressed: Vec<&RunRecord> = all
+        .iter()
+        .filter(|r| r.status == RunStatus::Suppressed)
+        .collect();
+    assert_eq!(
+        suppressed.len(),
+        1,
+        "one aggregated record for ups1's window"
+    );
+    assert_eq!(suppressed[0].count, 2);
+    let stale: Vec<&RunRecord> = all
+        .iter()
+        .filter(|r| r.status == RunStatus::Skipped)
+        .collect();
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0].reason.as_deref(), Some("stale_event"));
+    assert_eq!(all.len(), 6, "ups9 matched no condition and left no record");
+    let ok = all
+        .iter()
+        .find(|r| r.status == RunStatus::Succeeded && r.host == "lab-02")
+        .unwrap();
+    assert!(
+        ok.output.as_deref().unwrap_or("").contains("is on battery"),
+        "{:?}",
+        ok.output
+    );
+    assert_eq!(ok.policy_version, 1);
+
+    // Every status change is announced on NATS.
+    let notice = tokio::time::timeout(Duration::from_secs(10), succeeded.next())
+        .await
+        .expect("a notification")
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&notice.payload).unwrap();
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["policy_name"], "ups-on-battery-note");
+
+    // The ledger reads the same through the CLI.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["runs", "list", "--config"])
+        .arg(dir.path().join("switchyard.toml"))
+        .args(["--status", "suppressed", "-o", "json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["runs"][0]["count"], 2);
+
+    serve.signal("-TERM");
+    let status = serve.wait_exit();
+    assert!(status.success(), "{status}\n{}", serve.log_text());
+    assert!(serve.log_text().contains("stopped"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_leaves_it_interrupted_never_rerun() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &nats.url(), "[engine]\nlease_ttl = \"3s\"\n");
+    let marker = dir.path().join("marker");
+    std::fs::write(
+        dir.path().join("policies/slow.yaml"),
+        format!(
+            r#"
+version: 1
+name: slow-then-quick
+enabled: true
+trigger_group:
+  triggers:
+    - kind: job.slow
+    - kind: job.quick
+targets:
+  - selector: "lab-01"
+actions:
+  - capability: command.run
+    verb: run
+    driver: exec
+    params: {{ argv: ["sh", "-c", "echo started >> {}; if [ \"$KIND\" = job.slow ]; then sleep 10; fi"], env: {{ KIND: "{{{{ $.kind }}}}" }} }}
+"#,
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let mut serve = Serve::start(dir.path());
+    publish(&nats.url(), &["--kind", "job.slow"]);
+    wait_for(dir.path(), "the slow run is running", |r| {
+        r.iter().any(|r| r.status == RunStatus::Running)
+    })
+    .await;
+    publish(&nats.url(), &["--kind", "job.quick"]);
+    wait_for(dir.path(), "the quick run is queued behind it", |r| {
+        r.iter().any(|r| r.status == RunStatus::Queued)
+    })
+    .await;
+    serve.signal("-KILL");
+    serve.wait_exit();
+    // The orphaned `sleep 10` of the killed adapter is not ours to wait for.
+    let mut again = Serve::start(dir.path());
+    let all = wait_for(dir.path(), "recovery settles both runs", |r| {
+        r.len() == 2 && r.iter().all(|r| r.status.is_terminal())
+    })
+    .await;
+    let slow = all.iter().find(|r| r.event_kind == "job.slow").unwrap();
+    assert_eq!(
+        slow.status,
+        RunStatus::Interrupted,
+        "a non-idempotent run is never silently re-run"
+    );
+    assert_eq!(slow.reason.as_deref(), Some("engine_restarted"));
+    let quick = all.iter().find(|r| r.event_kind == "job.quick").unwrap();
+    assert_eq!(
+        quick.status,
+        RunStatus::Succeeded,
+        "the queued run is carried out after restart"
+    );
+    let starts = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(starts.lines().count(), 2, "slow once, quick once: {starts}");
+    assert!(
+        again.log_text().contains("interrupted=1"),
+        "{}",
+        again.log_text()
+    );
+    again.signal("-TERM");
+    assert!(again.wait_exit().success());
+}
+
+#[test]
+fn a_broken_configuration_is_refused_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("switchyard.toml"),
+        "[engine]\nmax_event_age = \"soon\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("switchyard.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("engine.max_event_age"), "{err}");
+}
+
+#[test]
+fn a_policy_directory_with_a_blocker_applies_nothing() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &nats.url(), "");
+    std::fs::write(
+        dir.path().join("policies/good.yaml"),
+        "version: 1\nname: good\ntrigger_group: { triggers: [ { kind: a.b } ] }\ntargets: [ { selector: lab-01 } ]\nactions: [ { capability: command.run, verb: run, params: { argv: [\"true\"] } } ]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("policies/bad.yaml"),
+        "version: 1\nname: bad\ntrigger_group: { triggers: [ { kind: a.b } ] }\ntargets: [ { selector: \"lab-[01\" } ]\nactions: [ { capability: command.run, verb: nope } ]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("switchyard.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml") && err.contains("nothing applied"),
+        "{err}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let policies = rt.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+        Store::connect(&url)
+            .await
+            .unwrap()
+            .list_policies()
+            .await
+            .unwrap()
+    });
+    assert!(policies.is_empty(), "the good file was not applied alone");
+}
