@@ -7,8 +7,8 @@ CARGO ?= cargo
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-build: ## release build of the switchyard binary
-	$(CARGO) build --release --locked -p switchyard-cli
+build: ## release build of switchyard and its drivers
+	$(CARGO) build --release --locked -p switchyard-cli -p switchyard-driver-exec -p switchyard-driver-http -p switchyard-driver-ssh
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -27,7 +27,7 @@ bench: ## criterion benches; figures go to docs/BENCHMARKS.md by hand, with the 
 	$(CARGO) bench --locked -p switchyard-intake --bench intake
 	$(CARGO) bench --locked -p switchyard-store --bench ledger
 
-demo: build ## a tour of what switchyard does today (see README)
+demo: build ## nats-server + switchyard serve + events -> the ledger (see README)
 	@scripts/demo.sh
 
 clean:

@@ -195,7 +195,11 @@ async fn show(a: ShowArgs) -> u8 {
                                 serde_json::Value::String(s) => s.clone(),
                                 other => other.to_string(),
                             };
-                            println!("{k:>16}  {text}");
+                            let mut lines = text.lines();
+                            println!("{k:>16}  {}", lines.next().unwrap_or_default());
+                            for more in lines {
+                                println!("{:>16}  {more}", "");
+                            }
                         }
                     }
                 }

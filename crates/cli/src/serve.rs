@@ -232,7 +232,11 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!(nats = %config.nats.url, stream = %config.nats.stream, "intake connected");
 
     // Run notifications on NATS.
-    let notifier = tokio::spawn(publish_notices(engine.subscribe(), intake.client().clone()));
+    let notifier = tokio::spawn(switchyard_intake::notify::forward(
+        intake.client().clone(),
+        engine.subscribe(),
+        |n: &switchyard_engine::RunNotice| format!("switchyard.runs.{}", n.status),
+    ));
     // Ledger cap.
     let pruner = tokio::spawn(prune_loop(
         store.clone(),
@@ -491,34 +495,6 @@ pub async fn snapshot(
         })
         .collect();
     Ok(InventorySnapshot { hosts, items })
-}
-
-async fn publish_notices(
-    mut notices: tokio::sync::broadcast::Receiver<switchyard_engine::RunNotice>,
-    client: async_nats::Client,
-) {
-    loop {
-        match notices.recv().await {
-            Ok(n) => {
-                let subject = format!("switchyard.runs.{}", n.status);
-                match serde_json::to_vec(&n) {
-                    Ok(body) => {
-                        if let Err(e) = client.publish(subject, body.into()).await {
-                            tracing::warn!(error = %e, "publishing a run notification failed");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "encoding a run notification failed"),
-                }
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "run notifications fell behind; some were not published"
-                );
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        }
-    }
 }
 
 async fn prune_loop(store: Store, max_per_policy: usize, max_age: Duration, every: Duration) {

@@ -15,6 +15,7 @@ pub mod alertmanager;
 mod consumer;
 pub mod dlq;
 pub mod metrics;
+pub mod notify;
 mod options;
 pub mod provision;
 mod publisher;

@@ -682,14 +682,15 @@ fn expiry(now: DateTime<Utc>, ttl: Duration) -> i64 {
     ms(now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX))
 }
 
-/// The one ledger record a window's suppressions are counted on.
+/// The one ledger record a window's suppressions are counted on. It stands
+/// for whole decisions, so it names the action but no host or target.
 fn suppressed_record(d: &PlannedDecision, id: Uuid, count: i64, until: DateTime<Utc>) -> NewRun {
     let template = d.runs.first().map(|r| &r.run);
     NewRun {
         id,
-        host: template.map(|r| r.host.clone()).unwrap_or_default(),
-        target_type: template.map(|r| r.target_type.clone()).unwrap_or_default(),
-        target_id: template.map(|r| r.target_id.clone()).unwrap_or_default(),
+        host: String::new(),
+        target_type: String::new(),
+        target_id: String::new(),
         driver: template.and_then(|r| r.driver.clone()),
         capability: template.map(|r| r.capability.clone()).unwrap_or_default(),
         verb: template.map(|r| r.verb.clone()).unwrap_or_default(),

@@ -43,6 +43,8 @@ pub(crate) struct Process {
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
     alive: AtomicBool,
+    /// Set by `shutdown`: an exit now is orderly, not a crash.
+    stopping: AtomicBool,
     /// Why it stopped, once it has.
     death: Mutex<Option<String>>,
     /// Secrets sent to this process: removed from everything it prints.
@@ -122,6 +124,7 @@ impl Process {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
             death: Mutex::new(None),
             secrets: Mutex::new(Vec::new()),
             exited: tokio::sync::Notify::new(),
@@ -221,6 +224,7 @@ impl Process {
 
     /// Close stdin (adapters exit on EOF), wait up to `grace`, then kill.
     pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.stdin.lock().await.take();
         let exited = self.exited.notified();
         if self.is_alive() && tokio::time::timeout(grace, exited).await.is_err() {
@@ -276,7 +280,11 @@ impl Process {
                     } else {
                         format!("{detail}; last stderr: {tail}")
                     };
-                    tracing::warn!(driver = %driver, instance = self.launch.instance, detail = %detail, "adapter stopped");
+                    if self.stopping.load(Ordering::SeqCst) {
+                        tracing::debug!(driver = %driver, instance = self.launch.instance, "adapter stopped on shutdown");
+                    } else {
+                        tracing::warn!(driver = %driver, instance = self.launch.instance, detail = %detail, "adapter stopped");
+                    }
                     self.kill(CallError::Crashed { driver, detail }).await;
                     return;
                 }
