@@ -2,7 +2,7 @@
 //! `SWITCHYARD_<SECTION>__<KEY>` environment variables overriding its keys.
 //! Precedence: flag > environment > file > default.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use switchyard_spec::duration::parse_ms;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub database: DatabaseSection,
@@ -28,7 +28,7 @@ pub struct Config {
     pub base_dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSection {
     pub url: String,
@@ -42,7 +42,7 @@ impl Default for DatabaseSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsSection {
     pub url: String,
@@ -71,7 +71,7 @@ impl Default for NatsSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
     pub listen: String,
@@ -85,7 +85,7 @@ impl Default for ApiSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     pub jwt_hs256_secret: Option<String>,
@@ -94,7 +94,7 @@ pub struct AuthSection {
     pub audience: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
     pub global_concurrency: usize,
@@ -122,7 +122,7 @@ impl Default for EngineSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedgerSection {
     pub max_per_policy: usize,
@@ -140,7 +140,7 @@ impl Default for LedgerSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InventorySection {
     pub stale_after: String,
@@ -154,7 +154,7 @@ impl Default for InventorySection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriversSection {
     pub paths: Vec<PathBuf>,
@@ -171,14 +171,14 @@ impl Default for DriversSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoliciesSection {
     /// Policy files applied at start (managed_by: dir).
     pub dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostSection {
     pub id: String,
@@ -426,6 +426,33 @@ mod tests {
         assert_eq!(c.engine.global_concurrency, 4);
         assert_eq!(c.engine.host_queue_depth, 7);
         assert_eq!(c.hosts[0].all_drivers(), ["exec"]);
+    }
+
+    /// docs/OPERATIONS.md names every key the code reads.
+    #[test]
+    fn every_key_is_documented() {
+        let docs = include_str!("../../../docs/OPERATIONS.md");
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let mut keys = Vec::new();
+        for (section, v) in defaults.as_object().unwrap() {
+            if let Some(fields) = v.as_object() {
+                keys.extend(fields.keys().map(|k| format!("`{section}.{k}")));
+            }
+        }
+        let auth = serde_json::to_value(AuthSection::default()).unwrap();
+        keys.extend(
+            auth.as_object()
+                .unwrap()
+                .keys()
+                .map(|k| format!("`auth.{k}`")),
+        );
+        assert!(keys.len() > 25, "{keys:?}");
+        for key in keys {
+            assert!(
+                docs.contains(&key),
+                "docs/OPERATIONS.md does not mention {key}"
+            );
+        }
     }
 
     #[test]
