@@ -9,6 +9,7 @@
 pub mod canonical;
 pub mod catalog;
 pub mod condition;
+pub mod diff;
 pub mod duration;
 pub mod event;
 pub mod finding;

@@ -1,10 +1,13 @@
 //! switchyard's storage, over SQLite (the embedded default) or PostgreSQL.
 //!
-//! Today: connecting (SQLite in WAL mode with a busy timeout, created on
-//! first use), migrations, and policies with their version history — save
-//! (refusing a duplicate `spec_hash`), update guarded by the expected version,
-//! enable/disable, archive, versions, rollback — and the race-free window
-//! claims and inbox that decisions rest on. Only this crate talks SQL.
+//! Connecting (SQLite in WAL mode with a busy timeout, created on first
+//! use) and migrations; policies with their version history — save (refusing
+//! a duplicate `spec_hash`), update guarded by the expected version,
+//! enable/disable, archive, versions, diff, rollback; the race-free window
+//! claims and inbox that decisions rest on; the runs ledger with its
+//! group-commit write path (`batch`), guarded transitions, queries and cap;
+//! the engine lease; inventory, audit events and dry-run transcripts. Only
+//! this crate talks SQL.
 
 mod batch;
 mod claims;
@@ -25,7 +28,7 @@ pub use lease::Lease;
 pub use ledger::{
     DecisionTx, MAX_OUTPUT_BYTES, NewDecision, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate,
 };
-pub use policies::{NewPolicy, PolicyRecord, PolicyRef, VersionRecord};
+pub use policies::{NewPolicy, PolicyRecord, PolicyRef, VersionDiff, VersionRecord};
 pub use prune::PruneReport;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};

@@ -46,6 +46,17 @@ pub struct PolicyRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The difference between two versions of a policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionDiff {
+    pub from: i64,
+    pub to: i64,
+    /// IR changes, by JSON pointer.
+    pub changes: Vec<switchyard_spec::diff::Change>,
+    pub source_from: String,
+    pub source_to: String,
+}
+
 /// One kept version of a policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionRecord {
@@ -368,6 +379,40 @@ impl Store {
                 version,
             })
             .and_then(version_record)
+    }
+
+    /// What changed from version `from` to version `to`: the IR field by field
+    /// (JSON pointers into the IR) and both documents as submitted.
+    pub async fn diff_versions(
+        &self,
+        r: &PolicyRef,
+        from: i64,
+        to: i64,
+    ) -> Result<VersionDiff, Error> {
+        let a = self.get_version(r, from).await?;
+        let b = self.get_version(r, to).await?;
+        Ok(VersionDiff {
+            from,
+            to,
+            changes: switchyard_spec::diff::json_diff(&a.ir.to_value(), &b.ir.to_value()),
+            source_from: a.source,
+            source_to: b.source,
+        })
+    }
+
+    /// Record the outcome of the latest validation (findings, when, by whom).
+    pub async fn set_last_validation(
+        &self,
+        r: &PolicyRef,
+        validation: Value,
+    ) -> Result<PolicyRecord, Error> {
+        let txn = self.db.begin().await?;
+        let current = live_by_ref(&txn, r).await?;
+        let mut model: policy::ActiveModel = current.into();
+        model.last_validation = Set(Some(validation));
+        let saved = model.update(&txn).await?;
+        txn.commit().await?;
+        record(saved)
     }
 
     /// Roll back: a new version whose content equals version `to`.

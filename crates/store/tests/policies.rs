@@ -220,6 +220,46 @@ async fn version_history_is_capped(store: Store) {
     ));
 }
 
+async fn versions_diff_field_by_field(store: Store) {
+    let p = store
+        .create_policy(new_policy(&doc("diffed", "10m", false, 50)))
+        .await
+        .unwrap();
+    store
+        .update_policy(
+            &PolicyRef::Id(p.id),
+            1,
+            new_policy(&doc("diffed", "5m", false, 50)),
+        )
+        .await
+        .unwrap();
+    let d = store
+        .diff_versions(&PolicyRef::parse("diffed"), 1, 2)
+        .await
+        .unwrap();
+    assert_eq!(d.changes.len(), 1, "{:?}", d.changes);
+    assert_eq!(d.changes[0].path, "/windows/suppression_ms");
+    assert_eq!(d.changes[0].before, Some(serde_json::json!(600_000)));
+    assert_eq!(d.changes[0].after, Some(serde_json::json!(300_000)));
+    assert!(d.source_from.contains("10m") && d.source_to.contains("5m"));
+    assert!(matches!(
+        store.diff_versions(&PolicyRef::Id(p.id), 1, 9).await,
+        Err(Error::NoSuchVersion { version: 9, .. })
+    ));
+    let v = store
+        .set_last_validation(
+            &PolicyRef::Id(p.id),
+            serde_json::json!({"findings": [], "at": "2026-11-24T00:00:00Z"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        v.last_validation.unwrap()["findings"],
+        serde_json::json!([])
+    );
+    assert_eq!(v.version_int, 2, "recording a validation makes no version");
+}
+
 switchyard_test_support::backend_suite!(
     open = switchyard_store::Store::open;
 
@@ -230,4 +270,5 @@ switchyard_test_support::backend_suite!(
     archived_policies_are_hidden_and_free_their_name,
     migrations_go_down_and_up_again,
     version_history_is_capped,
+    versions_diff_field_by_field,
 );
