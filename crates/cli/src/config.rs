@@ -105,6 +105,8 @@ pub struct EngineSection {
     pub retry_backoff: String,
     pub lease_ttl: String,
     pub shutdown_grace: String,
+    pub breaker_failures: u32,
+    pub breaker_open_for: String,
 }
 
 impl Default for EngineSection {
@@ -118,6 +120,8 @@ impl Default for EngineSection {
             retry_backoff: "1s".into(),
             lease_ttl: "30s".into(),
             shutdown_grace: "30s".into(),
+            breaker_failures: 5,
+            breaker_open_for: "30s".into(),
         }
     }
 }
@@ -313,6 +317,7 @@ impl Config {
             ("engine.retry_backoff", &self.engine.retry_backoff),
             ("engine.lease_ttl", &self.engine.lease_ttl),
             ("engine.shutdown_grace", &self.engine.shutdown_grace),
+            ("engine.breaker_open_for", &self.engine.breaker_open_for),
             ("ledger.max_age", &self.ledger.max_age),
             ("ledger.prune_interval", &self.ledger.prune_interval),
             ("inventory.stale_after", &self.inventory.stale_after),

@@ -195,6 +195,8 @@ async fn serve(config: Config) -> Result<()> {
         max_attempts: config.engine.max_attempts.max(1),
         retry_backoff: Config::duration(&config.engine.retry_backoff),
         lease_ttl: Config::duration(&config.engine.lease_ttl).max(Duration::from_secs(3)),
+        breaker_failures: config.engine.breaker_failures.max(1),
+        breaker_open_for: Config::duration(&config.engine.breaker_open_for),
         ..EngineConfig::default()
     };
     let drivers = SupervisedDrivers {

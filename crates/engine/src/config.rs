@@ -24,6 +24,10 @@ pub struct EngineConfig {
     pub batch_max: usize,
     /// This instance's name in the lease row.
     pub holder: String,
+    /// Consecutive transient failures that open a (host, driver) circuit.
+    pub breaker_failures: u32,
+    /// How long an open circuit waits before a `health` probe.
+    pub breaker_open_for: Duration,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +42,8 @@ impl Default for EngineConfig {
             lease_ttl: Duration::from_secs(30),
             batch_max: 500,
             holder: default_holder(),
+            breaker_failures: 5,
+            breaker_open_for: Duration::from_secs(30),
         }
     }
 }

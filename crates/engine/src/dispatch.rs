@@ -5,7 +5,9 @@
 
 use crate::config::EngineConfig;
 use crate::decide::{DispatchMeta, Plan};
+use crate::gates::{BreakerView, Breakers, Limits, Verdict};
 use crate::ports::{Drivers, ExecRequest};
+use crate::routing::Routing;
 use crate::writer::{Job, Lock, WriteError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -98,6 +100,8 @@ pub struct Dispatcher {
     draining: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
+    breakers: Breakers,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for dyn Drivers {
@@ -110,11 +114,14 @@ impl Dispatcher {
     pub(crate) fn new(
         config: EngineConfig,
         drivers: Arc<dyn Drivers>,
+        routing: &Routing,
         writer: mpsc::Sender<Job>,
         notices: broadcast::Sender<RunNotice>,
     ) -> Dispatcher {
         Dispatcher {
             global: Arc::new(Semaphore::new(config.global_concurrency.max(1))),
+            breakers: Breakers::new(config.breaker_failures, config.breaker_open_for),
+            limits: Limits::new(routing),
             config,
             hosts: Lock::default(),
             drivers,
@@ -355,15 +362,6 @@ impl Dispatcher {
 
     /// Carry out one run while holding its host slot.
     async fn carry_out(&self, run: QueuedRun) {
-        let waited = (Utc::now() - run.queued_at).to_std().unwrap_or_default();
-        if waited > self.config.max_queue_time {
-            self.finish(
-                &run,
-                End::early(RunStatus::Cancelled, "expired", run.attempt),
-            )
-            .await;
-            return;
-        }
         if self
             .stopped
             .lock()
@@ -378,6 +376,14 @@ impl Dispatcher {
                     reason: Some("earlier_action_failed".into()),
                     ..Default::default()
                 },
+            )
+            .await;
+            return;
+        }
+        if !self.pass_gates(&run).await {
+            self.finish(
+                &run,
+                End::early(RunStatus::Cancelled, "expired", run.attempt),
             )
             .await;
             return;
@@ -421,6 +427,9 @@ impl Dispatcher {
                     })
                     .await
             };
+            let transient = matches!(&report.result, Err(f) if f.transient);
+            self.breakers
+                .record(&run.host, &run.driver, transient, Utc::now());
             let stderr = (!report.stderr.is_empty()).then(|| report.stderr.join("\n"));
             match report.result {
                 Ok(done) => {
@@ -497,6 +506,41 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// The circuit breaker, then the rate limits. `false`: the run waited past
+    /// `max_queue_time` (its queue time counts from `queued_at`).
+    async fn pass_gates(&self, run: &QueuedRun) -> bool {
+        let deadline = run.queued_at
+            + chrono::Duration::from_std(self.config.max_queue_time)
+                .unwrap_or(chrono::Duration::MAX);
+        loop {
+            let now = Utc::now();
+            if now > deadline {
+                return false;
+            }
+            match self.breakers.check(&run.host, &run.driver, now) {
+                Verdict::Pass => break,
+                Verdict::Probe => {
+                    let healthy = self.drivers.health(&run.driver, &run.host).await;
+                    self.breakers
+                        .probed(&run.host, &run.driver, healthy, Utc::now());
+                }
+                Verdict::Wait(d) => {
+                    let left = (deadline - now).to_std().unwrap_or_default();
+                    tokio::time::sleep(d.min(left) + std::time::Duration::from_millis(1)).await;
+                }
+            }
+        }
+        let left = (deadline - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::timeout(left, self.limits.until_ready(&run.driver, &run.host))
+            .await
+            .is_ok()
+    }
+
+    /// The circuit breakers that have seen calls.
+    pub fn breakers(&self) -> Vec<BreakerView> {
+        self.breakers.view()
     }
 
     /// Cancel a queued run. `false` when it is not waiting in a queue.

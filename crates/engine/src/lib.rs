@@ -13,6 +13,7 @@
 pub mod config;
 pub mod decide;
 pub mod dispatch;
+pub mod gates;
 pub mod policies;
 pub mod ports;
 pub mod routing;
@@ -110,6 +111,7 @@ impl Engine {
         let dispatcher = Arc::new(Dispatcher::new(
             config.clone(),
             drivers,
+            &routing,
             jobs_tx.clone(),
             notices.clone(),
         ));
@@ -211,6 +213,11 @@ impl Engine {
     /// Cancel a queued run; `false` when it is not waiting in a queue.
     pub async fn cancel(&self, run_id: uuid::Uuid) -> bool {
         self.inner.dispatcher.cancel(run_id).await
+    }
+
+    /// The circuit breakers that have seen calls.
+    pub fn breakers(&self) -> Vec<gates::BreakerView> {
+        self.inner.dispatcher.breakers()
     }
 
     /// Runs waiting and running per host.

@@ -141,6 +141,12 @@ pub struct DriverFailure {
 /// How the engine reaches drivers.
 pub trait Drivers: Send + Sync + 'static {
     fn execute(&self, req: ExecRequest) -> BoxFuture<'_, ExecReport>;
+
+    /// Is `driver` able to reach `host`? Asked by a half-open circuit breaker.
+    fn health<'a>(&'a self, driver: &'a str, host: &'a str) -> BoxFuture<'a, bool> {
+        let _ = (driver, host);
+        Box::pin(async { true })
+    }
 }
 
 /// The plugin supervisor with the configured hosts.
@@ -151,6 +157,25 @@ pub struct SupervisedDrivers {
 }
 
 impl Drivers for SupervisedDrivers {
+    fn health<'a>(&'a self, driver: &'a str, host: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(spec) = self.hosts.get(host) else {
+                return false;
+            };
+            let out = self
+                .supervisor
+                .health(driver, spec, Duration::from_secs(10))
+                .await;
+            match out.result {
+                Ok(h) => h.ok,
+                Err(e) => {
+                    tracing::warn!(host, driver, error = %e, "health probe failed");
+                    false
+                }
+            }
+        })
+    }
+
     fn execute(&self, req: ExecRequest) -> BoxFuture<'_, ExecReport> {
         Box::pin(async move {
             let Some(host) = self.hosts.get(&req.host) else {

@@ -1,6 +1,7 @@
 //! Which driver carries out an action on a target, and with what defaults:
 //! built once from the installed drivers' manifests and the configured hosts.
 
+use crate::gates::Rate;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use switchyard_plugin::manifest::{Manifest, Serialization};
@@ -37,6 +38,8 @@ pub struct Routing {
     hosts: BTreeMap<String, HostEntry>,
     /// (driver, capability) → what it offers.
     capabilities: HashMap<(String, String), CapabilityInfo>,
+    /// driver → (per driver, per host) rate limits from plugin.yaml.
+    rates: HashMap<String, (Option<Rate>, Option<Rate>)>,
 }
 
 /// Why an action has no driver on a host.
@@ -65,8 +68,24 @@ impl Routing {
         hosts: impl IntoIterator<Item = HostEntry>,
     ) -> Routing {
         let mut capabilities = HashMap::new();
+        let mut rates = HashMap::new();
         for m in manifests {
             let timeout = Duration::from_secs(m.defaults.timeout_s);
+            let rate = |text: &Option<String>| {
+                text.as_deref()
+                    .and_then(|t| switchyard_plugin::manifest::Rate::parse(t).ok())
+                    .map(|r| Rate {
+                        count: r.count,
+                        per_ms: r.per_ms,
+                    })
+            };
+            rates.insert(
+                m.name.clone(),
+                (
+                    rate(&m.defaults.rate_limit.per_driver),
+                    rate(&m.defaults.rate_limit.per_host),
+                ),
+            );
             for c in &m.capabilities {
                 let verbs = c
                     .verbs
@@ -94,6 +113,7 @@ impl Routing {
         Routing {
             hosts: hosts.into_iter().map(|h| (h.id.clone(), h)).collect(),
             capabilities,
+            rates,
         }
     }
 
@@ -137,6 +157,11 @@ impl Routing {
                 c.verbs.get(verb).map(|v| (d.clone(), v.clone()))
             })
             .ok_or(RouteError::NoDriver)
+    }
+
+    /// Each driver's (per driver, per host) rate limits.
+    pub fn rate_limits(&self) -> impl Iterator<Item = (&String, (Option<Rate>, Option<Rate>))> {
+        self.rates.iter().map(|(d, r)| (d, *r))
     }
 
     /// A verb's dispatch facts for a known driver.

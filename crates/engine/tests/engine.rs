@@ -51,6 +51,8 @@ struct Log {
     starts: Vec<(String, String)>,
     /// Calls per run id.
     calls: HashMap<String, u32>,
+    /// Health probes, in order with the starts: ("health", host).
+    events: Vec<(&'static str, String)>,
 }
 
 /// A driver port that sleeps `params.ms` and fails as `params.fail` says
@@ -61,6 +63,15 @@ struct Recorder {
 }
 
 impl Drivers for Recorder {
+    fn health<'a>(&'a self, _driver: &'a str, host: &'a str) -> BoxFuture<'a, bool> {
+        self.log
+            .lock()
+            .unwrap()
+            .events
+            .push(("health", host.to_owned()));
+        Box::pin(async { true })
+    }
+
     fn execute(&self, req: ExecRequest) -> BoxFuture<'_, ExecReport> {
         Box::pin(async move {
             let calls = {
@@ -73,6 +84,7 @@ impl Drivers for Recorder {
                 l.running += 1;
                 l.max_running = l.max_running.max(l.running);
                 l.starts.push((req.host.clone(), req.run_id.clone()));
+                l.events.push(("execute", req.host.clone()));
                 let c = l.calls.entry(req.run_id.clone()).or_default();
                 *c += 1;
                 *c
@@ -685,5 +697,64 @@ fn a_second_engine_stands_by_then_recovers_what_the_first_left() {
         let log = second.log.lock().unwrap();
         assert_eq!(log.starts.len(), 2);
         assert!(log.starts.iter().all(|(_, id)| *id != zap.id.to_string()));
+    });
+}
+
+#[test]
+fn transient_failures_open_the_circuit_and_a_health_probe_closes_it() {
+    rt().block_on(async {
+        let p = on_event_host(
+            "zap",
+            "thing.happened",
+            json!([{"capability": "thing", "verb": "zap", "params": {"fail": "{{ $.data.fail }}"}}]),
+            json!({}),
+        );
+        let cfg = EngineConfig {
+            breaker_failures: 2,
+            breaker_open_for: Duration::from_millis(200),
+            ..config(4)
+        };
+        let s = setup(cfg, &["h0", "h1"], vec![p]).await;
+        for fail in ["transient", "transient"] {
+            s.engine
+                .decide(event("thing.happened", "h0", json!({"fail": fail})))
+                .await
+                .unwrap();
+        }
+        // Wait until both failures are recorded: the circuit is open now.
+        for _ in 0..100 {
+            if all_runs(&s.store).await.iter().filter(|r| r.status == RunStatus::Failed).count() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let open = s.engine.breakers();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].state, switchyard_engine::gates::BreakerState::Open);
+        // Another host's circuit is its own.
+        s.engine
+            .decide(event("thing.happened", "h1", json!({"fail": "none"})))
+            .await
+            .unwrap();
+        s.engine
+            .decide(event("thing.happened", "h0", json!({"fail": "none"})))
+            .await
+            .unwrap();
+        let runs = settle(&s.store).await;
+        assert_eq!(runs.iter().filter(|r| r.status == RunStatus::Succeeded).count(), 2);
+        let log = s.recorder.log.lock().unwrap();
+        let h0: Vec<&str> = log
+            .events
+            .iter()
+            .filter(|(_, h)| h == "h0")
+            .map(|(e, _)| *e)
+            .collect();
+        assert_eq!(h0, ["execute", "execute", "health", "execute"], "probe before the next call");
+        assert!(log.events.iter().all(|(e, h)| *e != "health" || h == "h0"));
+        drop(log);
+        assert_eq!(
+            s.engine.breakers().iter().find(|b| b.host == "h0").unwrap().state,
+            switchyard_engine::gates::BreakerState::Closed
+        );
     });
 }
