@@ -107,6 +107,7 @@ pub struct EngineSection {
     pub shutdown_grace: String,
     pub breaker_failures: u32,
     pub breaker_open_for: String,
+    pub schedule_catch_up: String,
 }
 
 impl Default for EngineSection {
@@ -122,6 +123,7 @@ impl Default for EngineSection {
             shutdown_grace: "30s".into(),
             breaker_failures: 5,
             breaker_open_for: "30s".into(),
+            schedule_catch_up: "1m".into(),
         }
     }
 }
@@ -318,6 +320,7 @@ impl Config {
             ("engine.lease_ttl", &self.engine.lease_ttl),
             ("engine.shutdown_grace", &self.engine.shutdown_grace),
             ("engine.breaker_open_for", &self.engine.breaker_open_for),
+            ("engine.schedule_catch_up", &self.engine.schedule_catch_up),
             ("ledger.max_age", &self.ledger.max_age),
             ("ledger.prune_interval", &self.ledger.prune_interval),
             ("inventory.stale_after", &self.inventory.stale_after),

@@ -252,6 +252,7 @@ async fn serve(config: Config) -> Result<()> {
     if config.auth.is_none() {
         tracing::warn!(listen = %config.api.listen, "no [auth] configured; the HTTP API is not part of this build yet, so nothing listens there");
     }
+    let scheduler = engine.start_scheduler(Config::duration(&config.engine.schedule_catch_up));
     tracing::info!("switchyard is running; stop with Ctrl-C or SIGTERM");
 
     let mut lost = engine.lease_lost();
@@ -270,6 +271,7 @@ async fn serve(config: Config) -> Result<()> {
         )
         .await
         .context("intake")?;
+    scheduler.abort();
     let grace = Config::duration(&config.engine.shutdown_grace);
     let left = engine.shutdown(grace).await;
     if left > 0 {

@@ -96,11 +96,41 @@ pub fn plan(
     inventory: &InventorySnapshot,
     max_event_age: Duration,
 ) -> Option<Plan> {
-    let event = &incoming.event;
-    let shortlist = policies.shortlist(&event.kind);
+    let shortlist = policies.shortlist(&incoming.event.kind);
     if shortlist.is_empty() {
         return None;
     }
+    plan_for(
+        incoming,
+        &shortlist,
+        false,
+        routing,
+        inventory,
+        max_event_age,
+    )
+}
+
+/// Decide a schedule tick for the one policy whose trigger fired: no kind
+/// index, no trigger matching — only its conditions.
+pub fn plan_tick(
+    incoming: &Incoming,
+    policy: &std::sync::Arc<ActivePolicy>,
+    routing: &Routing,
+    inventory: &InventorySnapshot,
+    max_event_age: Duration,
+) -> Option<Plan> {
+    plan_for(incoming, &[policy], true, routing, inventory, max_event_age)
+}
+
+fn plan_for(
+    incoming: &Incoming,
+    shortlist: &[&std::sync::Arc<ActivePolicy>],
+    tick: bool,
+    routing: &Routing,
+    inventory: &InventorySnapshot,
+    max_event_age: Duration,
+) -> Option<Plan> {
+    let event = &incoming.event;
     let envelope = event.to_envelope(incoming.received_at);
     let event_time = event.time.unwrap_or(incoming.received_at);
     let inv = Inventory {
@@ -115,14 +145,15 @@ pub fn plan(
         .unwrap_or_else(|| incoming.event_id.clone());
     let mut decisions = Vec::new();
     let mut dispatch = HashMap::new();
-    for p in shortlist {
+    for p in shortlist.iter().copied() {
         if p.ir.trigger_group.logic == switchyard_spec::ir::Logic::All {
             // ALL-group correlation is not evaluated yet; such policies never fire.
             continue;
         }
-        if p.runtime
-            .matching_triggers(&event.kind, &envelope)
-            .is_empty()
+        if (!tick
+            && p.runtime
+                .matching_triggers(&event.kind, &envelope)
+                .is_empty())
             || !p.runtime.conditions_hold(&envelope)
         {
             continue;

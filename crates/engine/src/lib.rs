@@ -17,6 +17,7 @@ pub mod gates;
 pub mod policies;
 pub mod ports;
 pub mod routing;
+pub mod schedule;
 mod writer;
 
 pub use config::EngineConfig;
@@ -166,6 +167,10 @@ impl Engine {
         ) else {
             return Ok(Decided::NoMatch);
         };
+        self.submit(plan).await
+    }
+
+    async fn submit(&self, plan: decide::Plan) -> Result<Decided, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .writer
@@ -183,6 +188,86 @@ impl Engine {
                     .count(),
             }),
         }
+    }
+
+    /// Fire one schedule tick of a policy (see [`schedule`]). `NoMatch` when
+    /// the policy is gone or its conditions do not hold.
+    pub async fn fire(&self, tick: &schedule::Tick) -> Result<Decided, WriteError> {
+        let policies = self.policies();
+        let Some(policy) = policies.get(tick.policy) else {
+            return Ok(Decided::NoMatch);
+        };
+        let fired_at = tick.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut data = serde_json::Map::new();
+        data.insert("policy".into(), policy.name.clone().into());
+        data.insert("fired_at".into(), fired_at.into());
+        let incoming = Incoming {
+            delivery_key: format!("schedule|{}", tick.id),
+            event_id: tick.id.to_string(),
+            event: switchyard_spec::event::Event {
+                id: Some(tick.id.to_string()),
+                kind: "schedule".into(),
+                source: Some("switchyard.scheduler".into()),
+                host: None,
+                time: Some(tick.at),
+                severity: None,
+                data,
+                extensions: Default::default(),
+            },
+            received_at: chrono::Utc::now(),
+        };
+        let inventory = Arc::clone(&self.inner.inventory.read().expect("inventory lock"));
+        let Some(plan) = decide::plan_tick(
+            &incoming,
+            policy,
+            &self.inner.routing,
+            &inventory,
+            self.inner.config.max_event_age,
+        ) else {
+            return Ok(Decided::NoMatch);
+        };
+        self.submit(plan).await
+    }
+
+    /// Fire schedule ticks until the engine shuts down: ticks missed within
+    /// `catch_up` before now are fired first. Call after `start` (recovery
+    /// done); serve starts it together with intake.
+    pub fn start_scheduler(&self, catch_up: Duration) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut from =
+                chrono::Utc::now() - chrono::Duration::from_std(catch_up).unwrap_or_default();
+            loop {
+                let policies = engine.policies();
+                let schedules = schedule::schedules(policies.iter());
+                let now = chrono::Utc::now();
+                let mut due: Vec<schedule::Tick> = schedules
+                    .iter()
+                    .flat_map(|s| s.ticks_between(from, now))
+                    .collect();
+                due.sort_by_key(|t| t.at);
+                for tick in due {
+                    match engine.fire(&tick).await {
+                        Ok(d) => {
+                            tracing::info!(policy = %tick.policy, at = %tick.at, outcome = ?d, "schedule fired")
+                        }
+                        Err(WriteError::Closed) => return,
+                        Err(e) => {
+                            tracing::error!(policy = %tick.policy, at = %tick.at, error = %e, "a schedule tick could not be recorded")
+                        }
+                    }
+                }
+                from = now;
+                let wait = schedules
+                    .iter()
+                    .filter_map(|s| s.next_after(now))
+                    .map(|t| (t.at - chrono::Utc::now()).to_std().unwrap_or_default())
+                    .min()
+                    .unwrap_or(Duration::from_secs(30))
+                    .min(Duration::from_secs(30));
+                tokio::time::sleep(wait + Duration::from_millis(5)).await;
+            }
+        })
     }
 
     /// Replace the enabled policies (a new version is active for the next event).

@@ -145,6 +145,11 @@ impl PolicySet {
         self.by_id.get(&id).map(|i| &self.policies[*i])
     }
 
+    /// Every enabled policy, in evaluation order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ActivePolicy>> {
+        self.policies.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.policies.len()
     }
