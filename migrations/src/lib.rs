@@ -10,6 +10,7 @@ mod m20261124_000002_claims;
 mod m20261124_000003_ledger;
 mod m20261124_000004_lease;
 mod m20261124_000005_inventory_audit;
+mod m20261124_000006_correlated_events;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_ledger::Migration),
             Box::new(m20261124_000004_lease::Migration),
             Box::new(m20261124_000005_inventory_audit::Migration),
+            Box::new(m20261124_000006_correlated_events::Migration),
         ]
     }
 }

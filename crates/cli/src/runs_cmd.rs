@@ -228,6 +228,7 @@ pub fn run_json(r: &RunRecord) -> serde_json::Value {
         "event_id": r.event_id,
         "event_kind": r.event_kind,
         "correlation_id": r.correlation_id,
+        "correlated_event_ids": r.correlated_event_ids,
         "host": r.host,
         "target": {"type": r.target_type, "id": r.target_id},
         "driver": r.driver,

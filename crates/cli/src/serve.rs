@@ -178,9 +178,6 @@ async fn serve(config: Config) -> Result<()> {
     }
     let policies = load_policies(&store).await?;
     tracing::info!(enabled = policies.len(), "policies loaded");
-    for p in policies.correlated() {
-        tracing::warn!(policy = %p.name, "`ALL` trigger groups are not evaluated yet; this policy will not fire");
-    }
 
     // Inventory: the first discovery of every host before any event.
     let stale_after = Config::duration(&config.inventory.stale_after);

@@ -2,6 +2,7 @@
 //! their windows, the resolved targets and the runs to queue. Pure — nothing
 //! here waits or writes; the writer settles windows and persists.
 
+use crate::correlate::Correlations;
 use crate::policies::{ActivePolicy, PolicySet};
 use crate::routing::Routing;
 use chrono::{DateTime, Utc};
@@ -92,6 +93,7 @@ fn group_key(p: &ActivePolicy, envelope: &Value) -> String {
 pub fn plan(
     incoming: &Incoming,
     policies: &PolicySet,
+    correlations: &Correlations,
     routing: &Routing,
     inventory: &InventorySnapshot,
     max_event_age: Duration,
@@ -104,6 +106,7 @@ pub fn plan(
         incoming,
         &shortlist,
         false,
+        correlations,
         routing,
         inventory,
         max_event_age,
@@ -119,13 +122,22 @@ pub fn plan_tick(
     inventory: &InventorySnapshot,
     max_event_age: Duration,
 ) -> Option<Plan> {
-    plan_for(incoming, &[policy], true, routing, inventory, max_event_age)
+    plan_for(
+        incoming,
+        &[policy],
+        true,
+        &Correlations::default(),
+        routing,
+        inventory,
+        max_event_age,
+    )
 }
 
 fn plan_for(
     incoming: &Incoming,
     shortlist: &[&std::sync::Arc<ActivePolicy>],
     tick: bool,
+    correlations: &Correlations,
     routing: &Routing,
     inventory: &InventorySnapshot,
     max_event_age: Duration,
@@ -145,21 +157,23 @@ fn plan_for(
         .unwrap_or_else(|| incoming.event_id.clone());
     let mut decisions = Vec::new();
     let mut dispatch = HashMap::new();
+    let mut correlation_writes = Vec::new();
     for p in shortlist.iter().copied() {
-        if p.ir.trigger_group.logic == switchyard_spec::ir::Logic::All {
-            // ALL-group correlation is not evaluated yet; such policies never fire.
+        let all_group = p.ir.trigger_group.logic == switchyard_spec::ir::Logic::All;
+        let matched = if tick {
+            Vec::new()
+        } else {
+            p.runtime.matching_triggers(&event.kind, &envelope)
+        };
+        if !tick && matched.is_empty() {
             continue;
         }
-        if (!tick
-            && p.runtime
-                .matching_triggers(&event.kind, &envelope)
-                .is_empty())
-            || !p.runtime.conditions_hold(&envelope)
-        {
+        // ALL groups evaluate `conditions` on the completing event only.
+        if !all_group && !p.runtime.conditions_hold(&envelope) {
             continue;
         }
         let now = incoming.received_at;
-        let decision = NewDecision {
+        let mut decision = NewDecision {
             id: Uuid::now_v7(),
             policy_id: p.id,
             policy_name: p.name.clone(),
@@ -168,6 +182,7 @@ fn plan_for(
             event_kind: event.kind.clone(),
             correlation_id: correlation_id.clone(),
             decided_at: now,
+            correlated_event_ids: Vec::new(),
         };
         let max_age =
             p.ir.windows
@@ -187,6 +202,23 @@ fn plan_for(
                 }],
             });
             continue;
+        }
+        if all_group {
+            let within = Duration::from_millis(p.ir.trigger_group.within_ms.unwrap_or(0));
+            let (fired, writes) = correlations.observe(
+                p,
+                &group_key(p, &envelope),
+                &matched,
+                &incoming.event_id,
+                now,
+                within,
+                p.runtime.conditions_hold(&envelope),
+            );
+            correlation_writes.extend(writes);
+            match fired {
+                Some(others) => decision.correlated_event_ids = others,
+                None => continue,
+            }
         }
         let suppression = (p.ir.windows.suppression_ms > 0).then(|| Window {
             key: group_key(p, &envelope),
@@ -307,7 +339,7 @@ fn plan_for(
             runs,
         });
     }
-    if decisions.is_empty() {
+    if decisions.is_empty() && correlation_writes.is_empty() {
         return None;
     }
     Some(Plan {
@@ -316,6 +348,7 @@ fn plan_for(
             event_id: incoming.event_id.clone(),
             received_at: incoming.received_at,
             decisions,
+            correlation: correlation_writes,
         },
         dispatch,
     })

@@ -11,6 +11,7 @@
 //! [`Ledger`] port and calls drivers through the [`Drivers`] port.
 
 pub mod config;
+pub mod correlate;
 pub mod decide;
 pub mod dispatch;
 pub mod gates;
@@ -65,6 +66,7 @@ pub struct Engine {
 struct Inner {
     config: EngineConfig,
     policies: RwLock<Arc<PolicySet>>,
+    correlations: correlate::Correlations,
     inventory: RwLock<Arc<InventorySnapshot>>,
     routing: Arc<Routing>,
     dispatcher: Arc<Dispatcher>,
@@ -133,12 +135,15 @@ impl Engine {
             lost_tx,
         ));
         let routing = Arc::new(routing);
+        let correlations =
+            correlate::Correlations::load(ledger.correlation_state(chrono::Utc::now()).await?);
         let recovery = recover(&*ledger, &dispatcher, &jobs_tx, &routing, &config).await?;
         Ok((
             Engine {
                 inner: Arc::new(Inner {
                     config,
                     policies: RwLock::new(Arc::new(policies)),
+                    correlations,
                     inventory: RwLock::new(Arc::new(inventory)),
                     routing,
                     dispatcher,
@@ -161,6 +166,7 @@ impl Engine {
         let Some(plan) = decide::plan(
             &incoming,
             &policies,
+            &self.inner.correlations,
             &self.inner.routing,
             &inventory,
             self.inner.config.max_event_age,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use switchyard_spec::ir::{Logic, PolicyIr, TriggerIr};
+use switchyard_spec::ir::{PolicyIr, TriggerIr};
 use switchyard_spec::jsonpath::JsonPath;
 use switchyard_spec::runtime::PolicyRuntime;
 use switchyard_spec::selector::{self, Selector};
@@ -156,13 +156,6 @@ impl PolicySet {
 
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
-    }
-
-    /// Policies with an `ALL` trigger group (correlation is not evaluated yet).
-    pub fn correlated(&self) -> impl Iterator<Item = &Arc<ActivePolicy>> {
-        self.policies
-            .iter()
-            .filter(|p| p.ir.trigger_group.logic == Logic::All)
     }
 }
 

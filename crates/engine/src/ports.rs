@@ -9,8 +9,8 @@ use std::time::Duration;
 use switchyard_plugin::protocol::{Effect, Target};
 use switchyard_plugin::supervisor::{HostSpec, Supervisor};
 use switchyard_store::{
-    Error as StoreError, EventDecisions, EventOutcome, Lease, NewRun, RunFilter, RunRecord,
-    RunStatus, Store, Transition,
+    CorrelationRow, Error as StoreError, EventDecisions, EventOutcome, Lease, NewRun, RunFilter,
+    RunRecord, RunStatus, Store, Transition,
 };
 
 /// Where decisions and status changes become durable.
@@ -39,6 +39,12 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Every run still `queued` or `running`, oldest first.
     fn open_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+
+    /// Unexpired `ALL`-group correlation state.
+    fn correlation_state(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'_, Result<Vec<CorrelationRow>, StoreError>>;
 }
 
 impl Ledger for Store {
@@ -68,6 +74,13 @@ impl Ledger for Store {
         changes: &'a [Transition],
     ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>> {
         Box::pin(Store::transition_many(self, lease, now, changes))
+    }
+
+    fn correlation_state(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'_, Result<Vec<CorrelationRow>, StoreError>> {
+        Box::pin(Store::correlation_state(self, now))
     }
 
     fn open_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {

@@ -796,3 +796,67 @@ fn schedule_ticks_fire_once_each_across_restarts() {
         assert!(after - before <= 1, "at most a tick that became due meanwhile: {before} → {after}");
     });
 }
+
+#[test]
+fn all_groups_fire_when_complete_even_across_a_restart() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let both = || {
+            policy(json!({
+                "version": 1, "name": "down-and-unreachable", "enabled": true,
+                "trigger_group": {"logic": "ALL", "within": "5m", "triggers": [{"kind": "host.down"}, {"kind": "ping.lost"}]},
+                "targets": [{"selector": "{{ $.host }}", "dynamic_resolution": true}],
+                "actions": [{"capability": "thing", "verb": "poke", "params": {}}],
+                "windows": {"group_by": ["$.host"]},
+            }))
+        };
+        let start = |holder: &'static str, p: ActivePolicy| {
+            let store = store.clone();
+            async move {
+                Engine::start(
+                    EngineConfig {
+                        holder: holder.into(),
+                        lease_ttl: Duration::from_secs(3),
+                        ..config(4)
+                    },
+                    Arc::new(store),
+                    Arc::new(Recorder::default()),
+                    routing(&["h0", "h1"]),
+                    PolicySet::new(vec![p]),
+                    InventorySnapshot::default(),
+                )
+                .await
+                .unwrap()
+                .0
+            }
+        };
+        let p = both();
+        let id = p.id;
+        let a = start("engine-a", p).await;
+        let down = event("host.down", "h0", json!({}));
+        let down_id = down.event_id.clone();
+        assert_eq!(
+            a.decide(down).await.unwrap(),
+            Decided::Recorded { decisions: 0, queued: 0 },
+            "half a group is recorded state, not a decision"
+        );
+        // Another host's group is its own.
+        a.decide(event("ping.lost", "h1", json!({}))).await.unwrap();
+        a.abandon();
+        // Same policy (same id) on a new engine after A is gone.
+        let mut p = both();
+        p.id = id;
+        let b = start("engine-b", p).await;
+        let d = b.decide(event("ping.lost", "h0", json!({}))).await.unwrap();
+        assert_eq!(d, Decided::Recorded { decisions: 1, queued: 1 });
+        let runs = settle(&store).await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].host, "h0");
+        assert_eq!(runs[0].correlated_event_ids, [down_id]);
+        // Firing cleared the group.
+        let d = b.decide(event("ping.lost", "h0", json!({}))).await.unwrap();
+        assert_eq!(d, Decided::Recorded { decisions: 0, queued: 0 });
+    });
+}

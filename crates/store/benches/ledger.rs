@@ -71,6 +71,7 @@ async fn write_rate(store: &Store, n: u64, batch: u64, mixed: bool) -> f64 {
                         event_kind: "ups.on_battery".into(),
                         correlation_id: format!("c{i}"),
                         decided_at: now,
+                        correlated_event_ids: Vec::new(),
                     },
                     suppression: None,
                     runs: vec![PlannedRun {
@@ -78,6 +79,7 @@ async fn write_rate(store: &Store, n: u64, batch: u64, mixed: bool) -> f64 {
                         idempotency_ttl: Some(Duration::from_secs(600)),
                     }],
                 }],
+                correlation: Vec::new(),
             })
             .collect();
         i += items.len() as u64;

@@ -34,6 +34,32 @@ pub struct EventDecisions {
     pub received_at: DateTime<Utc>,
     /// One per policy that matched, in shortlist order.
     pub decisions: Vec<PlannedDecision>,
+    /// `ALL`-group state this event changes, written with its inbox row.
+    pub correlation: Vec<CorrelationWrite>,
+}
+
+/// A change to `ALL`-group correlation state: one row per (policy, group
+/// key, trigger) holding the latest event whose trigger matched.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CorrelationWrite {
+    /// Record `event_id`, seen at `seen_at`, until `expires_at`.
+    Seen {
+        key: String,
+        event_id: String,
+        seen_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    /// The group fired: forget it.
+    Clear { key: String },
+}
+
+/// One stored correlation row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorrelationRow {
+    pub key: String,
+    pub event_id: String,
+    pub seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A claimable window.
@@ -325,7 +351,84 @@ impl Store {
 
         self.insert_decisions(txn, &decisions).await?;
         self.insert_runs(txn, &runs).await?;
+        let writes: Vec<&CorrelationWrite> = fresh_items().flat_map(|i| &i.correlation).collect();
+        self.write_correlation(txn, &writes).await?;
         Ok(outcomes)
+    }
+
+    async fn write_correlation(
+        &self,
+        txn: &DatabaseTransaction,
+        writes: &[&CorrelationWrite],
+    ) -> Result<(), Error> {
+        let backend = txn.get_database_backend();
+        for w in writes {
+            let (sql, values): (String, Vec<Value>) = match w {
+                CorrelationWrite::Seen {
+                    key,
+                    event_id,
+                    seen_at,
+                    expires_at,
+                } => (
+                    format!(
+                        "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) VALUES {} \
+                         ON CONFLICT (kind, claim_key) DO UPDATE SET holder = excluded.holder, \
+                         claimed_at_ms = excluded.claimed_at_ms, expires_at_ms = excluded.expires_at_ms",
+                        self.rows(1, 5)
+                    ),
+                    vec![
+                        ClaimKind::Correlation.as_str().into(),
+                        key.as_str().into(),
+                        event_id.as_str().into(),
+                        ms(*seen_at).into(),
+                        ms(*expires_at).into(),
+                    ],
+                ),
+                CorrelationWrite::Clear { key } => {
+                    let p = self.placeholders(2);
+                    (
+                        format!(
+                            "DELETE FROM window_claims WHERE kind = {} AND claim_key = {}",
+                            p[0], p[1]
+                        ),
+                        vec![ClaimKind::Correlation.as_str().into(), key.as_str().into()],
+                    )
+                }
+            };
+            txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Unexpired `ALL`-group correlation rows (the engine loads them at start).
+    pub async fn correlation_state(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CorrelationRow>, Error> {
+        let p = self.placeholders(2);
+        let backend = self.db.get_database_backend();
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT claim_key, holder, claimed_at_ms, expires_at_ms FROM window_claims WHERE kind = {} AND expires_at_ms > {}",
+                    p[0], p[1]
+                ),
+                vec![ClaimKind::Correlation.as_str().into(), ms(now).into()],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(CorrelationRow {
+                    key: r.try_get("", "claim_key")?,
+                    event_id: r.try_get("", "holder")?,
+                    seen_at: at(r.try_get("", "claimed_at_ms")?),
+                    expires_at: at(r.try_get("", "expires_at_ms")?),
+                })
+            })
+            .collect()
     }
 
     /// Apply several status changes in one transaction as the holder of
@@ -603,8 +706,8 @@ impl Store {
         let backend = txn.get_database_backend();
         for chunk in decisions.chunks(CHUNK) {
             let sql = format!(
-                "INSERT INTO decisions (id, policy_id, policy_name, policy_version, event_id, event_kind, correlation_id, decided_at_ms) VALUES {}",
-                self.rows(chunk.len(), 8)
+                "INSERT INTO decisions (id, policy_id, policy_name, policy_version, event_id, event_kind, correlation_id, decided_at_ms, correlated_event_ids) VALUES {}",
+                self.rows(chunk.len(), 9)
             );
             let values: Vec<Value> = chunk
                 .iter()
@@ -618,6 +721,7 @@ impl Store {
                         d.event_kind.as_str().into(),
                         d.correlation_id.as_str().into(),
                         ms(d.decided_at).into(),
+                        crate::ledger::correlated(&d.correlated_event_ids).into(),
                     ]
                 })
                 .collect();

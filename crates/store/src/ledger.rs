@@ -80,6 +80,8 @@ pub struct NewDecision {
     pub event_kind: String,
     pub correlation_id: String,
     pub decided_at: DateTime<Utc>,
+    /// The other events that completed an `ALL` group (empty otherwise).
+    pub correlated_event_ids: Vec<String>,
 }
 
 /// A run to record with its decision.
@@ -115,6 +117,8 @@ pub struct RunRecord {
     pub event_id: String,
     pub event_kind: String,
     pub correlation_id: String,
+    /// The other events that completed an `ALL` group.
+    pub correlated_event_ids: Vec<String>,
     pub host: String,
     pub target_type: String,
     pub target_id: String,
@@ -162,6 +166,11 @@ pub struct RunFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// The stored form of `correlated_event_ids`: a JSON array, or NULL when empty.
+pub(crate) fn correlated(ids: &[String]) -> Option<String> {
+    (!ids.is_empty()).then(|| serde_json::to_string(ids).unwrap_or_default())
+}
+
 /// Largest output kept on a run.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
@@ -189,6 +198,11 @@ fn to_record(r: run::Model, d: &decision::Model) -> Result<RunRecord, Error> {
         event_id: d.event_id.clone(),
         event_kind: d.event_kind.clone(),
         correlation_id: d.correlation_id.clone(),
+        correlated_event_ids: d
+            .correlated_event_ids
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default(),
         host: r.host,
         target_type: r.target_type,
         target_id: r.target_id,
@@ -261,6 +275,7 @@ impl DecisionTx<'_> {
             event_kind: Set(d.event_kind.clone()),
             correlation_id: Set(d.correlation_id.clone()),
             decided_at_ms: Set(ms(d.decided_at)),
+            correlated_event_ids: Set(correlated(&d.correlated_event_ids)),
         }
         .insert(&self.txn)
         .await?;

@@ -19,8 +19,8 @@ mod policies;
 mod prune;
 
 pub use batch::{
-    DecisionOutcome, EventDecisions, EventOutcome, PlannedDecision, PlannedRun, REASON_QUEUE_FULL,
-    SettledRun, Suppression, Transition, Window,
+    CorrelationRow, CorrelationWrite, DecisionOutcome, EventDecisions, EventOutcome,
+    PlannedDecision, PlannedRun, REASON_QUEUE_FULL, SettledRun, Suppression, Transition, Window,
 };
 pub use claims::{Claim, ClaimKind};
 pub use inventory::{AuditEvent, DiscoveredItem, InventoryQuery, InventoryRecord};

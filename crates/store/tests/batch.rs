@@ -42,6 +42,7 @@ fn planned(
             event_kind: "ups.on_battery".into(),
             correlation_id: format!("corr-{event}"),
             decided_at: t(at),
+            correlated_event_ids: Vec::new(),
         },
         suppression: window.map(|k| Window {
             key: k.into(),
@@ -82,6 +83,7 @@ fn item(delivery: &str, at: i64, decisions: Vec<PlannedDecision>) -> EventDecisi
             .unwrap_or_default(),
         received_at: t(at),
         decisions,
+        correlation: Vec::new(),
     }
 }
 

@@ -32,6 +32,7 @@ fn decision(policy: Uuid, event: &str, at: i64) -> NewDecision {
         event_kind: "ups.on_battery".into(),
         correlation_id: format!("corr-{event}"),
         decided_at: t(at),
+        correlated_event_ids: Vec::new(),
     }
 }
 

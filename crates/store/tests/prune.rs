@@ -50,6 +50,7 @@ async fn record(
         event_kind: "k".into(),
         correlation_id: "c".into(),
         decided_at: t(at),
+        correlated_event_ids: Vec::new(),
     };
     tx.insert(&d, &runs).await.unwrap();
     tx.commit(lease, t(at)).await.unwrap();

@@ -34,6 +34,7 @@ async fn main() {
             event_kind: "crash.test".into(),
             correlation_id: "crash".into(),
             decided_at: now,
+            correlated_event_ids: Vec::new(),
         };
         let runs: Vec<NewRun> = (0..3)
             .map(|i| NewRun {

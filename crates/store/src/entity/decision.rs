@@ -12,6 +12,8 @@ pub struct Model {
     pub event_kind: String,
     pub correlation_id: String,
     pub decided_at_ms: i64,
+    /// JSON array of event ids (ALL groups).
+    pub correlated_event_ids: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
