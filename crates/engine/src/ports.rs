@@ -10,7 +10,7 @@ use switchyard_plugin::protocol::{Effect, Target};
 use switchyard_plugin::supervisor::{HostSpec, Supervisor};
 use switchyard_store::{
     CorrelationRow, Error as StoreError, EventDecisions, EventOutcome, Lease, NewRun, RunFilter,
-    RunRecord, RunStatus, Store, Transition,
+    RunRecord, RunStatus, Store, Transition, Written,
 };
 
 /// Where decisions and status changes become durable.
@@ -36,6 +36,16 @@ pub trait Ledger: Send + Sync + 'static {
         now: chrono::DateTime<chrono::Utc>,
         changes: &'a [Transition],
     ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>>;
+
+    /// Status changes, then decisions, in one transaction.
+    fn write_batch<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now: chrono::DateTime<chrono::Utc>,
+        changes: &'a [Transition],
+        items: &'a [EventDecisions],
+        admit: &'a mut (dyn FnMut(&NewRun) -> bool + Send),
+    ) -> BoxFuture<'a, Result<Written, StoreError>>;
 
     /// Every run still `queued` or `running`, oldest first.
     fn open_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
@@ -81,6 +91,19 @@ impl Ledger for Store {
         now: chrono::DateTime<chrono::Utc>,
     ) -> BoxFuture<'_, Result<Vec<CorrelationRow>, StoreError>> {
         Box::pin(Store::correlation_state(self, now))
+    }
+
+    fn write_batch<'a>(
+        &'a self,
+        lease: &'a Lease,
+        now: chrono::DateTime<chrono::Utc>,
+        changes: &'a [Transition],
+        items: &'a [EventDecisions],
+        admit: &'a mut (dyn FnMut(&NewRun) -> bool + Send),
+    ) -> BoxFuture<'a, Result<Written, StoreError>> {
+        Box::pin(
+            async move { Store::write_batch(self, lease, now, changes, items, &mut *admit).await },
+        )
     }
 
     fn open_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {

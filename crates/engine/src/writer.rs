@@ -83,47 +83,37 @@ pub(crate) async fn run(
         }
         let current = lease.lock().expect("lease lock").clone();
         let now = chrono::Utc::now();
-        if !changes.is_empty() {
-            let result = ledger.transition_many(&current, now, &changes).await;
-            match result {
-                Ok(applied) => {
-                    for (reply, ok) in change_replies.into_iter().zip(applied) {
-                        let _ = reply.send(Ok(ok));
-                    }
+        stamp(&mut plans, now);
+        let items: Vec<_> = plans.iter().map(|p| p.decisions.clone()).collect();
+        let mut reserved: Vec<String> = Vec::new();
+        let mut admit = |run: &NewRun| {
+            let ok = dispatcher.reserve(&run.host);
+            if ok {
+                reserved.push(run.host.clone());
+            }
+            ok
+        };
+        let result = ledger
+            .write_batch(&current, now, &changes, &items, &mut admit)
+            .await;
+        match result {
+            Ok((applied, outcomes)) => {
+                dispatcher.admit_committed(&reserved, &plans, &outcomes);
+                for (reply, ok) in change_replies.into_iter().zip(applied) {
+                    let _ = reply.send(Ok(ok));
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "recording run status changes failed");
-                    for reply in change_replies {
-                        let _ = reply.send(Err(WriteError::from(&e)));
-                    }
+                for (reply, outcome) in plan_replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
                 }
             }
-        }
-        if !plans.is_empty() {
-            stamp(&mut plans, now);
-            let items: Vec<_> = plans.iter().map(|p| p.decisions.clone()).collect();
-            let mut reserved: Vec<String> = Vec::new();
-            let mut admit = |run: &NewRun| {
-                let ok = dispatcher.reserve(&run.host);
-                if ok {
-                    reserved.push(run.host.clone());
+            Err(e) => {
+                dispatcher.admit_committed(&reserved, &[], &[]);
+                tracing::error!(error = %e, events = items.len(), changes = changes.len(), "the ledger write failed; the events are not acknowledged");
+                for reply in change_replies {
+                    let _ = reply.send(Err(WriteError::from(&e)));
                 }
-                ok
-            };
-            let result = ledger.record_batch(&current, now, &items, &mut admit).await;
-            match result {
-                Ok(outcomes) => {
-                    dispatcher.admit_committed(&reserved, &plans, &outcomes);
-                    for (reply, outcome) in plan_replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
-                    }
-                }
-                Err(e) => {
-                    dispatcher.admit_committed(&reserved, &[], &[]);
-                    tracing::error!(error = %e, events = items.len(), "recording decisions failed; the events are not acknowledged");
-                    for reply in plan_replies {
-                        let _ = reply.send(Err(WriteError::from(&e)));
-                    }
+                for reply in plan_replies {
+                    let _ = reply.send(Err(WriteError::from(&e)));
                 }
             }
         }

@@ -125,6 +125,9 @@ pub struct SettledRun {
     pub reason: Option<String>,
 }
 
+/// What [`Store::write_batch`] reports: per change whether it applied, per item its outcome.
+pub type Written = (Vec<bool>, Vec<EventOutcome>);
+
 /// A status change for [`Store::transition_many`].
 #[derive(Debug, Clone)]
 pub struct Transition {
@@ -442,57 +445,96 @@ impl Store {
     ) -> Result<Vec<bool>, Error> {
         let txn = self.db.begin().await?;
         self.check_lease(&txn, lease, now).await?;
-        let backend = txn.get_database_backend();
-        let mut applied = Vec::with_capacity(changes.len());
-        for c in changes {
-            let (sql, values) = self.update_sql(c);
-            let r = txn
-                .execute_raw(Statement::from_sql_and_values(backend, sql, values))
-                .await?;
-            applied.push(r.rows_affected() == 1);
-        }
+        let applied = self.apply_transitions(&txn, changes).await?;
         txn.commit().await?;
         Ok(applied)
     }
 
-    fn update_sql(&self, c: &Transition) -> (String, Vec<Value>) {
-        let u = &c.update;
-        let mut sets: Vec<(&str, Value)> = vec![("status", c.to.as_str().into())];
-        if let Some(t) = u.started_at {
-            sets.push(("started_at_ms", ms(t).into()));
+    /// Status changes and new decisions in one transaction (the engine
+    /// writer's unit of work): changes first, then the batch, as
+    /// [`Store::transition_many`] and [`Store::record_batch`] would.
+    pub async fn write_batch(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        changes: &[Transition],
+        items: &[EventDecisions],
+        admit: &mut (dyn FnMut(&NewRun) -> bool + Send),
+    ) -> Result<Written, Error> {
+        let txn = self.db.begin().await?;
+        let applied = self.apply_transitions(&txn, changes).await?;
+        let outcomes = self.settle(&txn, now, items, admit).await?;
+        self.check_lease(&txn, lease, now).await?;
+        txn.commit().await?;
+        Ok((applied, outcomes))
+    }
+
+    /// Guarded updates, a few statements for many changes: changes are taken
+    /// in waves of distinct runs (a run changed twice goes to the next wave,
+    /// so order holds), and each wave in one `UPDATE … CASE id …` per target
+    /// status and set of columns, whose `RETURNING id` says which applied.
+    async fn apply_transitions(
+        &self,
+        txn: &DatabaseTransaction,
+        changes: &[Transition],
+    ) -> Result<Vec<bool>, Error> {
+        let backend = txn.get_database_backend();
+        let mut applied = vec![false; changes.len()];
+        let mut i = 0;
+        while i < changes.len() {
+            let mut ids = HashSet::new();
+            let mut j = i;
+            while j < changes.len() && j - i < 200 && ids.insert(changes[j].run_id) {
+                j += 1;
+            }
+            let mut groups: Vec<Group> = Vec::new();
+            for (k, c) in changes.iter().enumerate().take(j).skip(i) {
+                let sets = sets_of(c);
+                let shape: Shape = (c.to.as_str(), sets.iter().map(|(col, _)| *col).collect());
+                let values = sets.into_iter().map(|(_, v)| v).collect();
+                match groups.iter_mut().find(|(s, _)| *s == shape) {
+                    Some((_, rows)) => rows.push((k, values)),
+                    None => groups.push((shape, vec![(k, values)])),
+                }
+            }
+            for ((status, cols), rows) in groups {
+                let n = rows.len();
+                let p = self.placeholders(1 + cols.len() * n * 2 + n);
+                let mut ph = p.iter().map(String::as_str);
+                let mut next = || ph.next().expect("enough placeholders");
+                let mut assigns = vec![format!("status = {}", next())];
+                let mut values: Vec<Value> = vec![status.into()];
+                for (ci, col) in cols.iter().enumerate() {
+                    let mut case = format!("{col} = CASE id");
+                    for (k, vals) in &rows {
+                        let (w, t) = (next(), next());
+                        case.push_str(&format!(" WHEN {w} THEN {t}"));
+                        values.push(changes[*k].run_id.into());
+                        values.push(vals[ci].clone());
+                    }
+                    case.push_str(" END");
+                    assigns.push(case);
+                }
+                let list: Vec<&str> = rows.iter().map(|_| next()).collect();
+                values.extend(rows.iter().map(|(k, _)| Value::from(changes[*k].run_id)));
+                let sql = format!(
+                    "UPDATE runs SET {} WHERE id IN ({}) AND status IN ('queued', 'running') RETURNING id",
+                    assigns.join(", "),
+                    list.join(", ")
+                );
+                let done: HashSet<uuid::Uuid> = txn
+                    .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                    .await?
+                    .into_iter()
+                    .map(|r| r.try_get::<uuid::Uuid>("", "id"))
+                    .collect::<Result<_, _>>()?;
+                for (k, _) in &rows {
+                    applied[*k] = done.contains(&changes[*k].run_id);
+                }
+            }
+            i = j;
         }
-        if let Some(t) = u.finished_at {
-            sets.push(("finished_at_ms", ms(t).into()));
-        }
-        if let Some(s) = &u.severity {
-            sets.push(("severity", s.as_str().into()));
-        }
-        if let Some(r) = &u.reason {
-            sets.push(("reason", r.as_str().into()));
-        }
-        if let Some(e) = &u.effects {
-            sets.push(("effects", Value::Json(Some(Box::new(e.clone())))));
-        }
-        if let Some(o) = &u.output {
-            sets.push(("output", crate::ledger::truncate(o.clone()).into()));
-        }
-        if let Some(a) = u.attempt {
-            sets.push(("attempt", a.into()));
-        }
-        let p = self.placeholders(sets.len() + 1);
-        let assignments: Vec<String> = sets
-            .iter()
-            .zip(&p)
-            .map(|((col, _), ph)| format!("{col} = {ph}"))
-            .collect();
-        let sql = format!(
-            "UPDATE runs SET {} WHERE id = {} AND status IN ('queued', 'running')",
-            assignments.join(", "),
-            p[sets.len()]
-        );
-        let mut values: Vec<Value> = sets.into_iter().map(|(_, v)| v).collect();
-        values.push(c.run_id.into());
-        (sql, values)
+        Ok(applied)
     }
 
     async fn insert_inbox(
@@ -780,6 +822,40 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// A status change's target status and the columns it writes.
+type Shape = (&'static str, Vec<&'static str>);
+
+/// Changes of one shape: (index into the changes, column values).
+type Group = (Shape, Vec<(usize, Vec<Value>)>);
+
+/// The columns a status change writes besides `status`, in a fixed order.
+fn sets_of(c: &Transition) -> Vec<(&'static str, Value)> {
+    let u = &c.update;
+    let mut sets: Vec<(&'static str, Value)> = Vec::new();
+    if let Some(t) = u.started_at {
+        sets.push(("started_at_ms", ms(t).into()));
+    }
+    if let Some(t) = u.finished_at {
+        sets.push(("finished_at_ms", ms(t).into()));
+    }
+    if let Some(s) = &u.severity {
+        sets.push(("severity", s.as_str().into()));
+    }
+    if let Some(r) = &u.reason {
+        sets.push(("reason", r.as_str().into()));
+    }
+    if let Some(e) = &u.effects {
+        sets.push(("effects", Value::Json(Some(Box::new(e.clone())))));
+    }
+    if let Some(o) = &u.output {
+        sets.push(("output", crate::ledger::truncate(o.clone()).into()));
+    }
+    if let Some(a) = u.attempt {
+        sets.push(("attempt", a.into()));
+    }
+    sets
 }
 
 fn expiry(now: DateTime<Utc>, ttl: Duration) -> i64 {

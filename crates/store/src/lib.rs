@@ -21,6 +21,7 @@ mod prune;
 pub use batch::{
     CorrelationRow, CorrelationWrite, DecisionOutcome, EventDecisions, EventOutcome,
     PlannedDecision, PlannedRun, REASON_QUEUE_FULL, SettledRun, Suppression, Transition, Window,
+    Written,
 };
 pub use claims::{Claim, ClaimKind};
 pub use inventory::{AuditEvent, DiscoveredItem, InventoryQuery, InventoryRecord};
