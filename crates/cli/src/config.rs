@@ -66,7 +66,7 @@ impl Default for NatsSection {
             max_deliver: 0,
             max_ack_pending: 1000,
             max_age: "7d".into(),
-            max_in_flight: 256,
+            max_in_flight: 1000,
         }
     }
 }

@@ -54,7 +54,7 @@ impl Default for IntakeOptions {
             dlq_stream: "SWITCHYARD_DLQ".into(),
             dlq_subject_prefix: "switchyard.dlq".into(),
             batch: 64,
-            max_in_flight: 256,
+            max_in_flight: 1000,
             limits: Limits::default(),
             nak_delay: Duration::from_millis(500),
             nak_delay_max: Duration::from_secs(60),
