@@ -21,7 +21,8 @@ test: lint ## lint, then the doc tests and every other test (nextest's summary c
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: ## criterion benches; figures go to docs/BENCHMARKS.md by hand, with the command
+bench: ## every benchmark, end to end first; figures go to docs/BENCHMARKS.md by hand, with the command
+	$(CARGO) bench --locked -p switchyard-cli --bench engine_e2e
 	$(CARGO) bench --locked -p switchyard-spec --bench spec
 	$(CARGO) bench --locked -p switchyard-plugin --bench supervisor
 	$(CARGO) bench --locked -p switchyard-intake --bench intake
