@@ -150,12 +150,14 @@ impl Default for LedgerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct InventorySection {
     pub stale_after: String,
+    pub refresh_interval: String,
 }
 
 impl Default for InventorySection {
     fn default() -> Self {
         InventorySection {
             stale_after: "10m".into(),
+            refresh_interval: "5m".into(),
         }
     }
 }
@@ -324,6 +326,10 @@ impl Config {
             ("ledger.max_age", &self.ledger.max_age),
             ("ledger.prune_interval", &self.ledger.prune_interval),
             ("inventory.stale_after", &self.inventory.stale_after),
+            (
+                "inventory.refresh_interval",
+                &self.inventory.refresh_interval,
+            ),
         ] {
             parse_ms(text).map_err(|e| ConfigError::Invalid {
                 key: key.into(),

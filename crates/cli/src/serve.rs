@@ -4,6 +4,7 @@
 use crate::config::{Config, HostSection};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +18,9 @@ use switchyard_plugin::protocol::DiscoverMode;
 use switchyard_plugin::{HostSpec, Registry, Supervisor, SupervisorOptions};
 use switchyard_spec::Format;
 use switchyard_spec::selector::{InventoryHost, InventoryItem};
-use switchyard_store::{DiscoveredItem, InventoryQuery, NewPolicy, PolicyRef, Store, StoreOptions};
+use switchyard_store::{
+    AuditEvent, DiscoveredItem, InventoryQuery, NewPolicy, PolicyRef, Store, StoreOptions,
+};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -123,7 +126,7 @@ async fn serve(config: Config) -> Result<()> {
         .iter()
         .map(|p| config.resolve(p))
         .collect();
-    let registry = Registry::load(&paths).context("loading drivers")?;
+    let registry = Arc::new(Registry::load(&paths).context("loading drivers")?);
     let used = check_hosts(&config.hosts, &registry)?;
     let search: Vec<PathBuf> = std::env::current_exe()
         .ok()
@@ -182,7 +185,9 @@ async fn serve(config: Config) -> Result<()> {
     // Inventory: the first discovery of every host before any event.
     let stale_after = Config::duration(&config.inventory.stale_after);
     discover_all(&store, &supervisor, &registry, &config.hosts, &host_specs).await;
-    let inventory = snapshot(&store, &routing, stale_after).await?;
+    let host_specs_for_refresh = host_specs.clone();
+    let inventory_hosts = routing.inventory_hosts();
+    let inventory = snapshot(&store, &inventory_hosts, stale_after).await?;
 
     let engine_config = EngineConfig {
         global_concurrency: config.engine.global_concurrency,
@@ -196,6 +201,7 @@ async fn serve(config: Config) -> Result<()> {
         breaker_open_for: Config::duration(&config.engine.breaker_open_for),
         ..EngineConfig::default()
     };
+    let holder = engine_config.holder.clone();
     let drivers = SupervisedDrivers {
         supervisor: supervisor.clone(),
         hosts: host_specs,
@@ -210,6 +216,13 @@ async fn serve(config: Config) -> Result<()> {
     )
     .await
     .context("starting the engine")?;
+    audit(
+        &store,
+        "engine.started",
+        &holder,
+        json!({"requeued": recovery.requeued, "retried": recovery.retried, "interrupted": recovery.interrupted}),
+    )
+    .await;
     tracing::info!(
         requeued = recovery.requeued,
         retried = recovery.retried,
@@ -249,6 +262,24 @@ async fn serve(config: Config) -> Result<()> {
     if config.auth.is_none() {
         tracing::warn!(listen = %config.api.listen, "no [auth] configured; the HTTP API is not part of this build yet, so nothing listens there");
     }
+    // Inventory refresh on an interval.
+    let refresher = {
+        let (store, supervisor, engine) = (store.clone(), supervisor.clone(), engine.clone());
+        let (registry, hosts) = (Arc::clone(&registry), config.hosts.clone());
+        let specs = host_specs_for_refresh;
+        let every =
+            Config::duration(&config.inventory.refresh_interval).max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                discover_all(&store, &supervisor, &registry, &hosts, &specs).await;
+                match snapshot(&store, &inventory_hosts, stale_after).await {
+                    Ok(s) => engine.set_inventory(s),
+                    Err(e) => tracing::warn!(error = %e, "reloading the inventory failed"),
+                }
+            }
+        })
+    };
     let scheduler = engine.start_scheduler(Config::duration(&config.engine.schedule_catch_up));
     tracing::info!("switchyard is running; stop with Ctrl-C or SIGTERM");
 
@@ -280,6 +311,7 @@ async fn serve(config: Config) -> Result<()> {
     supervisor.shutdown().await;
     notifier.abort();
     pruner.abort();
+    refresher.abort();
     tracing::info!("stopped");
     Ok(())
 }
@@ -393,19 +425,50 @@ pub async fn apply_dir(
                     unchanged += 1;
                     continue;
                 }
-                store
+                let saved = store
                     .update_policy(&PolicyRef::Id(existing.id), existing.version_int, p)
                     .await?;
+                audit(
+                    store,
+                    "policy.updated",
+                    &saved.name,
+                    json!({"version": saved.version_int, "managed_by": "dir"}),
+                )
+                .await;
                 updated += 1;
             }
             Err(switchyard_store::Error::NotFound(_)) => {
-                store.create_policy(p).await?;
+                let saved = store.create_policy(p).await?;
+                audit(
+                    store,
+                    "policy.created",
+                    &saved.name,
+                    json!({"version": saved.version_int, "managed_by": "dir"}),
+                )
+                .await;
                 created += 1;
             }
             Err(e) => return Err(e.into()),
         }
     }
     Ok((created, updated, unchanged))
+}
+
+/// Record an audit event for a change `serve` made (subject `switchyard`);
+/// a failure to audit is logged, never fatal.
+async fn audit(store: &Store, action: &str, target: &str, detail: serde_json::Value) {
+    let event = AuditEvent {
+        id: uuid::Uuid::now_v7(),
+        at: chrono::Utc::now(),
+        subject: "switchyard".into(),
+        action: action.into(),
+        target: target.into(),
+        correlation_id: std::process::id().to_string(),
+        detail,
+    };
+    if let Err(e) = store.audit(&event).await {
+        tracing::warn!(action, target, error = %e, "recording an audit event failed");
+    }
 }
 
 /// The enabled policies, compiled for evaluation.
@@ -482,10 +545,10 @@ async fn discover_all(
 /// Hosts from configuration, items from the stored inventory.
 pub async fn snapshot(
     store: &Store,
-    routing: &Routing,
+    hosts: &[InventoryHost],
     stale_after: Duration,
 ) -> Result<InventorySnapshot> {
-    let hosts: Vec<InventoryHost> = routing.inventory_hosts();
+    let hosts: Vec<InventoryHost> = hosts.to_vec();
     let items = store
         .inventory(&InventoryQuery::default(), chrono::Utc::now(), stale_after)
         .await?
