@@ -256,13 +256,24 @@ windows:
 
     // What serve changed is audited.
     let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
-    let audit = Store::connect(&url).await.unwrap().audit_events(50).await.unwrap();
+    let audit = Store::connect(&url)
+        .await
+        .unwrap()
+        .audit_events(50)
+        .await
+        .unwrap();
     let actions: Vec<(&str, &str)> = audit
         .iter()
         .map(|a| (a.action.as_str(), a.target.as_str()))
         .collect();
-    assert!(actions.contains(&("policy.created", "ups-on-battery-note")), "{actions:?}");
-    assert!(actions.iter().any(|(a, _)| *a == "engine.started"), "{actions:?}");
+    assert!(
+        actions.contains(&("policy.created", "ups-on-battery-note")),
+        "{actions:?}"
+    );
+    assert!(
+        actions.iter().any(|(a, _)| *a == "engine.started"),
+        "{actions:?}"
+    );
 
     serve.signal("-TERM");
     let status = serve.wait_exit();

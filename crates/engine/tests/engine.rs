@@ -3,7 +3,9 @@
 //! FIFO, windows, retries, `on_error`, queue bounds, cancel, standby and recovery.
 //!
 //! Durations are a few milliseconds of real time; every assertion is about
-//! order and counts, never about how long something took.
+//! order and counts, never about how long something took. (Paused tokio time
+//! cannot drive these: the SQLite pool's own timeouts run on tokio time and
+//! fire while a query waits on sqlx's worker thread.)
 
 use futures::future::BoxFuture;
 use proptest::prelude::*;
