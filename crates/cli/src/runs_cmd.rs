@@ -188,7 +188,7 @@ async fn show(a: ShowArgs) -> u8 {
                 Output::Text => {
                     if let Some(map) = v.as_object() {
                         for (k, val) in map {
-                            if val.is_null() {
+                            if val.is_null() || val.as_array().is_some_and(Vec::is_empty) {
                                 continue;
                             }
                             let text = match val {
@@ -196,9 +196,9 @@ async fn show(a: ShowArgs) -> u8 {
                                 other => other.to_string(),
                             };
                             let mut lines = text.lines();
-                            println!("{k:>16}  {}", lines.next().unwrap_or_default());
+                            println!("{k:>20}  {}", lines.next().unwrap_or_default());
                             for more in lines {
-                                println!("{:>16}  {more}", "");
+                                println!("{:>20}  {more}", "");
                             }
                         }
                     }

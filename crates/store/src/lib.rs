@@ -34,6 +34,7 @@ pub use prune::PruneReport;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
+use std::sync::Arc;
 use std::time::Duration;
 use switchyard_migrations::Migrator;
 use thiserror::Error;
@@ -94,9 +95,45 @@ pub struct StoreOptions {
 pub struct Store {
     db: DatabaseConnection,
     options: StoreOptions,
+    /// The SQLite checkpointer runs while any clone of this store lives.
+    _alive: Arc<()>,
 }
 
 impl Store {
+    /// SQLite: checkpoint the WAL from a connection of its own every half
+    /// second (`PASSIVE`: never waits for, never blocks, the writer), until the
+    /// store is dropped. Without it the WAL would only grow, since the writer's
+    /// automatic checkpoints are off.
+    async fn checkpoint_in_background(url: &str, alive: std::sync::Weak<()>) {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false)
+            .max_connections(1)
+            .connect_timeout(Duration::from_secs(10))
+            .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_millis(100)));
+        let Ok(conn) = Database::connect(opts).await else {
+            tracing::warn!(
+                "cannot open the WAL checkpoint connection; checkpoints fall back to SQLite's defaults at close"
+            );
+            return;
+        };
+        tokio::spawn(async move {
+            use sea_orm::ConnectionTrait;
+            let stmt = || {
+                sea_orm::Statement::from_string(
+                    sea_orm::DatabaseBackend::Sqlite,
+                    "PRAGMA wal_checkpoint(PASSIVE)",
+                )
+            };
+            while alive.strong_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Err(e) = conn.execute_raw(stmt()).await {
+                    tracing::debug!(error = %e, "WAL checkpoint skipped");
+                }
+            }
+            let _ = conn.close().await;
+        });
+    }
+
     /// Connect to `url` (`sqlite://path?mode=rwc` or `postgres://…`) without migrating.
     pub async fn connect(url: &str) -> Result<Store, Error> {
         let sqlite = url.starts_with("sqlite:");
@@ -107,17 +144,25 @@ impl Store {
         opts.sqlx_logging(false)
             .connect_timeout(Duration::from_secs(10));
         if sqlite {
-            // One writer; readers do not block it (WAL); writers wait instead of failing.
+            // One writer; readers do not block it (WAL); writers wait instead of
+            // failing. The writer never checkpoints the WAL itself (a checkpoint
+            // stalls the commit that triggers it); a background connection does.
             opts.max_connections(1).map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(10))
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .foreign_keys(true)
+                    .pragma("wal_autocheckpoint", "0")
             });
+        }
+        let alive = Arc::new(());
+        if sqlite {
+            Store::checkpoint_in_background(url, Arc::downgrade(&alive)).await;
         }
         Ok(Store {
             db: Database::connect(opts).await?,
             options: StoreOptions::default(),
+            _alive: alive,
         })
     }
 
