@@ -135,6 +135,10 @@ async fn engine(dir: &std::path::Path, policy_count: usize) -> (Engine, Store) {
     let (engine, _) = Engine::start(
         EngineConfig {
             holder: format!("bench-{}", Uuid::now_v7()),
+            batch_max: std::env::var("SWITCHYARD_BENCH_BATCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(EngineConfig::default().batch_max),
             ..EngineConfig::default()
         },
         Arc::new(store.clone()),
