@@ -19,8 +19,25 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Rows per multi-row statement (well under both backends' bind-parameter limits).
-const CHUNK: usize = 400;
+/// Rows per multi-row statement, largest first (the largest stays well under
+/// both backends' bind-parameter limits). A batch is cut into chunks of these
+/// sizes only, so a handful of statement texts cover every batch and stay in
+/// the connection's prepared-statement cache instead of being parsed anew
+/// for each batch size.
+const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `items` cut greedily into chunks of the sizes in [`CHUNKS`].
+fn fixed_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    for size in CHUNKS {
+        while items.len() >= size {
+            let (head, rest) = items.split_at(size);
+            out.push(head);
+            items = rest;
+        }
+    }
+    out
+}
 
 /// Reason recorded on a run refused because its host queue was full.
 pub const REASON_QUEUE_FULL: &str = "queue_full";
@@ -497,6 +514,15 @@ impl Store {
                     None => groups.push((shape, vec![(k, values)])),
                 }
             }
+            let groups: Vec<Group> = groups
+                .into_iter()
+                .flat_map(|(shape, rows)| {
+                    fixed_chunks(&rows)
+                        .into_iter()
+                        .map(|c| (shape.clone(), c.to_vec()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
             for ((status, cols), rows) in groups {
                 let n = rows.len();
                 let p = self.placeholders(1 + cols.len() * n * 2 + n);
@@ -551,7 +577,7 @@ impl Store {
         }
         let backend = txn.get_database_backend();
         let mut fresh = HashSet::new();
-        for chunk in unique.chunks(CHUNK) {
+        for chunk in fixed_chunks(&unique) {
             let sql = format!(
                 "INSERT INTO inbox (delivery_key, event_id, received_at_ms) VALUES {} \
                  ON CONFLICT (delivery_key) DO NOTHING RETURNING delivery_key",
@@ -588,7 +614,7 @@ impl Store {
     ) -> Result<HashSet<String>, Error> {
         let backend = txn.get_database_backend();
         let mut claimed = HashSet::new();
-        for (chunk, holders) in wanted.chunks(CHUNK).zip(holders.chunks(CHUNK)) {
+        for (chunk, holders) in fixed_chunks(wanted).into_iter().zip(fixed_chunks(holders)) {
             let n = chunk.len();
             let p = self.placeholders(n * 5 + 1);
             let sql = format!(
@@ -639,7 +665,7 @@ impl Store {
             .filter(|k| !claimed.contains(*k))
             .collect();
         let backend = txn.get_database_backend();
-        for chunk in held.chunks(CHUNK) {
+        for chunk in fixed_chunks(&held) {
             let p = self.placeholders(chunk.len() + 1);
             let sql = format!(
                 "SELECT claim_key, expires_at_ms FROM window_claims WHERE kind = {} AND claim_key IN ({})",
@@ -670,7 +696,7 @@ impl Store {
     ) -> Result<HashMap<String, Uuid>, Error> {
         let backend = txn.get_database_backend();
         let mut found = HashMap::new();
-        for chunk in keys.chunks(CHUNK) {
+        for chunk in fixed_chunks(keys) {
             let p = self.placeholders(chunk.len() + 2);
             let sql = format!(
                 "SELECT claim_key, holder FROM window_claims WHERE kind = {} AND expires_at_ms > {} AND claim_key IN ({})",
@@ -717,7 +743,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();
-        for (chunk, ids) in records.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
+        for (chunk, ids) in fixed_chunks(records).into_iter().zip(fixed_chunks(ids)) {
             let sql = format!(
                 "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) VALUES {} \
                  ON CONFLICT (kind, claim_key) DO UPDATE SET holder = excluded.holder, \
@@ -746,7 +772,7 @@ impl Store {
         decisions: &[&NewDecision],
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();
-        for chunk in decisions.chunks(CHUNK) {
+        for chunk in fixed_chunks(decisions) {
             let sql = format!(
                 "INSERT INTO decisions (id, policy_id, policy_name, policy_version, event_id, event_kind, correlation_id, decided_at_ms, correlated_event_ids) VALUES {}",
                 self.rows(chunk.len(), 9)
@@ -779,7 +805,7 @@ impl Store {
         runs: &[(Uuid, Uuid, NewRun)],
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();
-        for chunk in runs.chunks(CHUNK) {
+        for chunk in fixed_chunks(runs) {
             let sql = format!(
                 "INSERT INTO runs (id, decision_id, policy_id, host, target_type, target_id, driver, capability, verb, \
                  params, idempotency_key, status, severity, reason, attempt, count, queued_at_ms, inverse_of) VALUES {}",
@@ -887,5 +913,20 @@ fn suppressed_record(d: &PlannedDecision, id: Uuid, count: i64, until: DateTime<
         count,
         queued_at: d.decision.decided_at,
         inverse_of: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixed_chunks;
+
+    #[test]
+    fn batches_cut_into_few_statement_shapes() {
+        let items: Vec<u32> = (0..600).collect();
+        let sizes: Vec<usize> = fixed_chunks(&items).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [256, 256, 64, 16, 4, 4]);
+        let flat: Vec<u32> = fixed_chunks(&items).concat();
+        assert_eq!(flat, items, "order and content kept");
+        assert!(fixed_chunks::<u32>(&[]).is_empty());
     }
 }
