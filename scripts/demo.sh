@@ -29,7 +29,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+api_port=$(free_port)
 nats="nats://127.0.0.1:$port"
 
 step "1. nats-server with JetStream on $nats (store in a temporary folder)"
@@ -44,6 +46,8 @@ cat >"$work/switchyard.toml" <<TOML
 url = "sqlite://$work/switchyard.db?mode=rwc"
 [nats]
 url = "$nats"
+[api]
+listen = "127.0.0.1:$api_port"
 [drivers]
 paths = ["$repo/drivers"]
 [policies]

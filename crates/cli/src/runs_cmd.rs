@@ -155,7 +155,7 @@ async fn list(a: ListArgs) -> u8 {
     match a.output {
         Output::Json => {
             let body = serde_json::json!({
-                "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
+                "runs": runs.iter().map(switchyard_api::dto::run).collect::<Vec<_>>(),
                 "next_cursor": next,
             });
             println!(
@@ -180,7 +180,7 @@ async fn show(a: ShowArgs) -> u8 {
     };
     match store.get_run(a.id).await {
         Ok(r) => {
-            let v = run_json(&r);
+            let v = switchyard_api::dto::run(&r);
             match a.output {
                 Output::Json => {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
@@ -215,40 +215,6 @@ async fn show(a: ShowArgs) -> u8 {
             EXIT_BLOCKED
         }
     }
-}
-
-/// A run as scripts read it (DESIGN §6 field names).
-pub fn run_json(r: &RunRecord) -> serde_json::Value {
-    serde_json::json!({
-        "id": r.id,
-        "decision_id": r.decision_id,
-        "policy_id": r.policy_id,
-        "policy_name": r.policy_name,
-        "policy_version": r.policy_version,
-        "event_id": r.event_id,
-        "event_kind": r.event_kind,
-        "correlation_id": r.correlation_id,
-        "correlated_event_ids": r.correlated_event_ids,
-        "host": r.host,
-        "target": {"type": r.target_type, "id": r.target_id},
-        "driver": r.driver,
-        "capability": r.capability,
-        "verb": r.verb,
-        "params": r.params,
-        "idempotency_key": r.idempotency_key,
-        "status": r.status.as_str(),
-        "severity": r.severity,
-        "reason": r.reason,
-        "effects": r.effects,
-        "output": r.output,
-        "attempt": r.attempt,
-        "count": r.count,
-        "queued_at": r.queued_at,
-        "started_at": r.started_at,
-        "finished_at": r.finished_at,
-        "duration_ms": r.duration_ms,
-        "inverse_of": r.inverse_of,
-    })
 }
 
 fn print_table(runs: &[RunRecord]) {

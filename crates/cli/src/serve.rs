@@ -119,6 +119,59 @@ async fn serve(config: Config) -> Result<()> {
         .with_options(StoreOptions::default());
     tracing::info!(database = %redact_url(&url), "database ready");
 
+    // The HTTP API first, so readiness answers (503) while this instance
+    // starts or stands by.
+    let auth = api_auth(&config)?;
+    let listen: std::net::SocketAddr = config.api.listen.parse().with_context(|| {
+        format!(
+            "api.listen `{}` is not an address like 127.0.0.1:8080",
+            config.api.listen
+        )
+    })?;
+    if auth.is_none() {
+        if !listen.ip().is_loopback() {
+            bail!(
+                "api.listen {listen} is not a loopback address and [auth] is not configured; refusing to serve an unauthenticated API beyond this machine"
+            );
+        }
+        tracing::warn!(%listen, "NO AUTH: [auth] is not configured; the API is open to anyone on this machine (state changes need X-Switchyard-CSRF: 1)");
+    }
+    let engine_cell: Arc<std::sync::OnceLock<Engine>> = Arc::default();
+    let intake_cell: Arc<std::sync::OnceLock<switchyard_intake::Readiness>> = Arc::default();
+    let ready: switchyard_api::ReadyCheck = {
+        let (e, i) = (Arc::clone(&engine_cell), Arc::clone(&intake_cell));
+        Arc::new(move || {
+            if e.get().is_none() {
+                return Some(
+                    "the engine is starting, or standing by while another instance holds the lease"
+                        .into(),
+                );
+            }
+            match i.get() {
+                None => Some("intake is not connected yet".into()),
+                Some(r) => r.reason().map(str::to_owned),
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the API to {listen}"))?;
+    let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(switchyard_api::serve(
+        listener,
+        switchyard_api::AppState {
+            store: store.clone(),
+            engine: Arc::clone(&engine_cell),
+            ready,
+            auth: auth.map(Arc::new),
+            listen,
+        },
+        async {
+            let _ = api_stop_rx.await;
+        },
+    ));
+    tracing::info!(%listen, "API listening");
+
     // Drivers and hosts.
     let paths: Vec<PathBuf> = config
         .drivers
@@ -216,6 +269,7 @@ async fn serve(config: Config) -> Result<()> {
     )
     .await
     .context("starting the engine")?;
+    let _ = engine_cell.set(engine.clone());
     audit(
         &store,
         "engine.started",
@@ -245,6 +299,7 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("connecting intake to {}", config.nats.url))?;
     tracing::info!(nats = %config.nats.url, stream = %config.nats.stream, "intake connected");
+    let _ = intake_cell.set(intake.readiness());
 
     // Run notifications on NATS.
     let notifier = tokio::spawn(switchyard_intake::notify::forward(
@@ -259,9 +314,6 @@ async fn serve(config: Config) -> Result<()> {
         Config::duration(&config.ledger.max_age),
         Config::duration(&config.ledger.prune_interval).max(Duration::from_secs(1)),
     ));
-    if config.auth.is_none() {
-        tracing::warn!(listen = %config.api.listen, "no [auth] configured; the HTTP API is not part of this build yet, so nothing listens there");
-    }
     // Inventory refresh on an interval.
     let refresher = {
         let (store, supervisor, engine) = (store.clone(), supervisor.clone(), engine.clone());
@@ -309,11 +361,40 @@ async fn serve(config: Config) -> Result<()> {
         );
     }
     supervisor.shutdown().await;
+    let _ = api_stop_tx.send(());
+    let _ = api.await;
     notifier.abort();
     pruner.abort();
     refresher.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The API's token check from `[auth]`, with the secret resolved now (a
+/// reference that does not resolve refuses to start; never falls back to no auth).
+fn api_auth(config: &Config) -> Result<Option<switchyard_api::Auth>> {
+    let Some(a) = &config.auth else {
+        return Ok(None);
+    };
+    if a.jwt_public_key_file.is_some() {
+        bail!(
+            "auth.jwt_public_key_file (RS256/ES256) is not supported by this build yet; use auth.jwt_hs256_secret"
+        );
+    }
+    let Some(secret) = &a.jwt_hs256_secret else {
+        bail!("[auth] needs jwt_hs256_secret (as ${{env:NAME}} or ${{file:PATH}})");
+    };
+    let resolved = switchyard_plugin::secrets::resolve(&serde_json::Value::String(secret.clone()))
+        .map_err(|e| anyhow!("auth.jwt_hs256_secret: {e}"))?;
+    let secret = resolved.value.as_str().unwrap_or_default().to_owned();
+    if secret.len() < 32 {
+        bail!("auth.jwt_hs256_secret must be at least 32 bytes");
+    }
+    Ok(Some(switchyard_api::Auth::hs256(
+        secret.as_bytes(),
+        a.issuer.as_deref(),
+        a.audience.as_deref(),
+    )))
 }
 
 async fn shutdown_signal() {

@@ -86,22 +86,49 @@ impl Drop for Serve {
     }
 }
 
-fn write_config(dir: &Path, nats: &str, extra: &str) {
+/// Write switchyard.toml; returns the API port.
+fn write_config(dir: &Path, nats: &str, extra: &str) -> u16 {
+    let api = switchyard_test_support::free_port();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(
         dir.join("switchyard.toml"),
         format!(
             "[database]\nurl = \"sqlite://ledger.db?mode=rwc\"\n\
              [nats]\nurl = \"{nats}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n\
              [drivers]\npaths = [\"{}\"]\n\
              [policies]\ndir = \"policies\"\n\
              {extra}\n\
              [[hosts]]\nid = \"lab-01\"\ndriver = \"exec\"\n\
              [[hosts]]\nid = \"lab-02\"\ndriver = \"exec\"\n",
-            repo("drivers").display()
+            repo("drivers").display(),
         ),
     )
     .unwrap();
+    api
+}
+
+/// One plain HTTP/1.1 request to the API on loopback: (status, body).
+fn http(port: u16, method: &str, path: &str, headers: &[&str]) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status: u16 = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn publish(nats: &str, args: &[&str]) {
@@ -150,7 +177,7 @@ async fn wait_for(dir: &Path, what: &str, done: impl Fn(&[RunRecord]) -> bool) -
 async fn published_events_become_runs_in_the_ledger() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &nats.url(), "");
+    let api = write_config(dir.path(), &nats.url(), "");
     std::fs::write(
         dir.path().join("policies/ups.yaml"),
         r#"
@@ -253,6 +280,28 @@ windows:
         .unwrap();
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["runs"][0]["count"], 2);
+
+    // The same ledger over HTTP, with readiness.
+    assert_eq!(http(api, "GET", "/readyz", &[]).0, 200);
+    let (status, body) = http(api, "GET", "/api/runs?status=suppressed", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(body["runs"][0]["count"], 2);
+    let (status, body) = http(api, "POST", &format!("/api/runs/{}/cancel", ok.id), &[]);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("auth.csrf"))
+    );
+    let (status, body) = http(
+        api,
+        "POST",
+        &format!("/api/runs/{}/cancel", ok.id),
+        &["X-Switchyard-CSRF: 1"],
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("run.not_queued")),
+        "{body}"
+    );
 
     // What serve changed is audited.
     let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
@@ -408,4 +457,35 @@ fn a_policy_directory_with_a_blocker_applies_nothing() {
             .unwrap()
     });
     assert!(policies.is_empty(), "the good file was not applied alone");
+}
+
+#[test]
+fn an_unsafe_api_setup_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[api]\nlisten = \"0.0.0.0:18080\"\n",
+            "not a loopback address and [auth] is not configured",
+        ),
+        (
+            "[auth]\njwt_hs256_secret = \"${env:SWITCHYARD_TEST_UNSET_SECRET}\"\n",
+            "SWITCHYARD_TEST_UNSET_SECRET",
+        ),
+    ];
+    for (toml, needle) in cases {
+        std::fs::write(
+            dir.path().join("switchyard.toml"),
+            format!("[database]\nurl = \"sqlite://ledger.db?mode=rwc\"\n{toml}"),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["serve", "--config"])
+            .arg(dir.path().join("switchyard.toml"))
+            .env_remove("SWITCHYARD_TEST_UNSET_SECRET")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{toml}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{toml}: {err}");
+    }
 }

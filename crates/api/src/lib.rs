@@ -1,0 +1,247 @@
+//! switchyard's HTTP API (DESIGN §9) — the part built so far: health and
+//! readiness, the ledger (`GET /api/runs`, `GET /api/runs/{id}`), cancelling a
+//! queued run, and reading policies, behind JWT bearer auth with roles, or
+//! loopback-only without auth with the CSRF and `Host` rules for state changes.
+//!
+//! Only this crate defines HTTP DTOs (`dto`).
+
+pub mod auth;
+pub mod dto;
+mod error;
+
+pub use auth::{Auth, Role};
+pub use error::ApiError;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use switchyard_engine::Engine;
+use switchyard_store::{PolicyRef, RunFilter, RunStatus, Store};
+
+/// Why readiness fails, if it does (`None`: ready).
+pub type ReadyCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// Set once this instance holds the engine lease.
+    pub engine: Arc<std::sync::OnceLock<Engine>>,
+    pub ready: ReadyCheck,
+    pub auth: Option<Arc<Auth>>,
+    /// The address the API listens on (the `Host` guard without auth).
+    pub listen: SocketAddr,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("listen", &self.listen)
+            .field("auth", &self.auth.is_some())
+            .finish()
+    }
+}
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{id}", get(show_run))
+        .route("/api/runs/{id}/cancel", post(cancel_run))
+        .route("/api/policies", get(list_policies))
+        .route("/api/policies/{id}", get(show_policy))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match (s.ready)() {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    policy: Option<String>,
+    host: Option<String>,
+    target: Option<String>,
+    status: Option<String>,
+    event: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u64>,
+}
+
+fn time(name: &str, v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    v.map(|t| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "bad_time",
+                    format!("`{name}` must be an RFC 3339 time, not `{t}`"),
+                )
+            })
+    })
+    .transpose()
+}
+
+async fn list_runs(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth::authorize(&s, &method, &headers, Role::Viewer)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(st) => Some(RunStatus::parse(st).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_status",
+                format!(
+                    "`{st}` is not a run status; one of: {}",
+                    RunStatus::ALL.map(RunStatus::as_str).join(", ")
+                ),
+            )
+        })?),
+    };
+    let policy_id = match &q.policy {
+        None => None,
+        Some(p) => Some(s.store.get_policy(&PolicyRef::parse(p)).await?.id),
+    };
+    let filter = RunFilter {
+        policy_id,
+        host: q.host,
+        target_id: q.target,
+        status,
+        event_id: q.event,
+        since: time("since", q.since.as_deref())?,
+        until: time("until", q.until.as_deref())?,
+    };
+    let (runs, next) = s
+        .store
+        .list_runs(&filter, q.cursor.as_deref(), q.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(json!({
+        "runs": runs.iter().map(dto::run).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+fn run_id(id: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::try_parse(id)
+        .map_err(|_| ApiError::bad_request("bad_id", format!("`{id}` is not a run id (a UUID)")))
+}
+
+async fn show_run(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth::authorize(&s, &method, &headers, Role::Viewer)?;
+    Ok(Json(dto::run(&s.store.get_run(run_id(&id)?).await?)))
+}
+
+async fn cancel_run(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let caller = auth::authorize(&s, &method, &headers, Role::Operator)?;
+    let id = run_id(&id)?;
+    let run = s.store.get_run(id).await?;
+    let engine = s.engine.get().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine.standby",
+            "this instance is not the active engine",
+        )
+    })?;
+    if !engine.cancel(id).await {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run.not_queued",
+            format!(
+                "run {id} is {}, not waiting in a queue",
+                run.status.as_str()
+            ),
+        ));
+    }
+    let _ = s
+        .store
+        .audit(&switchyard_store::AuditEvent {
+            id: uuid::Uuid::now_v7(),
+            at: chrono::Utc::now(),
+            subject: caller.subject,
+            action: "run.cancelled".into(),
+            target: id.to_string(),
+            correlation_id: run.correlation_id.clone(),
+            detail: json!({"policy": run.policy_name, "host": run.host}),
+        })
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "recording an audit event failed"));
+    Ok(Json(dto::run(&s.store.get_run(id).await?)))
+}
+
+async fn list_policies(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth::authorize(&s, &method, &headers, Role::Viewer)?;
+    let policies = s.store.list_policies().await?;
+    Ok(Json(
+        json!({"policies": policies.iter().map(dto::policy).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn show_policy(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth::authorize(&s, &method, &headers, Role::Viewer)?;
+    Ok(Json(dto::policy(
+        &s.store.get_policy(&PolicyRef::parse(&id)).await?,
+    )))
+}
+
+/// Serve `router(state)` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
