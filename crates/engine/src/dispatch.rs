@@ -153,6 +153,53 @@ impl Dispatcher {
         plans: &[Plan],
         outcomes: &[EventOutcome],
     ) {
+        let mut runs = Vec::new();
+        for (plan, outcome) in plans.iter().zip(outcomes) {
+            let EventOutcome::Recorded(decisions) = outcome else {
+                continue;
+            };
+            for (planned, settled) in plan.decisions.decisions.iter().zip(decisions) {
+                for (pr, sr) in planned.runs.iter().zip(&settled.runs) {
+                    if sr.status != RunStatus::Queued {
+                        continue;
+                    }
+                    let Some(meta) = plan.dispatch.get(&sr.id) else {
+                        continue;
+                    };
+                    let r = &pr.run;
+                    runs.push(QueuedRun {
+                        id: r.id,
+                        decision_id: planned.decision.id,
+                        policy_id: planned.decision.policy_id,
+                        policy_name: planned.decision.policy_name.clone(),
+                        host: r.host.clone(),
+                        target: Target {
+                            target_type: r.target_type.clone(),
+                            id: r.target_id.clone(),
+                        },
+                        driver: r.driver.clone().unwrap_or_default(),
+                        capability: r.capability.clone(),
+                        verb: r.verb.clone(),
+                        params: r.params.clone(),
+                        idempotency_key: r.idempotency_key.clone().unwrap_or_default(),
+                        queued_at: r.queued_at,
+                        attempt: 1,
+                        meta: meta.clone(),
+                    });
+                }
+            }
+        }
+        self.enqueue(reserved, runs);
+    }
+
+    /// Queue runs found at recovery (already `queued` in the ledger).
+    pub(crate) fn requeue(self: &Arc<Self>, runs: Vec<QueuedRun>) {
+        self.enqueue(&[], runs);
+    }
+
+    /// Release `reserved` slots and queue `runs`, in order, under one lock (so a
+    /// queue's depth is never undercounted), then start what may start.
+    fn enqueue(self: &Arc<Self>, reserved: &[String], runs: Vec<QueuedRun>) {
         let mut touched = HashSet::new();
         {
             let mut hosts = self.hosts.lock().expect("hosts lock");
@@ -161,58 +208,6 @@ impl Dispatcher {
                     h.reserved = h.reserved.saturating_sub(1);
                 }
             }
-            for (plan, outcome) in plans.iter().zip(outcomes) {
-                let EventOutcome::Recorded(decisions) = outcome else {
-                    continue;
-                };
-                for (planned, settled) in plan.decisions.decisions.iter().zip(decisions) {
-                    for (pr, sr) in planned.runs.iter().zip(&settled.runs) {
-                        if sr.status != RunStatus::Queued {
-                            continue;
-                        }
-                        let Some(meta) = plan.dispatch.get(&sr.id) else {
-                            continue;
-                        };
-                        let r = &pr.run;
-                        let q = QueuedRun {
-                            id: r.id,
-                            decision_id: planned.decision.id,
-                            policy_id: planned.decision.policy_id,
-                            policy_name: planned.decision.policy_name.clone(),
-                            host: r.host.clone(),
-                            target: Target {
-                                target_type: r.target_type.clone(),
-                                id: r.target_id.clone(),
-                            },
-                            driver: r.driver.clone().unwrap_or_default(),
-                            capability: r.capability.clone(),
-                            verb: r.verb.clone(),
-                            params: r.params.clone(),
-                            idempotency_key: r.idempotency_key.clone().unwrap_or_default(),
-                            queued_at: r.queued_at,
-                            attempt: 1,
-                            meta: meta.clone(),
-                        };
-                        touched.insert(q.host.clone());
-                        hosts
-                            .entry(q.host.clone())
-                            .or_default()
-                            .waiting
-                            .push_back(q);
-                    }
-                }
-            }
-        }
-        for host in touched {
-            self.pump(&host);
-        }
-    }
-
-    /// Queue runs found at recovery (already `queued` in the ledger).
-    pub(crate) fn requeue(self: &Arc<Self>, runs: Vec<QueuedRun>) {
-        let mut touched = HashSet::new();
-        {
-            let mut hosts = self.hosts.lock().expect("hosts lock");
             for q in runs {
                 touched.insert(q.host.clone());
                 hosts
