@@ -22,6 +22,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use switchyard_engine::Engine;
+use switchyard_intake::{Published, Publisher};
 use switchyard_store::{PolicyRef, RunFilter, RunStatus, Store};
 
 /// Why readiness fails, if it does (`None`: ready).
@@ -33,6 +34,8 @@ pub struct AppState {
     pub store: Store,
     /// Set once this instance holds the engine lease.
     pub engine: Arc<std::sync::OnceLock<Engine>>,
+    /// Set once intake is connected: the ingest endpoints publish through it.
+    pub publisher: Arc<std::sync::OnceLock<Publisher>>,
     pub ready: ReadyCheck,
     pub auth: Option<Arc<Auth>>,
     /// The address the API listens on (the `Host` guard without auth).
@@ -61,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{id}/cancel", post(cancel_run))
         .route("/api/policies", get(list_policies))
         .route("/api/policies/{id}", get(show_policy))
+        .route("/api/events", post(ingest_event))
+        .route("/api/webhooks/alertmanager", post(ingest_alertmanager))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -233,6 +238,70 @@ async fn show_policy(
     Ok(Json(dto::policy(
         &s.store.get_policy(&PolicyRef::parse(&id)).await?,
     )))
+}
+
+fn publisher(s: &AppState) -> Result<&Publisher, ApiError> {
+    s.publisher.get().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ingest.unavailable",
+            "NATS is not connected yet; try again",
+        )
+    })
+}
+
+fn published(p: &Published) -> serde_json::Value {
+    json!({"event_id": p.event_id, "stream": p.stream, "seq": p.seq, "duplicate": p.duplicate})
+}
+
+fn publish_failed(e: switchyard_intake::PublishError) -> ApiError {
+    tracing::warn!(error = %e, "ingest publish failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ingest.publish_failed",
+        "the event could not be published to JetStream; try again",
+    )
+}
+
+/// `POST /api/events`: one event (native envelope or CloudEvents JSON),
+/// checked as intake checks it, published with `Nats-Msg-Id`; 202 once
+/// JetStream has acknowledged it.
+async fn ingest_event(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    auth::authorize(&s, &method, &headers, Role::Ingest)?;
+    let event = switchyard_spec::event::parse(&body, switchyard_spec::event::Limits::default())
+        .map_err(|e| ApiError::bad_request("event.invalid", format!("{} ({})", e, e.reason())))?;
+    let p = publisher(&s)?;
+    let out = match &event.id {
+        Some(id) => p.publish_payload(&event.kind, id, body.to_vec()).await,
+        None => p.publish(&event).await,
+    }
+    .map_err(publish_failed)?;
+    Ok((StatusCode::ACCEPTED, Json(published(&out))))
+}
+
+/// `POST /api/webhooks/alertmanager`: an Alertmanager (version 4) webhook;
+/// each alert becomes an `alertmanager.firing|resolved` event; 202 once all
+/// are acknowledged.
+async fn ingest_alertmanager(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    auth::authorize(&s, &method, &headers, Role::Ingest)?;
+    let events = switchyard_intake::alertmanager::to_events(&body)
+        .map_err(|e| ApiError::bad_request("alertmanager.invalid", e.to_string()))?;
+    let p = publisher(&s)?;
+    let mut out = Vec::with_capacity(events.len());
+    for e in &events {
+        out.push(published(&p.publish(e).await.map_err(publish_failed)?));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"events": out}))))
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` resolves.

@@ -97,6 +97,7 @@ fn state(store: Store, auth: Option<Auth>, ready: Option<&'static str>) -> AppSt
     AppState {
         store,
         engine: Arc::default(),
+        publisher: Arc::default(),
         ready: Arc::new(move || ready.map(str::to_owned)),
         auth: auth.map(Arc::new),
         listen: "127.0.0.1:8080".parse().unwrap(),
@@ -352,4 +353,69 @@ async fn without_auth_state_changes_need_the_csrf_header_and_our_host() {
         StatusCode::SERVICE_UNAVAILABLE,
         "passes the guards: {body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_publishes_to_jetstream_and_answers_202() {
+    let nats = switchyard_test_support::NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    switchyard_intake::provision::provision(&js, &switchyard_intake::IntakeOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(
+        store_with_runs(dir.path()).await,
+        Some(Auth::hs256(SECRET, None, None)),
+        None,
+    );
+    let post = |uri: &str, role: &str, body: &str| {
+        Request::post(uri)
+            .header(
+                "authorization",
+                format!("Bearer {}", token(role, 600, SECRET)),
+            )
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let event = r#"{"id":"evt-1","kind":"ups.on_battery","host":"pve-01","data":{"ups":"ups1"}}"#;
+    // Not connected yet: 503, nothing lost silently.
+    let (st, body) = call(&s, post("/api/events", "ingest", event)).await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("ingest.unavailable"))
+    );
+    let _ = s.publisher.set(switchyard_intake::Publisher::new(client));
+    let (st, _) = call(&s, post("/api/events", "viewer", event)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "a viewer may not ingest");
+    let (st, body) = call(&s, post("/api/events", "ingest", event)).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        (body["event_id"].as_str(), body["duplicate"].as_bool()),
+        (Some("evt-1"), Some(false))
+    );
+    let (_, again) = call(&s, post("/api/events", "ingest", event)).await;
+    assert_eq!(
+        again["duplicate"], true,
+        "the same id is de-duplicated by JetStream"
+    );
+    let (st, body) = call(
+        &s,
+        post("/api/events", "ingest", r#"{"kind":"Not A Kind"}"#),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("event.invalid"))
+    );
+    let alert = r#"{"version":"4","status":"firing","receiver":"switchyard","groupKey":"{}:{}","alerts":[{"status":"firing","labels":{"alertname":"NginxDown","instance":"web-01:80"},"annotations":{},"startsAt":"2026-11-24T08:00:00Z","fingerprint":"abc"}]}"#;
+    let (st, body) = call(&s, post("/api/webhooks/alertmanager", "ingest", alert)).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    let (st, _) = call(&s, post("/api/webhooks/alertmanager", "ingest", "{}")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    // Both events are in the stream.
+    let mut stream = js.get_stream("SWITCHYARD_EVENTS").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 2);
 }

@@ -12,6 +12,7 @@ mod event_cmd;
 mod policy_cmd;
 mod runs_cmd;
 mod serve;
+mod token_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ enum Command {
     /// Read the execution ledger.
     #[command(subcommand)]
     Runs(runs_cmd::RunsCommand),
+    /// Issue API tokens.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
     /// Manage the database.
     #[command(subcommand)]
     Db(db_cmd::DbCommand),
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Db(cmd) => db_cmd::run(cmd),
         Command::Serve(args) => serve::run(args),
         Command::Runs(cmd) => runs_cmd::run(cmd),
+        Command::Token(cmd) => token_cmd::run(cmd),
     };
     ExitCode::from(code)
 }

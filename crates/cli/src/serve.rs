@@ -137,6 +137,7 @@ async fn serve(config: Config) -> Result<()> {
         tracing::warn!(%listen, "NO AUTH: [auth] is not configured; the API is open to anyone on this machine (state changes need X-Switchyard-CSRF: 1)");
     }
     let engine_cell: Arc<std::sync::OnceLock<Engine>> = Arc::default();
+    let publisher_cell: Arc<std::sync::OnceLock<switchyard_intake::Publisher>> = Arc::default();
     let intake_cell: Arc<std::sync::OnceLock<switchyard_intake::Readiness>> = Arc::default();
     let ready: switchyard_api::ReadyCheck = {
         let (e, i) = (Arc::clone(&engine_cell), Arc::clone(&intake_cell));
@@ -162,6 +163,7 @@ async fn serve(config: Config) -> Result<()> {
         switchyard_api::AppState {
             store: store.clone(),
             engine: Arc::clone(&engine_cell),
+            publisher: Arc::clone(&publisher_cell),
             ready,
             auth: auth.map(Arc::new),
             listen,
@@ -300,6 +302,7 @@ async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("connecting intake to {}", config.nats.url))?;
     tracing::info!(nats = %config.nats.url, stream = %config.nats.stream, "intake connected");
     let _ = intake_cell.set(intake.readiness());
+    let _ = publisher_cell.set(switchyard_intake::Publisher::new(intake.client().clone()));
 
     // Run notifications on NATS.
     let notifier = tokio::spawn(switchyard_intake::notify::forward(

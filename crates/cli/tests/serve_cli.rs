@@ -489,3 +489,73 @@ fn an_unsafe_api_setup_refuses_to_start() {
         assert!(err.contains(needle), "{toml}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_the_cli_open_the_authenticated_api() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef-test\n").unwrap();
+    let api = write_config(
+        dir.path(),
+        &nats.url(),
+        &format!(
+            "[auth]\njwt_hs256_secret = \"${{file:{}}}\"\n",
+            secret.display()
+        ),
+    );
+    let mut serve = Serve::start(dir.path());
+    let issue = |role: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "token",
+                "issue",
+                "--role",
+                role,
+                "--ttl",
+                "10m",
+                "--subject",
+                "ci",
+                "--config",
+            ])
+            .arg(dir.path().join("switchyard.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(http(api, "GET", "/api/runs", &[]).0, 401);
+    let viewer = issue("viewer");
+    let (status, body) = http(
+        api,
+        "GET",
+        "/api/runs",
+        &[&format!("Authorization: Bearer {viewer}")],
+    );
+    assert_eq!(status, 200, "{body}");
+    let ingest = issue("ingest");
+    let (status, _) = http(
+        api,
+        "GET",
+        "/api/runs",
+        &[&format!("Authorization: Bearer {ingest}")],
+    );
+    assert_eq!(status, 403);
+    // The secret never shows up in the log.
+    serve.signal("-TERM");
+    assert!(serve.wait_exit().success());
+    assert!(
+        !serve
+            .log_text()
+            .contains("0123456789abcdef0123456789abcdef")
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["token", "issue", "--role", "root"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
