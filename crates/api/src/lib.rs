@@ -40,6 +40,8 @@ pub struct AppState {
     pub auth: Option<Arc<Auth>>,
     /// The address the API listens on (the `Host` guard without auth).
     pub listen: SocketAddr,
+    /// Called after a policy change so the engine picks it up.
+    pub policies_changed: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -64,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{id}/cancel", post(cancel_run))
         .route("/api/policies", get(list_policies))
         .route("/api/policies/{id}", get(show_policy))
+        .route("/api/policies/{id}/enable", post(enable_policy))
+        .route("/api/policies/{id}/disable", post(disable_policy))
         .route("/api/events", post(ingest_event))
         .route("/api/webhooks/alertmanager", post(ingest_alertmanager))
         .fallback(not_found)
@@ -238,6 +242,96 @@ async fn show_policy(
     Ok(Json(dto::policy(
         &s.store.get_policy(&PolicyRef::parse(&id)).await?,
     )))
+}
+
+#[derive(Debug, Deserialize)]
+struct EnableQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// The number of errors the policy's last dry-run reported.
+fn dry_run_errors(p: &switchyard_store::PolicyRecord) -> u64 {
+    p.last_dry_run
+        .as_ref()
+        .and_then(|d| d.pointer("/summary/errors"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
+async fn enable_policy(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<EnableQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let caller = auth::authorize(
+        &s,
+        &method,
+        &headers,
+        if q.force { Role::Admin } else { Role::Operator },
+    )?;
+    let r = PolicyRef::parse(&id);
+    let current = s.store.get_policy(&r).await?;
+    let errors = dry_run_errors(&current);
+    if errors > 0 && !q.force {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "policy.enable_blocked",
+            format!(
+                "the last dry-run of `{}` reported {errors} error(s); fix them and dry-run again, or enable with ?force=true as an admin",
+                current.name
+            ),
+        ));
+    }
+    let saved = s.store.set_enabled(&r, true).await?;
+    audit_policy(
+        &s,
+        &caller,
+        if errors > 0 {
+            "policy.enabled_forced"
+        } else {
+            "policy.enabled"
+        },
+        &saved,
+    )
+    .await;
+    (s.policies_changed)();
+    Ok(Json(dto::policy(&saved)))
+}
+
+async fn disable_policy(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let caller = auth::authorize(&s, &method, &headers, Role::Operator)?;
+    let saved = s.store.set_enabled(&PolicyRef::parse(&id), false).await?;
+    audit_policy(&s, &caller, "policy.disabled", &saved).await;
+    (s.policies_changed)();
+    Ok(Json(dto::policy(&saved)))
+}
+
+async fn audit_policy(
+    s: &AppState,
+    caller: &auth::Caller,
+    action: &str,
+    p: &switchyard_store::PolicyRecord,
+) {
+    let event = switchyard_store::AuditEvent {
+        id: uuid::Uuid::now_v7(),
+        at: chrono::Utc::now(),
+        subject: caller.subject.clone(),
+        action: action.into(),
+        target: p.name.clone(),
+        correlation_id: p.id.to_string(),
+        detail: json!({"version": p.version_int, "role": caller.role.as_str()}),
+    };
+    if let Err(e) = s.store.audit(&event).await {
+        tracing::warn!(error = %e, "recording an audit event failed");
+    }
 }
 
 fn publisher(s: &AppState) -> Result<&Publisher, ApiError> {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_api::{AppState, Auth, router};
 use switchyard_store::{
-    EventDecisions, NewDecision, NewPolicy, NewRun, PlannedDecision, PlannedRun, RunStatus, Store,
+    EventDecisions, NewDecision, NewPolicy, NewRun, PlannedDecision, PlannedRun, PolicyRef,
+    RunStatus, Store,
 };
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -101,6 +102,7 @@ fn state(store: Store, auth: Option<Auth>, ready: Option<&'static str>) -> AppSt
         ready: Arc::new(move || ready.map(str::to_owned)),
         auth: auth.map(Arc::new),
         listen: "127.0.0.1:8080".parse().unwrap(),
+        policies_changed: Arc::new(|| {}),
     }
 }
 
@@ -418,4 +420,91 @@ async fn ingest_publishes_to_jetstream_and_answers_202() {
     // Both events are in the stream.
     let mut stream = js.get_stream("SWITCHYARD_EVENTS").await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 2);
+}
+
+#[tokio::test]
+async fn enabling_is_gated_by_the_last_dry_run_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_runs(dir.path()).await;
+    let reloads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    let counter = Arc::clone(&reloads);
+    s.policies_changed = Arc::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let operator = token("operator", 600, SECRET);
+    let admin = token("admin", 600, SECRET);
+    let viewer = token("viewer", 600, SECRET);
+    let (st, _) = call(&s, with_bearer("/api/policies/ups/enable", "POST", &viewer)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, body) = call(
+        &s,
+        with_bearer("/api/policies/ups/enable", "POST", &operator),
+    )
+    .await;
+    assert_eq!(
+        (st, body["enabled"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{body}"
+    );
+    let (st, body) = call(
+        &s,
+        with_bearer("/api/policies/ups/disable", "POST", &operator),
+    )
+    .await;
+    assert_eq!(
+        (st, body["enabled"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    // A dry-run with errors blocks enabling; an admin may force it.
+    store
+        .save_transcript(
+            &PolicyRef::parse("ups"),
+            json!({"targets": []}),
+            json!({"errors": 2}),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let (st, body) = call(
+        &s,
+        with_bearer("/api/policies/ups/enable", "POST", &operator),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("policy.enable_blocked"))
+    );
+    let (st, _) = call(
+        &s,
+        with_bearer("/api/policies/ups/enable?force=true", "POST", &operator),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "forcing needs an admin");
+    let (st, _) = call(
+        &s,
+        with_bearer("/api/policies/ups/enable?force=true", "POST", &admin),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        reloads.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "the engine is told each time"
+    );
+    let actions: Vec<String> = store
+        .audit_events(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert!(
+        actions.contains(&"policy.enabled_forced".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"policy.disabled".to_owned()),
+        "{actions:?}"
+    );
 }

@@ -154,6 +154,28 @@ async fn serve(config: Config) -> Result<()> {
             }
         })
     };
+    // A policy change through the API reloads the engine's policies; reloads
+    // run one at a time, in order, so the last one always reads the last change.
+    let policies_changed: Arc<dyn Fn() + Send + Sync> = {
+        let (store, engine) = (store.clone(), Arc::clone(&engine_cell));
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        Arc::new(move || {
+            let (store, engine, gate) = (store.clone(), Arc::clone(&engine), Arc::clone(&gate));
+            tokio::spawn(async move {
+                let _one_at_a_time = gate.lock().await;
+                let Some(engine) = engine.get() else { return };
+                match load_policies(&store).await {
+                    Ok(p) => {
+                        tracing::info!(enabled = p.len(), "policies reloaded");
+                        engine.set_policies(p);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reloading policies failed; the engine keeps the previous set")
+                    }
+                }
+            });
+        })
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the API to {listen}"))?;
@@ -167,6 +189,7 @@ async fn serve(config: Config) -> Result<()> {
             ready,
             auth: auth.map(Arc::new),
             listen,
+            policies_changed,
         },
         async {
             let _ = api_stop_rx.await;

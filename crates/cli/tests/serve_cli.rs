@@ -303,6 +303,57 @@ windows:
         "{body}"
     );
 
+    // Disabling the policy through the API stops it firing on the next event.
+    let (status, body) = http(
+        api,
+        "POST",
+        "/api/policies/ups-on-battery-note/disable",
+        &["X-Switchyard-CSRF: 1"],
+    );
+    assert_eq!(
+        (status, body["enabled"].as_bool()),
+        (200, Some(false)),
+        "{body}"
+    );
+    let before = runs(dir.path()).await.len();
+    let mut reloaded = false;
+    for _ in 0..50 {
+        if serve.log_text().contains("policies reloaded") {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reloaded, "{}", serve.log_text());
+    publish(
+        &nats.url(),
+        &["--kind", "ups.on_battery", "--data", "{\"ups\":\"ups2\"}"],
+    );
+    // Wait until intake has acknowledged everything: the event was decided.
+    let js = async_nats::jetstream::new(client.clone());
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream("SWITCHYARD_EVENTS")
+        .await
+        .unwrap()
+        .get_consumer("switchyard-engine")
+        .await
+        .unwrap();
+    let mut settled = false;
+    for _ in 0..100 {
+        let info = consumer.info().await.unwrap();
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(settled, "intake acknowledged the event");
+    assert_eq!(
+        runs(dir.path()).await.len(),
+        before,
+        "a disabled policy decides nothing"
+    );
+
     // What serve changed is audited.
     let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
     let audit = Store::connect(&url)
