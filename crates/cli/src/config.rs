@@ -469,6 +469,64 @@ mod tests {
         }
     }
 
+    /// docker-compose.yml cannot run here (no Docker engine); parse it and
+    /// load the configuration it gives switchyard, as the container would.
+    #[test]
+    fn the_compose_file_configures_a_valid_switchyard() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+        let compose: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        for service in ["nats", "postgres", "switchyard"] {
+            assert!(
+                compose["services"][service].is_object(),
+                "service {service}"
+            );
+        }
+        assert!(
+            compose["services"]["nats"]["command"]
+                .as_array()
+                .unwrap()
+                .contains(&"-js".into()),
+            "JetStream on"
+        );
+        let sy = &compose["services"]["switchyard"];
+        // Compose's own interpolation: `$${` is a literal `${`; `${X:?…}` is the user's secret.
+        let env: Vec<(String, String)> = sy["environment"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let v = v.as_str().unwrap().replace("$${", "${");
+                let v = if v.starts_with("${SWITCHYARD_JWT_SECRET:?") {
+                    "x".repeat(32)
+                } else {
+                    v
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let mount = sy["volumes"][0].as_str().unwrap();
+        let host_path = mount.split(':').next().unwrap();
+        let c = Config::load_with_env(Some(&root.join(host_path)), &env).unwrap();
+        assert!(c.database_url().starts_with("postgres://"));
+        assert_eq!(c.nats.url, "nats://nats:4222");
+        assert_eq!(c.api.listen, "0.0.0.0:8080");
+        assert_eq!(
+            c.auth.unwrap().jwt_hs256_secret.as_deref(),
+            Some("${env:SWITCHYARD_JWT_SECRET}")
+        );
+        assert_eq!(c.hosts.len(), 2);
+        // The Dockerfile copies what exists.
+        let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+        for line in dockerfile
+            .lines()
+            .filter(|l| l.starts_with("COPY drivers/"))
+        {
+            let src = line.split_whitespace().nth(1).unwrap();
+            assert!(root.join(src).is_file(), "{src}");
+        }
+    }
+
     #[test]
     fn mistakes_are_named() {
         let dir = tempfile::tempdir().unwrap();
