@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/policies/{id}", get(show_policy))
         .route("/api/policies/{id}/enable", post(enable_policy))
         .route("/api/policies/{id}/disable", post(disable_policy))
+        .route("/api/stream", get(stream))
         .route("/api/events", post(ingest_event))
         .route("/api/webhooks/alertmanager", post(ingest_alertmanager))
         .fallback(not_found)
@@ -332,6 +333,43 @@ async fn audit_policy(
     if let Err(e) = s.store.audit(&event).await {
         tracing::warn!(error = %e, "recording an audit event failed");
     }
+}
+
+/// `GET /api/stream`: server-sent events, one `run` event per run status
+/// change as the engine records it (a `lagged` event says how many a slow
+/// reader missed); a keep-alive comment every 15 s.
+async fn stream(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<
+    axum::response::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    auth::authorize(&s, &method, &headers, Role::Viewer)?;
+    let engine = s.engine.get().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine.standby",
+            "this instance is not the active engine",
+        )
+    })?;
+    let events = futures::stream::unfold(engine.subscribe(), |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(notice) => Event::default()
+                .event("run")
+                .json_data(&notice)
+                .unwrap_or_else(|_| Event::default().event("error").data("unencodable notice")),
+            Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(event), rx))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
 }
 
 fn publisher(s: &AppState) -> Result<&Publisher, ApiError> {

@@ -508,3 +508,99 @@ async fn enabling_is_gated_by_the_last_dry_run_and_audited() {
         "{actions:?}"
     );
 }
+
+#[derive(Debug)]
+struct Instant0;
+
+impl switchyard_engine::Drivers for Instant0 {
+    fn execute(
+        &self,
+        _req: switchyard_engine::ports::ExecRequest,
+    ) -> futures::future::BoxFuture<'_, switchyard_engine::ports::ExecReport> {
+        Box::pin(async {
+            switchyard_engine::ports::ExecReport {
+                result: Ok(switchyard_engine::ports::Executed {
+                    ok: true,
+                    effects: vec![],
+                    output: None,
+                    reason: None,
+                }),
+                stderr: vec![],
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_carries_run_status_changes() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_runs(dir.path()).await;
+    let manifest = switchyard_plugin::Manifest::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers/exec"),
+    )
+    .unwrap()
+    .manifest;
+    let routing = switchyard_engine::Routing::new(
+        [&manifest],
+        [switchyard_engine::HostEntry {
+            id: "pve-01".into(),
+            drivers: vec!["exec".into()],
+            labels: Default::default(),
+        }],
+    );
+    let policy = store.get_policy(&PolicyRef::parse("ups")).await.unwrap();
+    let active =
+        switchyard_engine::ActivePolicy::new(policy.id, &policy.name, 1, policy.ir).unwrap();
+    let (engine, _) = switchyard_engine::Engine::start(
+        switchyard_engine::EngineConfig {
+            holder: "api-test".into(), // the holder that wrote the fixture runs
+            ..Default::default()
+        },
+        Arc::new(store.clone()),
+        Arc::new(Instant0),
+        routing,
+        switchyard_engine::PolicySet::new(vec![active]),
+        switchyard_engine::InventorySnapshot::default(),
+    )
+    .await
+    .unwrap();
+    let s = state(store, None, None);
+    let resp = router(s.clone()).oneshot(get("/api/stream")).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no engine yet"
+    );
+    let _ = s.engine.set(engine.clone());
+    let resp = router(s.clone()).oneshot(get("/api/stream")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body().into_data_stream();
+    let ev = switchyard_spec::event::parse(
+        br#"{"id":"s1","kind":"ups.on_battery","host":"pve-01","data":{}}"#,
+        Default::default(),
+    )
+    .unwrap();
+    engine
+        .decide(switchyard_engine::Incoming {
+            delivery_key: "S|stream".into(),
+            event_id: "s1".into(),
+            event: ev,
+            received_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("succeeded") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("a stream event")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: run"), "{text}");
+    assert!(text.contains("\"status\":\"running\""), "{text}");
+    assert!(text.contains("\"policy_name\":\"ups\""), "{text}");
+}
