@@ -205,19 +205,15 @@ async fn cancel_run(
             ),
         ));
     }
-    let _ = s
-        .store
-        .audit(&switchyard_store::AuditEvent {
-            id: uuid::Uuid::now_v7(),
-            at: chrono::Utc::now(),
-            subject: caller.subject,
-            action: "run.cancelled".into(),
-            target: id.to_string(),
-            correlation_id: run.correlation_id.clone(),
-            detail: json!({"policy": run.policy_name, "host": run.host}),
-        })
-        .await
-        .map_err(|e| tracing::warn!(error = %e, "recording an audit event failed"));
+    audit(
+        &s,
+        &caller,
+        "run.cancelled",
+        &id.to_string(),
+        &run.correlation_id,
+        json!({"policy": run.policy_name, "host": run.host}),
+    )
+    .await;
     Ok(Json(dto::run(&s.store.get_run(id).await?)))
 }
 
@@ -315,24 +311,38 @@ async fn disable_policy(
     Ok(Json(dto::policy(&saved)))
 }
 
-async fn audit_policy(
+/// Record a state change made through the API; a failure to audit is
+/// logged, never turned into an error for the caller.
+async fn audit(
     s: &AppState,
     caller: &auth::Caller,
     action: &str,
-    p: &switchyard_store::PolicyRecord,
+    target: &str,
+    correlation_id: &str,
+    detail: serde_json::Value,
 ) {
     let event = switchyard_store::AuditEvent {
         id: uuid::Uuid::now_v7(),
         at: chrono::Utc::now(),
         subject: caller.subject.clone(),
         action: action.into(),
-        target: p.name.clone(),
-        correlation_id: p.id.to_string(),
-        detail: json!({"version": p.version_int, "role": caller.role.as_str()}),
+        target: target.into(),
+        correlation_id: correlation_id.into(),
+        detail,
     };
     if let Err(e) = s.store.audit(&event).await {
         tracing::warn!(error = %e, "recording an audit event failed");
     }
+}
+
+async fn audit_policy(
+    s: &AppState,
+    caller: &auth::Caller,
+    action: &str,
+    p: &switchyard_store::PolicyRecord,
+) {
+    let detail = json!({"version": p.version_int, "role": caller.role.as_str()});
+    audit(s, caller, action, &p.name, &p.id.to_string(), detail).await;
 }
 
 /// `GET /api/stream`: server-sent events, one `run` event per run status
