@@ -253,7 +253,7 @@ fn plan_for(
             for target in &resolution.missing {
                 for a in &p.ir.actions {
                     runs.push(PlannedRun {
-                        run: failed_run(p, a, target, "target_not_found", now),
+                        run: failed_run(a, target, "target_not_found", now),
                         idempotency_ttl: None,
                     });
                 }
@@ -263,7 +263,7 @@ fn plan_for(
                     let params = match fill_params(&a.params, &envelope) {
                         Ok(v) => v,
                         Err(e) => {
-                            let mut run = failed_run(p, a, target, "placeholder_unresolved", now);
+                            let mut run = failed_run(a, target, "placeholder_unresolved", now);
                             run.params = json!({"error": e.to_string()});
                             runs.push(PlannedRun {
                                 run,
@@ -282,7 +282,7 @@ fn plan_for(
                         Ok(r) => r,
                         Err(e) => {
                             runs.push(PlannedRun {
-                                run: failed_run(p, a, target, e.reason(), now),
+                                run: failed_run(a, target, e.reason(), now),
                                 idempotency_ttl: None,
                             });
                             continue;
@@ -377,13 +377,11 @@ fn note_run(p: &ActivePolicy, status: RunStatus, reason: &str, now: DateTime<Utc
 }
 
 fn failed_run(
-    p: &ActivePolicy,
     a: &switchyard_spec::ir::ActionIr,
     target: &TargetRef,
     reason: &str,
     now: DateTime<Utc>,
 ) -> NewRun {
-    let _ = p;
     NewRun {
         id: Uuid::now_v7(),
         host: target.host.clone(),

@@ -4,11 +4,11 @@
 //! `on_error: stop`, and operator cancel.
 
 use crate::config::EngineConfig;
-use crate::decide::{DispatchMeta, Plan};
+use crate::decide::DispatchMeta;
 use crate::gates::{BreakerView, Breakers, Limits, Verdict};
 use crate::ports::{Drivers, ExecRequest};
 use crate::routing::Routing;
-use crate::writer::{Job, Lock, WriteError};
+use crate::writer::{Job, Lock, Metas, WriteError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use switchyard_plugin::protocol::Target;
-use switchyard_store::{EventOutcome, RunStatus, RunUpdate, Transition};
+use switchyard_store::{EventDecisions, EventOutcome, RunStatus, RunUpdate, Transition};
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -104,12 +104,6 @@ pub struct Dispatcher {
     limits: Limits,
 }
 
-impl std::fmt::Debug for dyn Drivers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Drivers")
-    }
-}
-
 impl Dispatcher {
     pub(crate) fn new(
         config: EngineConfig,
@@ -150,20 +144,21 @@ impl Dispatcher {
     pub(crate) fn admit_committed(
         self: &Arc<Self>,
         reserved: &[String],
-        plans: &[Plan],
+        items: &[EventDecisions],
+        metas: &[Metas],
         outcomes: &[EventOutcome],
     ) {
         let mut runs = Vec::new();
-        for (plan, outcome) in plans.iter().zip(outcomes) {
+        for ((item, meta), outcome) in items.iter().zip(metas).zip(outcomes) {
             let EventOutcome::Recorded(decisions) = outcome else {
                 continue;
             };
-            for (planned, settled) in plan.decisions.decisions.iter().zip(decisions) {
+            for (planned, settled) in item.decisions.iter().zip(decisions) {
                 for (pr, sr) in planned.runs.iter().zip(&settled.runs) {
                     if sr.status != RunStatus::Queued {
                         continue;
                     }
-                    let Some(meta) = plan.dispatch.get(&sr.id) else {
+                    let Some(meta) = meta.get(&sr.id) else {
                         continue;
                     };
                     let r = &pr.run;
@@ -591,11 +586,6 @@ impl Dispatcher {
             .collect();
         v.sort();
         v
-    }
-
-    /// Adapter calls allowed right now (the global cap minus calls in flight).
-    pub fn free_permits(&self) -> usize {
-        self.global.available_permits()
     }
 }
 

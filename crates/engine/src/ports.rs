@@ -9,8 +9,8 @@ use std::time::Duration;
 use switchyard_plugin::protocol::{Effect, Target};
 use switchyard_plugin::supervisor::{HostSpec, Supervisor};
 use switchyard_store::{
-    CorrelationRow, Error as StoreError, EventDecisions, EventOutcome, Lease, NewRun, RunFilter,
-    RunRecord, RunStatus, Store, Transition, Written,
+    CorrelationRow, Error as StoreError, EventDecisions, Lease, NewRun, RunFilter, RunRecord,
+    RunStatus, Store, Transition, Written,
 };
 
 /// Where decisions and status changes become durable.
@@ -21,21 +21,6 @@ pub trait Ledger: Send + Sync + 'static {
         now: chrono::DateTime<chrono::Utc>,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>>;
-
-    fn record_batch<'a>(
-        &'a self,
-        lease: &'a Lease,
-        now: chrono::DateTime<chrono::Utc>,
-        items: &'a [EventDecisions],
-        admit: &'a mut (dyn FnMut(&NewRun) -> bool + Send),
-    ) -> BoxFuture<'a, Result<Vec<EventOutcome>, StoreError>>;
-
-    fn transition_many<'a>(
-        &'a self,
-        lease: &'a Lease,
-        now: chrono::DateTime<chrono::Utc>,
-        changes: &'a [Transition],
-    ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>>;
 
     /// Status changes, then decisions, in one transaction.
     fn write_batch<'a>(
@@ -65,25 +50,6 @@ impl Ledger for Store {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
         Box::pin(Store::acquire_lease(self, holder, now, ttl))
-    }
-
-    fn record_batch<'a>(
-        &'a self,
-        lease: &'a Lease,
-        now: chrono::DateTime<chrono::Utc>,
-        items: &'a [EventDecisions],
-        admit: &'a mut (dyn FnMut(&NewRun) -> bool + Send),
-    ) -> BoxFuture<'a, Result<Vec<EventOutcome>, StoreError>> {
-        Box::pin(async move { Store::record_batch(self, lease, now, items, &mut *admit).await })
-    }
-
-    fn transition_many<'a>(
-        &'a self,
-        lease: &'a Lease,
-        now: chrono::DateTime<chrono::Utc>,
-        changes: &'a [Transition],
-    ) -> BoxFuture<'a, Result<Vec<bool>, StoreError>> {
-        Box::pin(Store::transition_many(self, lease, now, changes))
     }
 
     fn correlation_state(
@@ -182,6 +148,12 @@ pub trait Drivers: Send + Sync + 'static {
     fn health<'a>(&'a self, driver: &'a str, host: &'a str) -> BoxFuture<'a, bool> {
         let _ = (driver, host);
         Box::pin(async { true })
+    }
+}
+
+impl std::fmt::Debug for dyn Drivers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Drivers")
     }
 }
 

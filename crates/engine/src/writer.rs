@@ -1,11 +1,16 @@
 //! The single writer: every decision and status change goes through one task
 //! that commits them in batches (group commit) as the lease holder.
 
-use crate::decide::Plan;
+use crate::decide::{DispatchMeta, Plan};
 use crate::dispatch::Dispatcher;
 use crate::ports::Ledger;
 use std::sync::Arc;
-use switchyard_store::{Error as StoreError, EventOutcome, Lease, NewRun, Transition};
+use switchyard_store::{
+    Error as StoreError, EventDecisions, EventOutcome, Lease, NewRun, Transition,
+};
+
+/// Dispatch facts of one event's runs, by run id.
+pub(crate) type Metas = std::collections::HashMap<uuid::Uuid, DispatchMeta>;
 use tokio::sync::{mpsc, oneshot};
 
 /// Why a write failed; the event is not acknowledged.
@@ -65,14 +70,16 @@ pub(crate) async fn run(
             }
             continue;
         }
-        let mut plans = Vec::new();
+        let mut items = Vec::new();
+        let mut metas = Vec::new();
         let mut plan_replies = Vec::new();
         let mut changes = Vec::new();
         let mut change_replies = Vec::new();
         for job in buf.drain(..) {
             match job {
                 Job::Decide { plan, reply } => {
-                    plans.push(plan);
+                    items.push(plan.decisions);
+                    metas.push(plan.dispatch);
                     plan_replies.push(reply);
                 }
                 Job::Transition { change, reply } => {
@@ -83,8 +90,7 @@ pub(crate) async fn run(
         }
         let current = lease.lock().expect("lease lock").clone();
         let now = chrono::Utc::now();
-        stamp(&mut plans, now);
-        let items: Vec<_> = plans.iter().map(|p| p.decisions.clone()).collect();
+        stamp(&mut items, &mut metas, now);
         let mut reserved: Vec<String> = Vec::new();
         let mut admit = |run: &NewRun| {
             let ok = dispatcher.reserve(&run.host);
@@ -98,7 +104,7 @@ pub(crate) async fn run(
             .await;
         match result {
             Ok((applied, outcomes)) => {
-                dispatcher.admit_committed(&reserved, &plans, &outcomes);
+                dispatcher.admit_committed(&reserved, &items, &metas, &outcomes);
                 for (reply, ok) in change_replies.into_iter().zip(applied) {
                     let _ = reply.send(Ok(ok));
                 }
@@ -107,7 +113,7 @@ pub(crate) async fn run(
                 }
             }
             Err(e) => {
-                dispatcher.admit_committed(&reserved, &[], &[]);
+                dispatcher.admit_committed(&reserved, &[], &[], &[]);
                 tracing::error!(error = %e, events = items.len(), changes = changes.len(), "the ledger write failed; the events are not acknowledged");
                 for reply in change_replies {
                     let _ = reply.send(Err(WriteError::from(&e)));
@@ -123,13 +129,13 @@ pub(crate) async fn run(
 /// Give every run its place in the queue: `queued_at` is the commit time and
 /// ids (UUIDv7, monotonic) follow commit order, so the ledger's
 /// `(queued_at, id)` order is the order runs enter their host queues.
-fn stamp(plans: &mut [Plan], now: chrono::DateTime<chrono::Utc>) {
-    for plan in plans {
-        for d in &mut plan.decisions.decisions {
+fn stamp(items: &mut [EventDecisions], metas: &mut [Metas], now: chrono::DateTime<chrono::Utc>) {
+    for (item, meta) in items.iter_mut().zip(metas) {
+        for d in &mut item.decisions {
             for r in &mut d.runs {
                 let id = uuid::Uuid::now_v7();
-                if let Some(meta) = plan.dispatch.remove(&r.run.id) {
-                    plan.dispatch.insert(id, meta);
+                if let Some(m) = meta.remove(&r.run.id) {
+                    meta.insert(id, m);
                 }
                 r.run.id = id;
                 r.run.queued_at = now;
