@@ -1,7 +1,7 @@
 //! The JSON shapes the API returns (DESIGN §6 field names).
 
 use serde_json::{Value, json};
-use switchyard_store::{PolicyRecord, RunRecord};
+use switchyard_store::{PolicyRecord, RunRecord, VersionRecord};
 
 /// A run.
 pub fn run(r: &RunRecord) -> Value {
@@ -54,4 +54,26 @@ pub fn policy(p: &PolicyRecord) -> Value {
         "created_at": p.created_at,
         "updated_at": p.updated_at,
     })
+}
+
+/// A version in a history listing (no document).
+pub fn version_summary(v: &VersionRecord) -> Value {
+    json!({
+        "version_int": v.version_int,
+        "spec_hash": v.spec_hash,
+        "author": v.author,
+        "comment": v.comment,
+        "checksum": v.checksum,
+        "created_at": v.created_at,
+    })
+}
+
+/// One version with its document and IR.
+pub fn version(v: &VersionRecord) -> Value {
+    let mut out = version_summary(v);
+    out["policy_id"] = json!(v.policy_id);
+    out["format"] = json!(v.format);
+    out["source"] = json!(v.source);
+    out["ir"] = v.ir.to_value();
+    out
 }

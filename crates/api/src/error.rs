@@ -1,4 +1,4 @@
-//! Error bodies: `{error: {code, message}}`, never internals.
+//! Error bodies: `{error: {code, message, findings?}}`, never internals.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
@@ -10,6 +10,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Validation findings behind a refused save.
+    pub findings: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -18,7 +20,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            findings: None,
         }
+    }
+
+    pub fn with_findings(mut self, findings: serde_json::Value) -> ApiError {
+        self.findings = Some(findings);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -28,11 +36,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(f) = self.findings {
+            error["findings"] = f;
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
     }
 }
 
@@ -43,6 +51,32 @@ impl From<switchyard_store::Error> for ApiError {
             E::NotFound(what) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}"))
             }
+            E::Duplicate { id, name } => ApiError::new(
+                StatusCode::CONFLICT,
+                "policy.duplicate",
+                format!("policy `{name}` ({id}) already has exactly this behaviour"),
+            ),
+            E::NameTaken(name) => ApiError::new(
+                StatusCode::CONFLICT,
+                "policy.name_taken",
+                format!("a policy named `{name}` already exists"),
+            ),
+            E::VersionMismatch {
+                name,
+                expected,
+                current,
+            } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "policy.version_mismatch",
+                format!(
+                    "policy `{name}` is at version {current}, not {expected}; fetch it again and retry"
+                ),
+            ),
+            E::NoSuchVersion { name, version } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("policy `{name}` has no version {version}"),
+            ),
             E::Cursor(c) => ApiError::bad_request(
                 "bad_cursor",
                 format!("`{c}` is not a cursor this API gave out"),

@@ -94,8 +94,47 @@ async fn store_with_runs(dir: &std::path::Path) -> Store {
     store
 }
 
+/// Hosts `pve-01` and `pve-02` served by the test hypervisor driver
+/// (`tests/drivers/fakevm`), whose VMs live in `dir/fakevm.json`; each host's
+/// `token` is a secret reference to `dir/token`.
+fn fleet(dir: &std::path::Path) -> Arc<switchyard_engine::Fleet> {
+    let state_file = dir.join("fakevm.json");
+    let drivers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers");
+    let registry = switchyard_plugin::Registry::load(&[drivers]).unwrap();
+    let spec = registry
+        .adapter_spec(
+            "fakevm",
+            json!({"state_file": state_file.to_string_lossy()}),
+            &[],
+        )
+        .unwrap();
+    let supervisor = switchyard_plugin::Supervisor::new(
+        switchyard_plugin::SupervisorOptions::default(),
+        vec![spec],
+    );
+    let hosts = ["pve-01", "pve-02"]
+        .into_iter()
+        .map(|id| switchyard_engine::FleetHost {
+            spec: switchyard_plugin::HostSpec {
+                id: id.into(),
+                address: Some(format!("https://{id}.lab:8006")),
+                labels: [("site".to_owned(), "fra".to_owned())].into(),
+                config: json!({"token": format!("${{file:{}}}", dir.join("token").display())}),
+            },
+            drivers: vec!["fakevm".into()],
+        })
+        .collect();
+    Arc::new(switchyard_engine::Fleet::new(
+        Arc::new(registry),
+        supervisor,
+        hosts,
+        Duration::from_secs(600),
+    ))
+}
+
 fn state(store: Store, auth: Option<Auth>, ready: Option<&'static str>) -> AppState {
     AppState {
+        fleet: fleet(std::path::Path::new("/nonexistent")),
         store,
         engine: Arc::default(),
         publisher: Arc::default(),
@@ -591,8 +630,10 @@ async fn the_stream_carries_run_status_changes() {
         })
         .await
         .unwrap();
+    // Runs the fixture left queued are recovered and may finish first: wait
+    // for a `running` and a `succeeded` notice, whichever runs they are about.
     let mut text = String::new();
-    while !text.contains("succeeded") {
+    while !(text.contains("\"status\":\"running\"") && text.contains("\"status\":\"succeeded\"")) {
         let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
             .await
             .expect("a stream event")
@@ -601,6 +642,1082 @@ async fn the_stream_carries_run_status_changes() {
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(text.contains("event: run"), "{text}");
-    assert!(text.contains("\"status\":\"running\""), "{text}");
     assert!(text.contains("\"policy_name\":\"ups\""), "{text}");
+}
+
+/// A request with a body, a bearer token and optional extra headers.
+fn send(
+    method: &str,
+    uri: &str,
+    token: &str,
+    content_type: Option<&str>,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> Request<Body> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"));
+    if let Some(ct) = content_type {
+        b = b.header("content-type", ct);
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(body.into()).unwrap()
+}
+
+/// The test hypervisor's VMs: pve-01 has 100 (running), 101 (stopped) and
+/// 102 (running, locked by a backup); pve-02 has 200. The hosts' token is a
+/// canary that must never appear in any response.
+const CANARY: &str = "canary-token-9f8e7d6c5b4a";
+
+fn write_vms(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("fakevm.json"),
+        json!({
+            "pve-01": {
+                "100": {"name": "db-1", "status": "running", "labels": {"env": "prod"}},
+                "101": {"name": "db-2", "status": "stopped", "labels": {"env": "prod"}},
+                "102": {"name": "build", "status": "running", "lock": "backup"},
+            },
+            "pve-02": {"200": {"name": "web-1", "status": "running"}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("token"), CANARY).unwrap();
+}
+
+fn vm_status(dir: &std::path::Path, host: &str, vm: &str) -> String {
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("fakevm.json")).unwrap()).unwrap();
+    v[host][vm]["status"].as_str().unwrap().to_owned()
+}
+
+const GUARD: &str = "version: 1
+name: vm-guard
+trigger_group: {triggers: [{kind: ups.on_battery}]}
+targets: [{selector: \"pve-01/vm:100,101\"}]
+actions: [{capability: vm.power, verb: shutdown, params: {timeout_s: 60}}]
+windows: {suppression: 10m}
+";
+
+#[tokio::test]
+async fn policies_are_saved_checked_versioned_rolled_back_and_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_runs(dir.path()).await;
+    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    s.fleet = fleet(dir.path());
+    let admin = token("admin", 600, SECRET);
+    let viewer = token("viewer", 600, SECRET);
+    let yaml = Some("application/yaml");
+
+    // Save: 201 with Location, ETag, findings and last_validation.
+    let resp = router(s.clone())
+        .oneshot(send(
+            "POST",
+            "/api/policies?comment=first",
+            &admin,
+            yaml,
+            &[],
+            GUARD,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(resp.headers()["etag"], "\"1\"");
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/api/policies/"), "{location}");
+    let (st, body) = call(&s, get(&location)).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "reads need a token too");
+    let (st, body2) = call(
+        &s,
+        send("GET", &location, &viewer, None, &[], Body::empty()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body2["name"], "vm-guard");
+    assert_eq!(body2["managed_by"], "api");
+    assert_eq!(body2["last_validation"]["blockers"], 0);
+
+    // Refusals, each with its status and code.
+    let renamed = GUARD.replace("name: vm-guard", "name: vm-guard-copy");
+    let unknown_field = GUARD.replace("windows:", "windowz:");
+    let bad_capability = GUARD.replace("vm.power", "vm.teleport");
+    let two = format!("{GUARD}---\n{}", GUARD.replace("vm-guard", "other"));
+    let cases: [(&str, Option<&str>, &str, StatusCode, &str); 6] = [
+        (
+            &admin,
+            yaml,
+            GUARD,
+            StatusCode::CONFLICT,
+            "policy.name_taken",
+        ),
+        (
+            &admin,
+            yaml,
+            &renamed,
+            StatusCode::CONFLICT,
+            "policy.duplicate",
+        ),
+        (
+            &admin,
+            yaml,
+            &unknown_field,
+            StatusCode::BAD_REQUEST,
+            "policy.invalid",
+        ),
+        (
+            &admin,
+            yaml,
+            &bad_capability,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy.driver_mismatch",
+        ),
+        (
+            &admin,
+            None,
+            GUARD,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "policy.media_type",
+        ),
+        (
+            &admin,
+            yaml,
+            &two,
+            StatusCode::BAD_REQUEST,
+            "policy.multiple_documents",
+        ),
+    ];
+    for (tok, ct, doc, status, code) in cases {
+        let (st, body) = call(
+            &s,
+            send("POST", "/api/policies", tok, ct, &[], doc.to_owned()),
+        )
+        .await;
+        assert_eq!(
+            (st, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+    let (_, body) = call(
+        &s,
+        send("POST", "/api/policies", &admin, yaml, &[], renamed.clone()),
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`vm-guard`"),
+        "{body}"
+    );
+    let (_, body) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies",
+            &admin,
+            yaml,
+            &[],
+            unknown_field.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body["error"]["findings"][0]["code"], "schema.unknown_field",
+        "{body}"
+    );
+    assert_eq!(body["error"]["findings"][0]["path"], "/windowz");
+    let (_, body) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies",
+            &admin,
+            yaml,
+            &[],
+            bad_capability.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body["error"]["findings"][0]["code"], "capability.unknown",
+        "{body}"
+    );
+    let (st, _) = call(&s, send("POST", "/api/policies", &viewer, yaml, &[], GUARD)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "saving needs an admin");
+
+    // Validate saves nothing and says why.
+    let (st, body) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/validate",
+            &viewer,
+            yaml,
+            &[],
+            unknown_field.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["valid"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{body}"
+    );
+    let (_, body) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/validate",
+            &viewer,
+            yaml,
+            &[],
+            renamed.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(body["valid"], true);
+    assert!(body["policies"][0]["spec_hash"].is_string());
+
+    // Update: If-Match required and checked; a change is a new version.
+    let v2 = GUARD.replace("timeout_s: 60", "timeout_s: 120");
+    let (st, body) = call(
+        &s,
+        send(
+            "PUT",
+            "/api/policies/vm-guard",
+            &admin,
+            yaml,
+            &[],
+            v2.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (
+            StatusCode::PRECONDITION_REQUIRED,
+            Some("policy.if_match_required")
+        )
+    );
+    let (st, body) = call(
+        &s,
+        send(
+            "PUT",
+            "/api/policies/vm-guard",
+            &admin,
+            yaml,
+            &[("if-match", "\"7\"")],
+            v2.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (
+            StatusCode::PRECONDITION_FAILED,
+            Some("policy.version_mismatch")
+        )
+    );
+    let (st, body) = call(
+        &s,
+        send(
+            "PUT",
+            "/api/policies/vm-guard",
+            &admin,
+            yaml,
+            &[("if-match", "\"1\"")],
+            v2.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["version_int"].as_i64()),
+        (StatusCode::OK, Some(2)),
+        "{body}"
+    );
+
+    // History, diff, rollback.
+    let (_, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/policies/vm-guard/versions",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    let versions = body["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["comment"], "first");
+    assert_eq!(versions[1]["author"], "alice");
+    let (_, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/policies/vm-guard/versions/1",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(body["source"], GUARD);
+    let (st, _) = call(
+        &s,
+        send(
+            "GET",
+            "/api/policies/vm-guard/versions/9",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/policies/vm-guard/diff",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (body["from"].as_i64(), body["to"].as_i64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(
+        body["changes"],
+        json!([{"path": "/actions/0/params/timeout_s", "before": 60, "after": 120}])
+    );
+    let (st, body) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/vm-guard/rollback?to=1",
+            &admin,
+            None,
+            &[("if-match", "2")],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["version_int"].as_i64()),
+        (StatusCode::OK, Some(3)),
+        "{body}"
+    );
+    assert_eq!(body["ir"]["actions"][0]["params"]["timeout_s"], 60);
+    let (st, _) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/vm-guard/rollback?to=1",
+            &admin,
+            None,
+            &[("if-match", "1")],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::PRECONDITION_FAILED, "a stale If-Match");
+
+    // A directory-managed policy is read-only here, except enable/disable.
+    let c = switchyard_spec::policy::validate_text(
+        &renamed,
+        switchyard_spec::Format::Yaml,
+        Some(s.fleet.registry()),
+    )
+    .remove(0);
+    let mut dir_ir = c.ir.unwrap();
+    dir_ir.windows.suppression_ms = 1;
+    let dir_hash = dir_ir.spec_hash();
+    store
+        .create_policy(NewPolicy {
+            ir: dir_ir,
+            spec_hash: dir_hash,
+            source: renamed.clone(),
+            format: "yaml".into(),
+            managed_by: "dir".into(),
+            author: "dir".into(),
+            comment: String::new(),
+        })
+        .await
+        .unwrap();
+    for (method, uri, headers) in [
+        (
+            "PUT",
+            "/api/policies/vm-guard-copy",
+            vec![("if-match", "1")],
+        ),
+        ("DELETE", "/api/policies/vm-guard-copy", vec![]),
+        (
+            "POST",
+            "/api/policies/vm-guard-copy/rollback?to=1",
+            vec![("if-match", "1")],
+        ),
+    ] {
+        let (st, body) = call(
+            &s,
+            send(method, uri, &admin, yaml, &headers, renamed.clone()),
+        )
+        .await;
+        assert_eq!(
+            (st, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("policy.managed_by_dir")),
+            "{method} {uri}"
+        );
+    }
+    let (st, _) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/vm-guard-copy/disable",
+            &admin,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+
+    // Archive: gone from reads, history kept in the audit trail.
+    let (st, body) = call(
+        &s,
+        send(
+            "DELETE",
+            "/api/policies/vm-guard",
+            &admin,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["archived"]["enabled"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    let (st, _) = call(
+        &s,
+        send(
+            "GET",
+            "/api/policies/vm-guard",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let actions: Vec<String> = store
+        .audit_events(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    for a in [
+        "policy.created",
+        "policy.updated",
+        "policy.rolled_back",
+        "policy.archived",
+        "policy.disabled",
+    ] {
+        assert!(
+            actions.contains(&a.to_owned()),
+            "{a} missing from {actions:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hosts_capabilities_inventory_previews_and_the_inverse() {
+    let dir = tempfile::tempdir().unwrap();
+    write_vms(dir.path());
+    let store = store_with_runs(dir.path()).await;
+    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    s.fleet = fleet(dir.path());
+    let (admin, operator, viewer) = (
+        token("admin", 600, SECRET),
+        token("operator", 600, SECRET),
+        token("viewer", 600, SECRET),
+    );
+    let mut bodies = Vec::new();
+    let (st, body) = call(
+        &s,
+        send("GET", "/api/hosts", &viewer, None, &[], Body::empty()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["hosts"].as_array().unwrap().len(), 2);
+    assert_eq!(body["hosts"][0]["drivers"], json!(["fakevm"]));
+    assert!(
+        body["hosts"][0].get("config").is_none(),
+        "host config is never returned"
+    );
+    bodies.push(body);
+
+    let (st, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/hosts/pve-01/capabilities",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["capabilities"][0]["name"], "vm.power");
+    assert_eq!(body["capabilities"][0]["verbs"][0]["inverse"], "start");
+    let (st, _) = call(
+        &s,
+        send(
+            "GET",
+            "/api/hosts/pve-09/capabilities",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    let (st, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/hosts/pve-01/inventory",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["items"].as_array().unwrap().len()),
+        (StatusCode::OK, 0),
+        "nothing discovered yet"
+    );
+    let (st, _) = call(
+        &s,
+        send(
+            "GET",
+            "/api/hosts/pve-01/inventory?refresh=full",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "a refresh calls drivers: operators only"
+    );
+    let (st, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/hosts/pve-01/inventory?refresh=sideways",
+            &operator,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_refresh"))
+    );
+    let (st, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/hosts/pve-01/inventory?refresh=full",
+            &operator,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["refresh"][0]["ok"], true, "{body}");
+    assert_eq!(body["items"].as_array().unwrap().len(), 3);
+    assert_eq!(body["items"][0]["state"]["status"], "running");
+    assert_eq!(body["items"][0]["stale"], false);
+    bodies.push(body);
+
+    let (st, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/selectors/preview?selector=pve-01/vm:100,999",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["targets"],
+        json!([{"host": "pve-01", "type": "vm", "id": "100"}])
+    );
+    assert_eq!(body["missing"][0]["id"], "999");
+    let (_, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/selectors/preview?selector=pve-*",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(body["targets"].as_array().unwrap().len(), 2, "{body}");
+    let (st, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/selectors/preview?selector=pve-01/vm:[",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["code"]
+            .as_str()
+            .unwrap()
+            .starts_with("selector."),
+        "{body}"
+    );
+
+    // The inverse: start for shutdown, disabled, triggers (and params that
+    // do not fit `start`) left for the operator.
+    let (st, _) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies",
+            &admin,
+            Some("application/yaml"),
+            &[],
+            GUARD,
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, body) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/vm-guard/inverse",
+            &operator,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["spec"]["name"], "vm-guard-inverse");
+    assert_eq!(body["spec"]["enabled"], false);
+    assert_eq!(body["spec"]["actions"][0]["verb"], "start");
+    assert_eq!(
+        body["needs_input"],
+        json!(["/trigger_group/triggers/0", "/actions/0/params"])
+    );
+    let (st, body) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/ups/inverse",
+            &operator,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("policy.no_inverse")),
+        "{body}"
+    );
+    for b in bodies {
+        assert!(!b.to_string().contains(CANARY), "a secret leaked: {b}");
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_per_target_and_gates_enabling() {
+    let dir = tempfile::tempdir().unwrap();
+    write_vms(dir.path());
+    let store = store_with_runs(dir.path()).await;
+    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    s.fleet = fleet(dir.path());
+    let (admin, operator) = (token("admin", 600, SECRET), token("operator", 600, SECRET));
+    let yaml = Some("application/yaml");
+    let (st, _) = call(&s, send("POST", "/api/policies", &admin, yaml, &[], GUARD)).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let event = r#"{"id": "sample-1", "kind": "ups.on_battery", "data": {"charge": 40}}"#;
+    let (st, t) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/vm-guard/dry-run",
+            &operator,
+            Some("application/json"),
+            &[],
+            event,
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    assert!(t["transcript_id"].is_string());
+    assert_eq!(t["event"]["given"], true);
+    assert_eq!(t["would_fire"], true);
+    assert_eq!(t["triggers"][0]["matched"], true);
+    assert_eq!(t["suppression"]["decision"], "claim");
+    assert_eq!(
+        t["used_inventory"]["refresh"][0]["ok"], true,
+        "a fast refresh first: {t}"
+    );
+    assert_eq!(t["used_inventory"]["stale"], false);
+    let actions = t["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2);
+    assert_eq!(actions[0]["driver"], "fakevm");
+    assert_eq!(actions[0]["queue"]["position"], 1);
+    assert_eq!(actions[0]["idempotency"]["decision"], "run");
+    assert_eq!(
+        actions[0]["driver_dry_run"]["result"]["effects"][0],
+        json!({"target": "vm:100", "field": "status", "from": "running", "to": "stopped"})
+    );
+    assert_eq!(
+        actions[1]["driver_dry_run"]["result"]["reason"],
+        "already stopped"
+    );
+    assert_eq!(t["summary"]["errors"], 0, "{t}");
+    let (st, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/policies/vm-guard",
+            &operator,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["last_dry_run"]["transcript_id"], t["transcript_id"]);
+    let (st, _) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/vm-guard/enable",
+            &operator,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "a clean dry-run lets it be enabled");
+
+    // A locked VM and a missing one are errors; enabling is then refused.
+    let risky = GUARD
+        .replace("vm-guard", "vm-risky")
+        .replace("vm:100,101", "vm:102,999");
+    let (st, _) = call(&s, send("POST", "/api/policies", &admin, yaml, &[], risky)).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, t) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/vm-risky/dry-run",
+            &operator,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    assert_eq!(
+        t["event"]["given"], false,
+        "a sample event is made from the trigger"
+    );
+    let codes: Vec<&str> = t["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"dryrun.driver_refused"), "{codes:?}");
+    assert!(codes.contains(&"dryrun.target_not_found"), "{codes:?}");
+    assert_eq!(t["summary"]["errors"], 2, "{t}");
+    let (st, body) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/vm-risky/enable",
+            &operator,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("policy.enable_blocked"))
+    );
+
+    // An event that does not match is a warning, not an error.
+    let (_, t) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/vm-guard/dry-run",
+            &operator,
+            Some("application/json"),
+            &[],
+            r#"{"kind": "ups.on_line"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(t["would_fire"], false);
+    assert_eq!(t["findings"][0]["code"], "dryrun.no_match", "{t}");
+    let (st, body) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies/vm-guard/dry-run",
+            &operator,
+            Some("application/json"),
+            &[],
+            "{not json",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("event.invalid"))
+    );
+    assert!(!t.to_string().contains(CANARY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_queues_the_inverse_verb_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write_vms(dir.path());
+    let store = store_with_runs(dir.path()).await;
+    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    s.fleet = fleet(dir.path());
+    let (admin, operator) = (token("admin", 600, SECRET), token("operator", 600, SECRET));
+    let (st, body) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies",
+            &admin,
+            Some("application/yaml"),
+            &[],
+            GUARD.replace("vm:100,101", "vm:100"),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let p = store
+        .get_policy(&PolicyRef::parse("vm-guard"))
+        .await
+        .unwrap();
+    s.fleet
+        .discover_all(&store, switchyard_plugin::protocol::DiscoverMode::Full)
+        .await;
+    let (engine, _) = switchyard_engine::Engine::start(
+        switchyard_engine::EngineConfig {
+            holder: "api-test".into(),
+            ..Default::default()
+        },
+        Arc::new(store.clone()),
+        Arc::new(s.fleet.drivers_port()),
+        s.fleet.routing().clone(),
+        switchyard_engine::PolicySet::new(vec![
+            switchyard_engine::ActivePolicy::new(p.id, &p.name, p.version_int, p.ir).unwrap(),
+        ]),
+        s.fleet.snapshot(&store).await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let _ = s.engine.set(engine.clone());
+    let decide = |id: &str| switchyard_engine::Incoming {
+        delivery_key: format!("S|{id}"),
+        event_id: id.into(),
+        event: switchyard_spec::event::parse(
+            format!(r#"{{"id":"{id}","kind":"ups.on_battery","data":{{}}}}"#).as_bytes(),
+            Default::default(),
+        )
+        .unwrap(),
+        received_at: chrono::Utc::now(),
+    };
+    engine.decide(decide("u1")).await.unwrap();
+    engine.decide(decide("u2")).await.unwrap(); // suppressed by the window
+    let settled = |event: &'static str| {
+        let store = store.clone();
+        async move {
+            for _ in 0..200 {
+                let (runs, _) = store
+                    .list_runs(
+                        &switchyard_store::RunFilter {
+                            event_id: Some(event.into()),
+                            ..Default::default()
+                        },
+                        None,
+                        10,
+                    )
+                    .await
+                    .unwrap();
+                if let Some(r) = runs
+                    .into_iter()
+                    .find(|r| !matches!(r.status, RunStatus::Queued | RunStatus::Running))
+                {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no run of {event} finished");
+        }
+    };
+    let shutdown = settled("u1").await;
+    assert_eq!(shutdown.status, RunStatus::Succeeded);
+    assert_eq!(vm_status(dir.path(), "pve-01", "100"), "stopped");
+
+    let uri = format!("/api/runs/{}/undo", shutdown.id);
+    let (st, _) = call(
+        &s,
+        send(
+            "POST",
+            &uri,
+            &token("viewer", 600, SECRET),
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, body) = call(
+        &s,
+        send(
+            "POST",
+            &uri,
+            &operator,
+            Some("application/json"),
+            &[],
+            r#"{"params": {"timeout_s": 5}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("run.undo_params_invalid")
+        ),
+        "{body}"
+    );
+    let (st, undo) = call(&s, send("POST", &uri, &operator, None, &[], Body::empty())).await;
+    assert_eq!(st, StatusCode::CREATED, "{undo}");
+    assert_eq!(undo["verb"], "start");
+    assert_eq!(
+        undo["params"],
+        json!({}),
+        "shutdown's timeout_s does not fit start"
+    );
+    assert_eq!(undo["inverse_of"], json!(shutdown.id));
+    assert_eq!(undo["target"], json!({"type": "vm", "id": "100"}));
+    let started = settled_by_id(&store, undo["id"].as_str().unwrap()).await;
+    assert_eq!(started.status, RunStatus::Succeeded);
+    assert_eq!(vm_status(dir.path(), "pve-01", "100"), "running");
+    let (st, again) = call(&s, send("POST", &uri, &operator, None, &[], Body::empty())).await;
+    assert_eq!(
+        (st, &again["id"]),
+        (StatusCode::OK, &undo["id"]),
+        "undo happens once per run"
+    );
+
+    let suppressed = settled("u2").await;
+    assert_eq!(suppressed.status, RunStatus::Suppressed);
+    let (st, body) = call(
+        &s,
+        send(
+            "POST",
+            &format!("/api/runs/{}/undo", suppressed.id),
+            &operator,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("run.not_undoable"))
+    );
+    let actions: Vec<String> = store
+        .audit_events(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert!(actions.contains(&"run.undo".to_owned()), "{actions:?}");
+    engine.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn settled_by_id(store: &Store, id: &str) -> switchyard_store::RunRecord {
+    let id = Uuid::parse_str(id).unwrap();
+    for _ in 0..200 {
+        let r = store.get_run(id).await.unwrap();
+        if !matches!(r.status, RunStatus::Queued | RunStatus::Running) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {id} did not finish");
 }

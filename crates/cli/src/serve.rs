@@ -5,22 +5,17 @@ use crate::config::{Config, HostSection};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use serde_json::json;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_engine::{
-    ActivePolicy, Engine, EngineConfig, HostEntry, Incoming, InventorySnapshot, PolicySet, Routing,
-    SupervisedDrivers, WriteError,
+    ActivePolicy, Engine, EngineConfig, Fleet, FleetHost, Incoming, PolicySet, WriteError,
 };
 use switchyard_intake::{Delivery, EventHandler, HandlerError, Intake, IntakeOptions};
 use switchyard_plugin::protocol::DiscoverMode;
 use switchyard_plugin::{HostSpec, Registry, Supervisor, SupervisorOptions};
 use switchyard_spec::Format;
-use switchyard_spec::selector::{InventoryHost, InventoryItem};
-use switchyard_store::{
-    AuditEvent, DiscoveredItem, InventoryQuery, NewPolicy, PolicyRef, Store, StoreOptions,
-};
+use switchyard_store::{AuditEvent, NewPolicy, PolicyRef, Store, StoreOptions};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -136,6 +131,56 @@ async fn serve(config: Config) -> Result<()> {
         }
         tracing::warn!(%listen, "NO AUTH: [auth] is not configured; the API is open to anyone on this machine (state changes need X-Switchyard-CSRF: 1)");
     }
+    // Drivers and hosts (adapters start on first use).
+    let paths: Vec<PathBuf> = config
+        .drivers
+        .paths
+        .iter()
+        .map(|p| config.resolve(p))
+        .collect();
+    let registry = Arc::new(Registry::load(&paths).context("loading drivers")?);
+    let used = check_hosts(&config.hosts, &registry)?;
+    let search: Vec<PathBuf> = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .into_iter()
+        .collect();
+    let mut specs = Vec::new();
+    for name in &used {
+        let cfg = config
+            .drivers
+            .config
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        specs.push(
+            registry
+                .adapter_spec(name, cfg, &search)
+                .map_err(|p| anyhow!("driver `{name}`: {}", p.join("; ")))?,
+        );
+    }
+    let supervisor = Supervisor::new(SupervisorOptions::default(), specs);
+    let stale_after = Config::duration(&config.inventory.stale_after);
+    let fleet = Arc::new(Fleet::new(
+        Arc::clone(&registry),
+        supervisor.clone(),
+        config
+            .hosts
+            .iter()
+            .map(|h| FleetHost {
+                spec: HostSpec {
+                    id: h.id.clone(),
+                    address: h.address.clone(),
+                    labels: h.labels.clone(),
+                    config: h.config.clone(),
+                },
+                drivers: h.all_drivers(),
+            })
+            .collect(),
+        stale_after,
+    ));
+    tracing::info!(drivers = ?used, hosts = config.hosts.len(), "drivers loaded");
+
     let engine_cell: Arc<std::sync::OnceLock<Engine>> = Arc::default();
     let publisher_cell: Arc<std::sync::OnceLock<switchyard_intake::Publisher>> = Arc::default();
     let intake_cell: Arc<std::sync::OnceLock<switchyard_intake::Readiness>> = Arc::default();
@@ -190,66 +235,13 @@ async fn serve(config: Config) -> Result<()> {
             auth: auth.map(Arc::new),
             listen,
             policies_changed,
+            fleet: Arc::clone(&fleet),
         },
         async {
             let _ = api_stop_rx.await;
         },
     ));
     tracing::info!(%listen, "API listening");
-
-    // Drivers and hosts.
-    let paths: Vec<PathBuf> = config
-        .drivers
-        .paths
-        .iter()
-        .map(|p| config.resolve(p))
-        .collect();
-    let registry = Arc::new(Registry::load(&paths).context("loading drivers")?);
-    let used = check_hosts(&config.hosts, &registry)?;
-    let search: Vec<PathBuf> = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .into_iter()
-        .collect();
-    let mut specs = Vec::new();
-    for name in &used {
-        let cfg = config
-            .drivers
-            .config
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({}));
-        specs.push(
-            registry
-                .adapter_spec(name, cfg, &search)
-                .map_err(|p| anyhow!("driver `{name}`: {}", p.join("; ")))?,
-        );
-    }
-    let supervisor = Supervisor::new(SupervisorOptions::default(), specs);
-    let host_specs: HashMap<String, HostSpec> = config
-        .hosts
-        .iter()
-        .map(|h| {
-            (
-                h.id.clone(),
-                HostSpec {
-                    id: h.id.clone(),
-                    address: h.address.clone(),
-                    labels: h.labels.clone(),
-                    config: h.config.clone(),
-                },
-            )
-        })
-        .collect();
-    let routing = Routing::new(
-        registry.drivers().map(|d| d.manifest()),
-        config.hosts.iter().map(|h| HostEntry {
-            id: h.id.clone(),
-            drivers: h.all_drivers(),
-            labels: h.labels.clone(),
-        }),
-    );
-    tracing::info!(drivers = ?used, hosts = config.hosts.len(), "drivers loaded");
 
     // Policies from the directory, then the enabled set.
     if let Some(dir) = &config.policies.dir {
@@ -261,11 +253,8 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!(enabled = policies.len(), "policies loaded");
 
     // Inventory: the first discovery of every host before any event.
-    let stale_after = Config::duration(&config.inventory.stale_after);
-    discover_all(&store, &supervisor, &registry, &config.hosts, &host_specs).await;
-    let host_specs_for_refresh = host_specs.clone();
-    let inventory_hosts = routing.inventory_hosts();
-    let inventory = snapshot(&store, &inventory_hosts, stale_after).await?;
+    fleet.discover_all(&store, DiscoverMode::Full).await;
+    let inventory = fleet.snapshot(&store).await?;
 
     let engine_config = EngineConfig {
         global_concurrency: config.engine.global_concurrency,
@@ -280,15 +269,11 @@ async fn serve(config: Config) -> Result<()> {
         ..EngineConfig::default()
     };
     let holder = engine_config.holder.clone();
-    let drivers = SupervisedDrivers {
-        supervisor: supervisor.clone(),
-        hosts: host_specs,
-    };
     let (engine, recovery) = Engine::start(
         engine_config,
         Arc::new(store.clone()),
-        Arc::new(drivers),
-        routing,
+        Arc::new(fleet.drivers_port()),
+        fleet.routing().clone(),
         policies,
         inventory,
     )
@@ -342,16 +327,14 @@ async fn serve(config: Config) -> Result<()> {
     ));
     // Inventory refresh on an interval.
     let refresher = {
-        let (store, supervisor, engine) = (store.clone(), supervisor.clone(), engine.clone());
-        let (registry, hosts) = (Arc::clone(&registry), config.hosts.clone());
-        let specs = host_specs_for_refresh;
+        let (store, fleet, engine) = (store.clone(), Arc::clone(&fleet), engine.clone());
         let every =
             Config::duration(&config.inventory.refresh_interval).max(Duration::from_secs(1));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                discover_all(&store, &supervisor, &registry, &hosts, &specs).await;
-                match snapshot(&store, &inventory_hosts, stale_after).await {
+                fleet.discover_all(&store, DiscoverMode::Full).await;
+                match fleet.snapshot(&store).await {
                     Ok(s) => engine.set_inventory(s),
                     Err(e) => tracing::warn!(error = %e, "reloading the inventory failed"),
                 }
@@ -595,80 +578,6 @@ pub async fn load_policies(store: &Store) -> Result<PolicySet> {
         }
     }
     Ok(PolicySet::new(active))
-}
-
-/// Run every driver's full discovery for every host once (failures are logged and leave
-/// the host's earlier items in place, stale).
-async fn discover_all(
-    store: &Store,
-    supervisor: &Supervisor,
-    registry: &Registry,
-    hosts: &[HostSection],
-    specs: &HashMap<String, HostSpec>,
-) {
-    for h in hosts {
-        for d in h.all_drivers() {
-            let Some(driver) = registry.get(&d) else {
-                continue;
-            };
-            if !driver.manifest().discovery.full {
-                continue;
-            }
-            let timeout = Duration::from_secs(driver.manifest().defaults.timeout_s.max(1));
-            let out = supervisor
-                .discover(&d, &specs[&h.id], DiscoverMode::Full, timeout)
-                .await;
-            match out.result {
-                Ok(r) => {
-                    let items: Vec<DiscoveredItem> = r
-                        .items
-                        .into_iter()
-                        .map(|i| DiscoveredItem {
-                            item_type: i.item_type,
-                            id: i.id,
-                            name: i.name,
-                            labels: i.labels,
-                            state: i.state,
-                        })
-                        .collect();
-                    match store
-                        .record_discovery(&h.id, &items, r.complete, chrono::Utc::now())
-                        .await
-                    {
-                        Ok(n) => tracing::info!(host = %h.id, driver = %d, items = n, "discovered"),
-                        Err(e) => {
-                            tracing::error!(host = %h.id, error = %e, "storing discovery failed")
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(host = %h.id, driver = %d, error = %e, "discovery failed; earlier items stay, marked stale")
-                }
-            }
-        }
-    }
-}
-
-/// Hosts from configuration, items from the stored inventory.
-pub async fn snapshot(
-    store: &Store,
-    hosts: &[InventoryHost],
-    stale_after: Duration,
-) -> Result<InventorySnapshot> {
-    let hosts: Vec<InventoryHost> = hosts.to_vec();
-    let items = store
-        .inventory(&InventoryQuery::default(), chrono::Utc::now(), stale_after)
-        .await?
-        .into_iter()
-        .map(|r| InventoryItem {
-            host: r.host,
-            item_type: r.item_type,
-            id: r.id,
-            name: r.name,
-            labels: r.labels,
-        })
-        .collect();
-    Ok(InventorySnapshot { hosts, items })
 }
 
 async fn prune_loop(store: Store, max_per_policy: usize, max_age: Duration, every: Duration) {

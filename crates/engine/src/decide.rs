@@ -72,7 +72,7 @@ pub fn idempotency_key(
 }
 
 /// The group key of an event for a policy: the `group_by` values, or the whole policy.
-fn group_key(p: &ActivePolicy, envelope: &Value) -> String {
+pub fn group_key(p: &ActivePolicy, envelope: &Value) -> String {
     if p.group_by.is_empty() {
         return p.id.to_string();
     }

@@ -14,6 +14,8 @@ pub mod config;
 pub mod correlate;
 pub mod decide;
 pub mod dispatch;
+pub mod dryrun;
+pub mod fleet;
 pub mod gates;
 pub mod policies;
 pub mod ports;
@@ -24,6 +26,7 @@ mod writer;
 pub use config::EngineConfig;
 pub use decide::{Incoming, InventorySnapshot};
 pub use dispatch::{QueuedRun, RunNotice};
+pub use fleet::{Discovery, Fleet, FleetHost};
 pub use policies::{ActivePolicy, PolicySet};
 pub use ports::{Drivers, Ledger, SupervisedDrivers};
 pub use routing::{HostEntry, Routing};
@@ -47,6 +50,29 @@ pub enum Decided {
     Redelivered,
     /// Decisions recorded: how many runs were queued.
     Recorded { decisions: usize, queued: usize },
+}
+
+/// The event kind recorded on an undo's decision.
+pub const UNDO_EVENT_KIND: &str = "switchyard.undo";
+
+/// What [`Engine::undo`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undone {
+    /// The inverse run, queued now.
+    Queued(uuid::Uuid),
+    /// The run was undone before; nothing new queued.
+    Already,
+}
+
+/// Why a run could not be undone.
+#[derive(Debug, thiserror::Error)]
+pub enum UndoError {
+    #[error("the run has no driver (it never reached one)")]
+    NoDriver,
+    #[error("the inverse verb cannot run there: {0}")]
+    Route(&'static str),
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
 /// What recovery found at start.
@@ -176,14 +202,18 @@ impl Engine {
         self.submit(plan).await
     }
 
-    async fn submit(&self, plan: decide::Plan) -> Result<Decided, WriteError> {
+    async fn write(&self, plan: decide::Plan) -> Result<EventOutcome, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .writer
             .send(Job::Decide { plan, reply })
             .await
             .map_err(|_| WriteError::Closed)?;
-        match rx.await.map_err(|_| WriteError::Closed)?? {
+        rx.await.map_err(|_| WriteError::Closed)?
+    }
+
+    async fn submit(&self, plan: decide::Plan) -> Result<Decided, WriteError> {
+        match self.write(plan).await? {
             EventOutcome::Redelivered => Ok(Decided::Redelivered),
             EventOutcome::Recorded(ds) => Ok(Decided::Recorded {
                 decisions: ds.len(),
@@ -193,6 +223,102 @@ impl Engine {
                     .filter(|r| r.status == RunStatus::Queued)
                     .count(),
             }),
+        }
+    }
+
+    /// Queue the inverse of a finished run: `verb` (the inverse the driver
+    /// declares) with `params` on the same host and target, through the same
+    /// driver, with `inverse_of` set. The delivery key `undo|<run id>` makes
+    /// undo at most once per run: a second call records nothing and returns
+    /// [`Undone::Already`].
+    pub async fn undo(
+        &self,
+        run: &RunRecord,
+        verb: &str,
+        params: serde_json::Value,
+    ) -> Result<Undone, UndoError> {
+        let driver = run.driver.clone().ok_or(UndoError::NoDriver)?;
+        let (_, info) = self
+            .inner
+            .routing
+            .route(
+                &run.host,
+                &run.target_type,
+                &run.capability,
+                verb,
+                Some(&driver),
+            )
+            .map_err(|e| UndoError::Route(e.reason()))?;
+        let now = chrono::Utc::now();
+        let target = switchyard_spec::selector::TargetRef {
+            host: run.host.clone(),
+            target_type: run.target_type.clone(),
+            id: run.target_id.clone(),
+            ranged: false,
+        };
+        let id = uuid::Uuid::now_v7();
+        let key = decide::idempotency_key(run.policy_id, &run.capability, verb, &target, &params);
+        let event_id = format!("undo-{}", run.id);
+        let plan = decide::Plan {
+            decisions: switchyard_store::EventDecisions {
+                delivery_key: format!("undo|{}", run.id),
+                event_id: event_id.clone(),
+                received_at: now,
+                decisions: vec![switchyard_store::PlannedDecision {
+                    decision: switchyard_store::NewDecision {
+                        id: uuid::Uuid::now_v7(),
+                        policy_id: run.policy_id,
+                        policy_name: run.policy_name.clone(),
+                        policy_version: run.policy_version,
+                        event_id,
+                        event_kind: UNDO_EVENT_KIND.into(),
+                        correlation_id: run.correlation_id.clone(),
+                        decided_at: now,
+                        correlated_event_ids: vec![run.event_id.clone()],
+                    },
+                    suppression: None,
+                    runs: vec![switchyard_store::PlannedRun {
+                        run: switchyard_store::NewRun {
+                            id,
+                            host: run.host.clone(),
+                            target_type: run.target_type.clone(),
+                            target_id: run.target_id.clone(),
+                            driver: Some(driver),
+                            capability: run.capability.clone(),
+                            verb: verb.to_owned(),
+                            params,
+                            idempotency_key: Some(key),
+                            status: RunStatus::Queued,
+                            severity: None,
+                            reason: None,
+                            count: 1,
+                            queued_at: now,
+                            inverse_of: Some(run.id),
+                        },
+                        idempotency_ttl: None,
+                    }],
+                }],
+                correlation: Vec::new(),
+            },
+            dispatch: [(
+                id,
+                DispatchMeta {
+                    timeout: info.timeout,
+                    idempotent: info.idempotent,
+                    per_target: info.per_target,
+                    stop_on_error: false,
+                },
+            )]
+            .into(),
+        };
+        match self.write(plan).await? {
+            EventOutcome::Redelivered => Ok(Undone::Already),
+            EventOutcome::Recorded(ds) => ds
+                .iter()
+                .flat_map(|d| &d.runs)
+                .next()
+                .map(|r| Undone::Queued(r.id))
+                .ok_or(UndoError::Write(WriteError::Closed)),
         }
     }
 
@@ -274,6 +400,11 @@ impl Engine {
                 tokio::time::sleep(wait + Duration::from_millis(5)).await;
             }
         })
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
     }
 
     /// Replace the enabled policies (a new version is active for the next event).

@@ -24,6 +24,8 @@ pub struct VerbInfo {
     pub per_target: bool,
     /// The driver's default action timeout.
     pub timeout: Duration,
+    /// The verb that undoes this one, when the driver declares it.
+    pub inverse: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +99,7 @@ impl Routing {
                                 idempotent: v.idempotent,
                                 per_target: c.serialize == Serialization::Target,
                                 timeout,
+                                inverse: v.inverse.clone(),
                             },
                         )
                     })

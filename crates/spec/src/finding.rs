@@ -179,6 +179,35 @@ pub mod codes {
     pub const CAPABILITY_TARGET_TYPE: &str = "capability.target_type";
     pub const VERB_UNKNOWN: &str = "verb.unknown";
     pub const VERB_NOT_IDEMPOTENT: &str = "verb.not_idempotent_without_window";
+    pub const DRYRUN_NO_MATCH: &str = "dryrun.no_match";
+    pub const DRYRUN_STALE_EVENT: &str = "dryrun.stale_event";
+    pub const DRYRUN_NO_TARGETS: &str = "dryrun.no_targets";
+    pub const DRYRUN_TARGET_NOT_FOUND: &str = "dryrun.target_not_found";
+    pub const DRYRUN_PLACEHOLDER: &str = "dryrun.placeholder_unresolved";
+    pub const DRYRUN_NO_DRIVER: &str = "dryrun.no_driver";
+    pub const DRYRUN_DRIVER_REFUSED: &str = "dryrun.driver_refused";
+    pub const DRYRUN_DRIVER_WARNING: &str = "dryrun.driver_warning";
+    pub const DRYRUN_DRIVER_UNREACHABLE: &str = "dryrun.driver_unreachable";
+    pub const DRYRUN_STALE_INVENTORY: &str = "dryrun.stale_inventory";
+    pub const DRYRUN_SUPPRESSED: &str = "dryrun.suppressed";
+    pub const DRYRUN_DEDUPLICATED: &str = "dryrun.deduplicated";
+
+    /// Codes a dry-run reports (about a sample event, the inventory and the
+    /// drivers' own dry-runs), tested through the API.
+    pub const DRY_RUN_CHECKS: &[&str] = &[
+        DRYRUN_NO_MATCH,
+        DRYRUN_STALE_EVENT,
+        DRYRUN_NO_TARGETS,
+        DRYRUN_TARGET_NOT_FOUND,
+        DRYRUN_PLACEHOLDER,
+        DRYRUN_NO_DRIVER,
+        DRYRUN_DRIVER_REFUSED,
+        DRYRUN_DRIVER_WARNING,
+        DRYRUN_DRIVER_UNREACHABLE,
+        DRYRUN_STALE_INVENTORY,
+        DRYRUN_SUPPRESSED,
+        DRYRUN_DEDUPLICATED,
+    ];
 
     /// Codes reported by a [`DriverCatalog`](crate::catalog::DriverCatalog), tested with it.
     pub const DRIVER_CHECKS: &[&str] = &[
@@ -238,6 +267,18 @@ pub mod codes {
         CAPABILITY_TARGET_TYPE,
         VERB_UNKNOWN,
         VERB_NOT_IDEMPOTENT,
+        DRYRUN_NO_MATCH,
+        DRYRUN_STALE_EVENT,
+        DRYRUN_NO_TARGETS,
+        DRYRUN_TARGET_NOT_FOUND,
+        DRYRUN_PLACEHOLDER,
+        DRYRUN_NO_DRIVER,
+        DRYRUN_DRIVER_REFUSED,
+        DRYRUN_DRIVER_WARNING,
+        DRYRUN_DRIVER_UNREACHABLE,
+        DRYRUN_STALE_INVENTORY,
+        DRYRUN_SUPPRESSED,
+        DRYRUN_DEDUPLICATED,
     ];
 }
 

@@ -121,6 +121,37 @@ impl Store {
         })
     }
 
+    /// Who holds `(kind, key)` and until when, if an unexpired claim exists
+    /// (a read: dry-runs use it to say what a window would decide).
+    pub async fn held_claim(
+        &self,
+        kind: ClaimKind,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, DateTime<Utc>)>, Error> {
+        let p = self.placeholders(3);
+        let sql = format!(
+            "SELECT holder, expires_at_ms FROM window_claims WHERE kind = {} AND claim_key = {} AND expires_at_ms > {}",
+            p[0], p[1], p[2]
+        );
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                vec![kind.as_str().into(), key.into(), ms(now).into()],
+            ))
+            .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<String>("", "holder")?,
+                from_ms(r.try_get::<i64>("", "expires_at_ms")?),
+            ))
+        })
+        .transpose()
+    }
+
     /// Record a delivery identity; `true` the first time it is seen, `false` for a redelivery.
     pub async fn record_delivery(
         &self,

@@ -260,7 +260,8 @@ impl Store {
 
     /// Replace a policy's document. `expected_version` is the version the
     /// caller last saw (HTTP `If-Match`). A change to anything but `enabled`
-    /// creates a new version; the previous one is kept.
+    /// creates a new version (and clears `last_dry_run`, which spoke for the
+    /// previous one); the previous one is kept.
     pub async fn update_policy(
         &self,
         r: &PolicyRef,
@@ -294,6 +295,10 @@ impl Store {
         model.source = Set(p.source.clone());
         model.format = Set(p.format.clone());
         model.updated_at = Set(now.into());
+        if new_version {
+            // A dry-run speaks for the version it ran against.
+            model.last_dry_run = Set(None);
+        }
         let saved = model.update(&txn).await?;
         if new_version {
             insert_version(&txn, saved.id, version, &p, now).await?;
