@@ -12,6 +12,7 @@ pub mod dto;
 mod error;
 mod hosts;
 mod ingest;
+pub mod metrics;
 mod policies;
 mod runs;
 
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/runs", get(runs::list))
         .route("/api/runs/{id}", get(runs::show))
         .route("/api/runs/{id}/cancel", post(runs::cancel))

@@ -73,6 +73,9 @@ fn one_policy(mut compiled: Vec<Compiled>) -> Result<Compiled, ApiError> {
         ));
     }
     let c = compiled.remove(0);
+    let result = if c.is_blocked() { "blocked" } else { "ok" };
+    metrics::counter!(switchyard_spec::metric_names::POLICY_VALIDATIONS, "result" => result)
+        .increment(1);
     if !c.is_blocked() {
         return Ok(c);
     }
@@ -507,6 +510,8 @@ pub(crate) async fn rollback(
         .store
         .rollback(&PolicyRef::Id(current.id), to, expected, &caller.subject)
         .await?;
+    metrics::counter!(switchyard_spec::metric_names::POLICY_ROLLBACKS, "trigger" => "operator")
+        .increment(1);
     let detail = json!({"version": saved.version_int, "to": to, "from": current.version_int, "role": caller.role.as_str()});
     audit(
         &s,

@@ -1543,6 +1543,7 @@ async fn a_dry_run_reports_per_target_and_gates_enabling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undo_queues_the_inverse_verb_once() {
+    let _ = switchyard_api::metrics::handle();
     let dir = tempfile::tempdir().unwrap();
     write_vms(dir.path());
     let store = store_with_runs(dir.path()).await;
@@ -1707,6 +1708,46 @@ async fn undo_queues_the_inverse_verb_once() {
         .map(|a| a.action)
         .collect();
     assert!(actions.contains(&"run.undo".to_owned()), "{actions:?}");
+
+    // What happened shows in /metrics.
+    let resp = router(s.clone())
+        .oneshot(send(
+            "GET",
+            "/metrics",
+            &token("viewer", 600, SECRET),
+            None,
+            &[],
+            Body::empty(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    for needle in [
+        "switchyard_runs_finished_total{status=\"succeeded\",driver=\"fakevm\"} 2",
+        "switchyard_decisions_total{outcome=\"queued\"}",
+        "switchyard_decisions_total{outcome=\"suppressed\"} 1",
+        "switchyard_policy_matches_total{policy=\"vm-guard\"} 2",
+        "switchyard_decision_latency_seconds_bucket",
+        "switchyard_run_duration_seconds_count{driver=\"fakevm\"} 2",
+        "switchyard_policies{state=\"disabled\"} 2",
+        "switchyard_policy_version{policy=\"vm-guard\"} 1",
+        "switchyard_runs_in_flight 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let (st, _) = call(&s, get("/metrics")).await;
+    assert_eq!(
+        st,
+        StatusCode::UNAUTHORIZED,
+        "metrics need a viewer token when auth is on"
+    );
     engine.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -1720,4 +1761,19 @@ async fn settled_by_id(store: &Store, id: &str) -> switchyard_store::RunRecord {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("run {id} did not finish");
+}
+
+#[test]
+fn every_metric_is_documented() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/OPERATIONS.md"
+    ))
+    .unwrap();
+    for name in switchyard_spec::metric_names::ALL {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/OPERATIONS.md does not list `{name}`"
+        );
+    }
 }

@@ -107,6 +107,8 @@ impl EventHandler for Handler {
 }
 
 async fn serve(config: Config) -> Result<()> {
+    // The metrics recorder first, so nothing recorded at start is lost.
+    let _ = switchyard_api::metrics::handle();
     let url = config.database_url();
     let store = Store::open(&url)
         .await

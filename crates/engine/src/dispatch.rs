@@ -287,6 +287,14 @@ impl Dispatcher {
             .await
         {
             Ok(true) => {
+                if to.is_terminal() {
+                    metrics::counter!(
+                        switchyard_spec::metric_names::RUNS_FINISHED,
+                        "status" => to.as_str(),
+                        "driver" => run.driver.clone()
+                    )
+                    .increment(1);
+                }
                 let _ = self.notices.send(RunNotice {
                     run_id: run.id,
                     decision_id: run.decision_id,
@@ -328,6 +336,10 @@ impl Dispatcher {
             to,
             RunStatus::Failed | RunStatus::TimedOut | RunStatus::Interrupted | RunStatus::Cancelled
         );
+        if let Some(started) = started {
+            metrics::histogram!(switchyard_spec::metric_names::RUN_DURATION, "driver" => run.driver.clone())
+                .record((Utc::now() - started).to_std().unwrap_or_default().as_secs_f64());
+        }
         if failed && run.meta.stop_on_error {
             self.stopped
                 .lock()

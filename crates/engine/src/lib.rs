@@ -52,6 +52,24 @@ pub enum Decided {
     Recorded { decisions: usize, queued: usize },
 }
 
+/// Count matched policies and decisions by outcome.
+fn count_decisions(names: &[String], outcomes: &[switchyard_store::DecisionOutcome]) {
+    use switchyard_spec::metric_names as m;
+    for name in names {
+        metrics::counter!(m::POLICY_MATCHES, "policy" => name.clone()).increment(1);
+    }
+    for d in outcomes {
+        let outcome = if d.suppressed.is_some() {
+            "suppressed"
+        } else if d.runs.iter().any(|r| r.status == RunStatus::Queued) {
+            "queued"
+        } else {
+            d.runs.first().map_or("skipped", |r| r.status.as_str())
+        };
+        metrics::counter!(m::DECISIONS, "outcome" => outcome).increment(1);
+    }
+}
+
 /// The event kind recorded on an undo's decision.
 pub const UNDO_EVENT_KIND: &str = "switchyard.undo";
 
@@ -187,6 +205,16 @@ impl Engine {
     /// Decide one event and make the decision durable. `Ok` means the caller
     /// may acknowledge the message.
     pub async fn decide(&self, incoming: Incoming) -> Result<Decided, WriteError> {
+        let began = std::time::Instant::now();
+        let decided = self.decide_now(incoming).await;
+        if let Ok(Decided::Recorded { .. }) = &decided {
+            metrics::histogram!(switchyard_spec::metric_names::DECISION_LATENCY)
+                .record(began.elapsed().as_secs_f64());
+        }
+        decided
+    }
+
+    async fn decide_now(&self, incoming: Incoming) -> Result<Decided, WriteError> {
         let policies = Arc::clone(&self.inner.policies.read().expect("policies lock"));
         let inventory = Arc::clone(&self.inner.inventory.read().expect("inventory lock"));
         let Some(plan) = decide::plan(
@@ -213,15 +241,24 @@ impl Engine {
     }
 
     async fn submit(&self, plan: decide::Plan) -> Result<Decided, WriteError> {
+        let names: Vec<String> = plan
+            .decisions
+            .decisions
+            .iter()
+            .map(|d| d.decision.policy_name.clone())
+            .collect();
         match self.write(plan).await? {
             EventOutcome::Redelivered => Ok(Decided::Redelivered),
-            EventOutcome::Recorded(ds) => Ok(Decided::Recorded {
-                decisions: ds.len(),
-                queued: ds
-                    .iter()
-                    .flat_map(|d| &d.runs)
-                    .filter(|r| r.status == RunStatus::Queued)
-                    .count(),
+            EventOutcome::Recorded(ds) => Ok({
+                count_decisions(&names, &ds);
+                Decided::Recorded {
+                    decisions: ds.len(),
+                    queued: ds
+                        .iter()
+                        .flat_map(|d| &d.runs)
+                        .filter(|r| r.status == RunStatus::Queued)
+                        .count(),
+                }
             }),
         }
     }

@@ -1,7 +1,7 @@
 //! The consumer loop: pull, parse, hand to the engine, ack only once the
 //! decision is durable.
 
-use crate::{IntakeOptions, dlq, metrics as m};
+use crate::{IntakeOptions, dlq};
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use switchyard_spec::event::{self, Event};
+use switchyard_spec::metric_names as m;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
@@ -255,7 +256,7 @@ impl Intake {
     }
 
     async fn handle_message<H: EventHandler>(&self, msg: jetstream::Message, handler: &H) {
-        metrics::counter!(m::RECEIVED).increment(1);
+        metrics::counter!(m::INTAKE_RECEIVED).increment(1);
         let received_at = Utc::now();
         let (seq, delivered) = match msg.info() {
             Ok(i) => (i.stream_sequence, i.delivered),
@@ -314,7 +315,7 @@ impl Intake {
                 if let Err(e) = msg.ack().await {
                     tracing::warn!(seq, error = %e, "ack not sent; the event will be redelivered and deduplicated by the inbox");
                 }
-                metrics::counter!(m::ACKED).increment(1);
+                metrics::counter!(m::INTAKE_ACKED).increment(1);
             }
             Err(HandlerError::Transient(why)) => {
                 tracing::warn!(seq, delivered, why = %why, "handler failed transiently; redelivering");
@@ -341,7 +342,7 @@ impl Intake {
             .saturating_mul(2u32.saturating_pow(exp))
             .min(self.inner.opts.nak_delay_max);
         let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
-        metrics::counter!(m::NAKED, "kind" => kind).increment(1);
+        metrics::counter!(m::INTAKE_NAKED, "kind" => kind).increment(1);
     }
 
     async fn dead_letter(

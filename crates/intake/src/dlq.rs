@@ -1,11 +1,12 @@
 //! Dead letters: a copy of the original message on `switchyard.dlq.<reason>`
 //! (stream `SWITCHYARD_DLQ`) with headers saying why.
 
-use crate::{IntakeOptions, metrics as m};
+use crate::IntakeOptions;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream::Stream};
 use futures::StreamExt;
 use std::sync::Arc;
+use switchyard_spec::metric_names as m;
 
 /// Header: the reason token (`invalid_json`, `reserved_kind`, `max_deliver`, …).
 pub const REASON: &str = "Switchyard-Dlq-Reason";
@@ -54,7 +55,7 @@ pub async fn publish(
         .map_err(|e| e.to_string())?
         .await
         .map_err(|e| e.to_string())?;
-    metrics::counter!(m::DEAD_LETTERED, "reason" => reason.to_owned()).increment(1);
+    metrics::counter!(m::INTAKE_DEAD_LETTERED, "reason" => reason.to_owned()).increment(1);
     Ok(())
 }
 

@@ -14,7 +14,6 @@
 pub mod alertmanager;
 mod consumer;
 pub mod dlq;
-pub mod metrics;
 pub mod notify;
 mod options;
 pub mod provision;

@@ -1,9 +1,10 @@
 //! Publishing events to JetStream with de-duplication by event id.
 
-use crate::{IntakeOptions, metrics as m};
+use crate::IntakeOptions;
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use switchyard_spec::event::Event;
+use switchyard_spec::metric_names as m;
 use thiserror::Error;
 
 /// Why a publish failed.
@@ -76,7 +77,7 @@ impl Publisher {
             .map_err(|e| nats(e.to_string()))?
             .await
             .map_err(|e| nats(e.to_string()))?;
-        metrics::counter!(m::PUBLISHED).increment(1);
+        metrics::counter!(m::INTAKE_PUBLISHED).increment(1);
         Ok(Published {
             stream: ack.stream,
             seq: ack.sequence,

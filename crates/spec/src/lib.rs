@@ -15,6 +15,7 @@ pub mod event;
 pub mod finding;
 pub mod ir;
 pub mod jsonpath;
+pub mod metric_names;
 pub mod placeholder;
 pub mod pointer;
 pub mod policy;

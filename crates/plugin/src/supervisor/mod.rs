@@ -283,6 +283,8 @@ impl Supervisor {
             // It died since the last call: count the failure and back off.
             let died = state.process.take().expect("checked above");
             note_failure(&mut state, opts, died.death().unwrap_or_default());
+            metrics::counter!(switchyard_spec::metric_names::ADAPTER_RESTARTS, "driver" => driver.to_owned())
+                .increment(1);
         }
         if let Some(not_before) = state.not_before {
             let now = Instant::now();
