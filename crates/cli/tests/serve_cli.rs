@@ -227,11 +227,19 @@ windows:
             "{\"ups\":\"ups2\"}",
         ],
     );
-    let all = wait_for(dir.path(), "four succeeded runs", |r| {
+    // Events are decided concurrently: wait for the whole picture (four
+    // succeeded runs, the stale skip, both suppressions counted).
+    let all = wait_for(dir.path(), "four succeeded runs and every decision", |r| {
         r.iter()
             .filter(|r| r.status == RunStatus::Succeeded)
             .count()
             == 4
+            && r.iter().any(|r| r.status == RunStatus::Skipped)
+            && r.iter()
+                .filter(|r| r.status == RunStatus::Suppressed)
+                .map(|r| r.count)
+                .sum::<i64>()
+                == 2
     })
     .await;
     let suppressed: Vec<&RunRecord> = all
