@@ -1,14 +1,18 @@
 //! The `switchyard` binary.
 //!
 //! `serve` runs switchyard; offline commands (`policy validate`, `policy
-//! compile`, `driver check`) need no server; `runs` reads the ledger database.
-//! Exit codes scripts can trust: 0 success, 1 findings with a blocker, 2 usage
-//! or IO errors.
+//! compile`, `driver check`) need no server; client commands (`policy list`,
+//! `runs`, `hosts`, …) talk to the API (`client`). Exit codes scripts can
+//! trust: 0 success, 1 refused (a blocker, a dry-run error, a 4xx answer),
+//! 2 usage or IO errors, 3 the server is unreachable or failing.
 
+mod client;
 mod config;
 mod db_cmd;
 mod driver_cmd;
 mod event_cmd;
+mod hosts_cmd;
+mod policy_client;
 mod policy_cmd;
 mod runs_cmd;
 mod serve;
@@ -38,15 +42,20 @@ enum Command {
     /// Publish events.
     #[command(subcommand)]
     Event(event_cmd::EventCommand),
-    /// Read the execution ledger.
+    /// Read and act on the execution ledger (list, show, tail, undo, cancel).
     #[command(subcommand)]
     Runs(runs_cmd::RunsCommand),
+    /// Hosts, their capabilities and inventory.
+    #[command(subcommand)]
+    Hosts(hosts_cmd::HostsCommand),
     /// Issue API tokens.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
     /// Manage the database.
     #[command(subcommand)]
     Db(db_cmd::DbCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 /// How results are printed.
@@ -83,6 +92,17 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Runs(cmd) => runs_cmd::run(cmd),
         Command::Token(cmd) => token_cmd::run(cmd),
+        Command::Hosts(cmd) => hosts_cmd::run(cmd),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "switchyard",
+                &mut std::io::stdout(),
+            );
+            EXIT_OK
+        }
     };
     ExitCode::from(code)
 }

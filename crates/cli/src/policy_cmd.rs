@@ -1,4 +1,5 @@
-//! `switchyard policy …`: offline validation and compilation.
+//! `switchyard policy …`: offline validation and compilation, and the
+//! client commands for policies on a running switchyard (`policy_client`).
 
 use crate::{EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, Output};
 use clap::{Args, Subcommand, ValueEnum};
@@ -15,6 +16,24 @@ pub enum PolicyCommand {
     Validate(ValidateArgs),
     /// Compile one policy file and print its IR (with `spec_hash`) as JSON.
     Compile(CompileArgs),
+    /// List the policies on the server.
+    List(crate::policy_client::ListArgs),
+    /// Show one policy (`--source` prints the saved document).
+    Show(crate::policy_client::ShowArgs),
+    /// What changed between two versions, by JSON pointer.
+    Diff(crate::policy_client::DiffArgs),
+    /// Bring back an earlier version's content as a new version (admin).
+    Rollback(crate::policy_client::RollbackArgs),
+    /// Enable a policy (refused while its last dry-run has errors, unless --force as admin).
+    Enable(crate::policy_client::EnableArgs),
+    /// Disable a policy.
+    Disable(crate::policy_client::NameArgs),
+    /// Dry-run a policy against a sample event; exits 1 when it found errors.
+    DryRun(crate::policy_client::DryRunArgs),
+    /// Print the inverse policy (disabled) and what to fill in before saving it.
+    Inverse(crate::policy_client::NameArgs),
+    /// Archive a policy: disabled, hidden, history kept (admin).
+    Delete(crate::policy_client::NameArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +87,22 @@ pub fn run(cmd: PolicyCommand) -> u8 {
     match cmd {
         PolicyCommand::Validate(args) => validate(&args),
         PolicyCommand::Compile(args) => compile(&args),
+        PolicyCommand::List(a) => crate::policy_client::list(a),
+        PolicyCommand::Show(a) => crate::policy_client::show(a),
+        PolicyCommand::Diff(a) => crate::policy_client::diff(a),
+        PolicyCommand::Rollback(a) => crate::policy_client::rollback(a),
+        PolicyCommand::Enable(a) => crate::policy_client::enable(a, true),
+        PolicyCommand::Disable(a) => crate::policy_client::enable(
+            crate::policy_client::EnableArgs {
+                server: a.server,
+                policy: a.policy,
+                force: false,
+            },
+            false,
+        ),
+        PolicyCommand::DryRun(a) => crate::policy_client::dry_run(a),
+        PolicyCommand::Inverse(a) => crate::policy_client::inverse(a),
+        PolicyCommand::Delete(a) => crate::policy_client::delete(a),
     }
 }
 

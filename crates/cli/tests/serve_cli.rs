@@ -604,6 +604,27 @@ async fn tokens_from_the_cli_open_the_authenticated_api() {
         &[&format!("Authorization: Bearer {ingest}")],
     );
     assert_eq!(status, 403);
+    // Client commands take the token from SWITCHYARD_TOKEN.
+    let cli = |token: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        c.args(["policy", "list", "-o", "json", "--config"])
+            .arg(dir.path().join("switchyard.toml"))
+            .env_remove("SWITCHYARD_TOKEN");
+        if let Some(t) = token {
+            c.env("SWITCHYARD_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+    let out = cli(Some(&viewer));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(None);
+    assert_eq!(out.status.code(), Some(1), "refused: no token");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.unauthorized"));
     // The secret never shows up in the log.
     serve.signal("-TERM");
     assert!(serve.wait_exit().success());
@@ -617,4 +638,124 @@ async fn tokens_from_the_cli_open_the_authenticated_api() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Run the CLI against a running serve; (exit code, stdout, stderr).
+fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("switchyard.toml"))
+        .env_remove("SWITCHYARD_SERVER")
+        .env_remove("SWITCHYARD_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_drives_a_running_switchyard() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &nats.url(), "");
+    std::fs::write(
+        dir.path().join("policies/note.yaml"),
+        "version: 1\nname: note\ntrigger_group: { triggers: [ { kind: lab.note } ] }\ntargets: [ { selector: lab-01 } ]\nactions: [ { capability: command.run, verb: run, params: { argv: [\"echo\", \"noted\"] } } ]\n",
+    )
+    .unwrap();
+    let _serve = Serve::start(dir.path());
+    let d = dir.path();
+
+    let (code, out, err) = cli(d, &["policy", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("NAME") && out.contains("note") && out.contains("disabled"),
+        "{out}"
+    );
+    let (code, out, err) = cli(d, &["policy", "dry-run", "note"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("lab-01") && out.contains("summary: 0 errors"),
+        "{out}"
+    );
+    let (code, out, _) = cli(d, &["policy", "enable", "note"]);
+    assert_eq!((code, out.trim()), (0, "note is enabled (version 1)"));
+    let (code, _, err) = cli(d, &["policy", "show", "nope"]);
+    assert_eq!(code, 1, "a 4xx answer exits 1");
+    assert!(err.contains("not_found"), "{err}");
+    let (code, out, _) = cli(d, &["policy", "show", "note", "--source"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("version: 1"), "{out}");
+    let (code, _, err) = cli(d, &["policy", "delete", "note"]);
+    assert_eq!(code, 1, "directory policies are read-only here");
+    assert!(err.contains("policy.managed_by_dir"), "{err}");
+
+    let (code, out, _) = cli(d, &["hosts", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("lab-01") && out.contains("exec"), "{out}");
+    let (code, out, _) = cli(d, &["hosts", "capabilities", "lab-02"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("command.run"), "{out}");
+
+    // Follow the stream while an event makes a run.
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "runs",
+            "tail",
+            "-o",
+            "json",
+            "--status",
+            "succeeded",
+            "--config",
+        ])
+        .arg(d.join("switchyard.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    publish(&nats.url(), &["--kind", "lab.note", "--data", "{}"]);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(tail.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let notice: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (notice["status"].as_str(), notice["policy_name"].as_str()),
+        (Some("succeeded"), Some("note"))
+    );
+
+    let (code, out, _) = cli(d, &["runs", "list", "--policy", "note"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("succeeded") && out.contains("command.run"),
+        "{out}"
+    );
+    let id = notice["run_id"].as_str().unwrap();
+    let (code, out, _) = cli(d, &["runs", "show", id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("noted"), "{out}");
+    let (code, _, err) = cli(d, &["runs", "undo", id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("run.no_inverse"), "{err}");
+    let (code, _, err) = cli(d, &["runs", "cancel", id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("run.not_queued"), "{err}");
+
+    let (code, _, err) = cli(d, &["policy", "list", "--server", "http://127.0.0.1:9"]);
+    assert_eq!(code, 3, "unreachable exits 3: {err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("switchyard"));
 }
