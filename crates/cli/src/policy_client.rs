@@ -344,22 +344,30 @@ fn print_transcript(t: &Value) {
         );
     }
     let inv = &t["used_inventory"];
-    println!(
-        "  inventory: refreshed {}{}",
-        client::cell(&inv["refreshed_at"]),
-        if inv["stale"] == true { " (stale)" } else { "" }
-    );
+    if inv["refreshed_at"].is_null() {
+        println!("  inventory: no discovered item involved");
+    } else {
+        println!(
+            "  inventory: refreshed {}{}",
+            client::cell(&inv["refreshed_at"]),
+            if inv["stale"] == true { " (stale)" } else { "" }
+        );
+    }
     let rows: Vec<Vec<String>> = t["actions"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|a| {
-            let target = format!(
-                "{}/{}:{}",
-                client::cell(&a["target"]["host"]),
-                client::cell(&a["target"]["type"]),
-                client::cell(&a["target"]["id"])
-            );
+            let target = if a["target"]["type"] == "host" {
+                client::cell(&a["target"]["host"])
+            } else {
+                format!(
+                    "{}/{}:{}",
+                    client::cell(&a["target"]["host"]),
+                    client::cell(&a["target"]["type"]),
+                    client::cell(&a["target"]["id"])
+                )
+            };
             let dr = &a["driver_dry_run"];
             let driver_says = if let Some(r) = dr.get("result") {
                 let plan = r["plan"]

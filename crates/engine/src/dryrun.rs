@@ -231,6 +231,13 @@ pub async fn dry_run(policy: &ActivePolicy, input: DryRunInput<'_>) -> DryRun {
     let mut used: Vec<(DateTime<Utc>, bool)> = Vec::new();
     let idem_window = ir.windows.idempotency_ms;
     let mut target_count = 0usize;
+    // Without a sample from the caller, an unfilled placeholder says more
+    // about the made-up event than about the policy: a warning.
+    let placeholder_severity = if input.given {
+        Severity::Error
+    } else {
+        Severity::Warn
+    };
     for (ti, (t_ir, resolution)) in ir.targets.iter().zip(resolutions).enumerate() {
         let at = format!("/targets/{ti}/selector");
         let resolution = match resolution {
@@ -238,7 +245,7 @@ pub async fn dry_run(policy: &ActivePolicy, input: DryRunInput<'_>) -> DryRun {
             Err(e) => {
                 finding(
                     &mut findings,
-                    Severity::Error,
+                    placeholder_severity,
                     codes::DRYRUN_PLACEHOLDER,
                     at,
                     e.to_string(),
@@ -294,7 +301,7 @@ pub async fn dry_run(policy: &ActivePolicy, input: DryRunInput<'_>) -> DryRun {
                         target,
                         ai,
                         a,
-                        idem_window,
+                        (idem_window, placeholder_severity),
                         now,
                         &mut findings,
                     )
@@ -361,7 +368,7 @@ async fn action(
     target: &TargetRef,
     ai: usize,
     a: &switchyard_spec::ir::ActionIr,
-    idem_window: u64,
+    (idem_window, placeholder_severity): (u64, Severity),
     now: DateTime<Utc>,
     findings: &mut Vec<Finding>,
 ) -> Value {
@@ -377,7 +384,7 @@ async fn action(
         Err(e) => {
             finding(
                 findings,
-                Severity::Error,
+                placeholder_severity,
                 codes::DRYRUN_PLACEHOLDER,
                 format!("{at}/params"),
                 e.to_string(),

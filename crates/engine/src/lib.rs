@@ -118,6 +118,8 @@ struct Inner {
     notices: broadcast::Sender<RunNotice>,
     lease_lost: watch::Receiver<bool>,
     lease_task: tokio::task::JoinHandle<()>,
+    ledger: Arc<dyn Ledger>,
+    lease: Arc<Lock<Lease>>,
     /// Set by `abandon`: the writer refuses everything.
     closed: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -195,6 +197,8 @@ impl Engine {
                     notices,
                     lease_lost: lost_rx,
                     lease_task,
+                    ledger: Arc::clone(&ledger),
+                    lease: Arc::clone(&lease),
                     closed,
                 }),
             },
@@ -500,6 +504,16 @@ impl Engine {
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let left = self.inner.dispatcher.drain(grace).await;
         self.inner.lease_task.abort();
+        if left == 0 {
+            // Nothing is running: hand the lease over now rather than after its TTL.
+            let lease = self.inner.lease.lock().expect("lease lock").clone();
+            match self.inner.ledger.release_lease(&lease).await {
+                Ok(()) => tracing::info!(epoch = lease.epoch, "engine lease released"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "releasing the engine lease failed; it expires on its own")
+                }
+            }
+        }
         left
     }
 }

@@ -22,6 +22,9 @@ pub trait Ledger: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>>;
 
+    /// Give the lease up at a graceful stop (a standby takes over at once).
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), StoreError>>;
+
     /// Status changes, then decisions, in one transaction.
     fn write_batch<'a>(
         &'a self,
@@ -57,6 +60,10 @@ impl Ledger for Store {
         now: chrono::DateTime<chrono::Utc>,
     ) -> BoxFuture<'_, Result<Vec<CorrelationRow>, StoreError>> {
         Box::pin(Store::correlation_state(self, now))
+    }
+
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(Store::release_lease(self, lease))
     }
 
     fn write_batch<'a>(

@@ -862,3 +862,40 @@ fn all_groups_fire_when_complete_even_across_a_restart() {
         assert_eq!(d, Decided::Recorded { decisions: 0, queued: 0 });
     });
 }
+
+#[test]
+fn a_graceful_stop_hands_the_lease_over_at_once() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let start = |holder: &str| {
+            Engine::start(
+                EngineConfig {
+                    holder: holder.into(),
+                    lease_ttl: Duration::from_secs(600),
+                    ..config(2)
+                },
+                Arc::new(store.clone()),
+                Arc::new(Recorder::default()),
+                routing(&["h0"]),
+                PolicySet::new(vec![]),
+                InventorySnapshot::default(),
+            )
+        };
+        let (a, _) = start("engine-a").await.unwrap();
+        assert_eq!(a.shutdown(Duration::from_secs(1)).await, 0);
+        // With a ten-minute TTL, only a released lease lets B start now.
+        let (b, _) = tokio::time::timeout(Duration::from_secs(20), start("engine-b"))
+            .await
+            .expect("engine B takes the released lease without waiting for the TTL")
+            .unwrap();
+        let lease = store
+            .acquire_lease("engine-b", chrono::Utc::now(), Duration::from_secs(600))
+            .await
+            .unwrap()
+            .expect("B holds it");
+        assert_eq!(lease.epoch, 2, "a new holder bumps the epoch");
+        b.shutdown(Duration::from_secs(1)).await;
+    });
+}

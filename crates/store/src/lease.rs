@@ -63,6 +63,30 @@ impl Store {
         }
     }
 
+    /// Give the lease up at a graceful stop, so a standby takes over at its
+    /// next attempt instead of after the TTL. Only the current holder's
+    /// epoch is released; a lease someone else took is left alone.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), Error> {
+        let p = self.placeholders(3);
+        let sql = format!(
+            "UPDATE engine_lease SET expires_at_ms = 0 WHERE name = {} AND holder = {} AND epoch = {}",
+            p[0], p[1], p[2]
+        );
+        let backend = self.db.get_database_backend();
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                vec![
+                    NAME.into(),
+                    lease.holder.as_str().into(),
+                    lease.epoch.into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// Fail with `LeaseLost` unless `lease` is still the current, unexpired lease.
     pub(crate) async fn check_lease<C: ConnectionTrait>(
         &self,
