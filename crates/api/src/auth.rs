@@ -1,7 +1,8 @@
 //! Authentication and roles (DESIGN §9).
 //!
-//! With `[auth]`: `Authorization: Bearer <JWT>`, HS256 only (the algorithm is
-//! pinned: a token signed any other way — `none` included — is refused),
+//! With `[auth]`: `Authorization: Bearer <JWT>`, HS256 with a secret, or
+//! RS256/ES256 with a public key — one algorithm, pinned: a token signed any
+//! other way (`none`, HS256 with the public key as secret) is refused;
 //! `exp` and `sub` required, issuer and audience checked when configured, and
 //! the `role` claim one of viewer, ingest, operator, admin. Without `[auth]`
 //! the API listens on loopback only, reads are open, and a state-changing
@@ -69,7 +70,7 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Auth(HS256, key redacted)")
+        write!(f, "Auth({:?}, key redacted)", self.validation.algorithms)
     }
 }
 
@@ -90,6 +91,38 @@ impl Auth {
             key: DecodingKey::from_secret(secret),
             validation,
         }
+    }
+}
+
+impl Auth {
+    /// RS256 or ES256 (P-256) with a PEM public key: the key's kind picks the
+    /// one algorithm accepted; tokens signed any other way (HS256 with the
+    /// public key as a secret included) are refused.
+    pub fn public_key(
+        pem: &[u8],
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<Auth, String> {
+        let (key, alg) = match DecodingKey::from_rsa_pem(pem) {
+            Ok(k) => (k, Algorithm::RS256),
+            Err(_) => match DecodingKey::from_ec_pem(pem) {
+                Ok(k) => (k, Algorithm::ES256),
+                Err(e) => {
+                    return Err(format!(
+                        "not an RSA or EC (P-256) public key in PEM form: {e}"
+                    ));
+                }
+            },
+        };
+        let mut auth = Auth::hs256(b"unused", issuer, audience);
+        auth.validation.algorithms = vec![alg];
+        auth.key = key;
+        Ok(auth)
+    }
+
+    /// The one algorithm tokens must be signed with.
+    pub fn algorithm(&self) -> Algorithm {
+        self.validation.algorithms[0]
     }
 }
 

@@ -1777,3 +1777,82 @@ fn every_metric_is_documented() {
         );
     }
 }
+
+/// A key pair from openssl: (private PKCS#8 PEM, public PEM).
+fn keypair(dir: &std::path::Path, name: &str, genpkey: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    let key = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let ok = std::process::Command::new("openssl")
+        .arg("genpkey")
+        .args(genpkey)
+        .arg("-out")
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl genpkey");
+    let ok = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl pkey");
+    (std::fs::read(key).unwrap(), std::fs::read(public).unwrap())
+}
+
+fn signed(alg: jsonwebtoken::Algorithm, key: &EncodingKey) -> String {
+    let exp = chrono::Utc::now().timestamp() + 600;
+    encode(
+        &Header::new(alg),
+        &json!({"sub": "idp-user", "role": "viewer", "exp": exp}),
+        key,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn public_keys_pin_rs256_or_es256() {
+    use jsonwebtoken::Algorithm::{ES256, HS256, RS256};
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_runs(dir.path()).await;
+    let (rsa_private, rsa_public) = keypair(
+        dir.path(),
+        "rsa",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+    );
+    let (ec_private, ec_public) = keypair(
+        dir.path(),
+        "ec",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let rs = EncodingKey::from_rsa_pem(&rsa_private).unwrap();
+    let es = EncodingKey::from_ec_pem(&ec_private).unwrap();
+
+    let auth = Auth::public_key(&rsa_public, None, None).unwrap();
+    assert_eq!(auth.algorithm(), RS256);
+    let s = state(store.clone(), Some(auth), None);
+    let (st, _) = call(&s, with_bearer("/api/runs", "GET", &signed(RS256, &rs))).await;
+    assert_eq!(st, StatusCode::OK);
+    for (what, token) in [
+        (
+            "HS256 with the public key as the secret",
+            signed(HS256, &EncodingKey::from_secret(&rsa_public)),
+        ),
+        ("ES256 against an RSA key", signed(ES256, &es)),
+    ] {
+        let (st, _) = call(&s, with_bearer("/api/runs", "GET", &token)).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{what}");
+    }
+
+    let auth = Auth::public_key(&ec_public, None, None).unwrap();
+    assert_eq!(auth.algorithm(), ES256);
+    let s = state(store, Some(auth), None);
+    let (st, _) = call(&s, with_bearer("/api/runs", "GET", &signed(ES256, &es))).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = call(&s, with_bearer("/api/runs", "GET", &signed(RS256, &rs))).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "RS256 against an EC key");
+    assert!(Auth::public_key(b"-----BEGIN NONSENSE-----", None, None).is_err());
+}

@@ -387,10 +387,18 @@ fn api_auth(config: &Config) -> Result<Option<switchyard_api::Auth>> {
     let Some(a) = &config.auth else {
         return Ok(None);
     };
-    if a.jwt_public_key_file.is_some() {
-        bail!(
-            "auth.jwt_public_key_file (RS256/ES256) is not supported by this build yet; use auth.jwt_hs256_secret"
-        );
+    if let Some(path) = &a.jwt_public_key_file {
+        if a.jwt_hs256_secret.is_some() {
+            bail!("[auth] has both jwt_hs256_secret and jwt_public_key_file; configure one");
+        }
+        let path = config.resolve(path);
+        let pem = std::fs::read(&path)
+            .with_context(|| format!("auth.jwt_public_key_file {}", path.display()))?;
+        let auth =
+            switchyard_api::Auth::public_key(&pem, a.issuer.as_deref(), a.audience.as_deref())
+                .map_err(|e| anyhow!("auth.jwt_public_key_file {}: {e}", path.display()))?;
+        tracing::info!(algorithm = ?auth.algorithm(), "API tokens are checked with the public key");
+        return Ok(Some(auth));
     }
     let Some(secret) = &a.jwt_hs256_secret else {
         bail!("[auth] needs jwt_hs256_secret (as ${{env:NAME}} or ${{file:PATH}})");
