@@ -391,7 +391,7 @@ fn api_auth(config: &Config) -> Result<Option<switchyard_api::Auth>> {
         if a.jwt_hs256_secret.is_some() {
             bail!("[auth] has both jwt_hs256_secret and jwt_public_key_file; configure one");
         }
-        let path = config.resolve(path);
+        let path = config.resolve(Path::new(path));
         let pem = std::fs::read(&path)
             .with_context(|| format!("auth.jwt_public_key_file {}", path.display()))?;
         let auth =

@@ -530,6 +530,14 @@ fn an_unsafe_api_setup_refuses_to_start() {
             "[auth]\njwt_hs256_secret = \"${env:SWITCHYARD_TEST_UNSET_SECRET}\"\n",
             "SWITCHYARD_TEST_UNSET_SECRET",
         ),
+        (
+            "[auth]\njwt_public_key_file = \"no-such.pem\"\n",
+            "no-such.pem",
+        ),
+        (
+            "[auth]\njwt_public_key_file = \"switchyard.toml\"\n",
+            "not an RSA or EC (P-256) public key",
+        ),
     ];
     for (toml, needle) in cases {
         std::fs::write(

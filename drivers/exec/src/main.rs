@@ -1,4 +1,5 @@
-//! The `exec` driver: `command.run` on the machine switchyard runs on.
+//! The `exec` driver: `command.run` on the machine switchyard runs on, and
+//! `command.reversible` — a command with the command that undoes it.
 //!
 //! Commands run from an argv array, never through a shell (a policy that
 //! wants a shell names it: `argv: [sh, -c, …]`). The environment is built from
@@ -50,16 +51,47 @@ struct Exec {
     max_output: usize,
 }
 
+/// `command.reversible` params: the command and the one that undoes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReversibleParams {
+    apply: Vec<String>,
+    revert: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    cwd: Option<String>,
+    #[serde(default)]
+    timeout_s: Option<u64>,
+    #[serde(default)]
+    expect_exit: Option<Vec<i32>>,
+}
+
+/// The command a request runs: `command.run/run` runs `argv`;
+/// `command.reversible/apply` runs `apply` and `/revert` runs `revert` (each
+/// other's inverse, so a run can be undone with the params it ran with).
 fn run_params(capability: &str, verb: &str, params: Value) -> Result<RunParams, AdapterError> {
-    if (capability, verb) != ("command.run", "run") {
-        return Err(AdapterError::unsupported(format!(
-            "exec provides command.run/run, not {capability}/{verb}"
-        )));
-    }
-    let p: RunParams =
-        serde_json::from_value(params).map_err(|e| AdapterError::invalid_params(e.to_string()))?;
+    let invalid = |e: serde_json::Error| AdapterError::invalid_params(e.to_string());
+    let p = match (capability, verb) {
+        ("command.run", "run") => serde_json::from_value::<RunParams>(params).map_err(invalid)?,
+        ("command.reversible", "apply" | "revert") => {
+            let r: ReversibleParams = serde_json::from_value(params).map_err(invalid)?;
+            RunParams {
+                argv: if verb == "apply" { r.apply } else { r.revert },
+                env: r.env,
+                cwd: r.cwd,
+                timeout_s: r.timeout_s,
+                expect_exit: r.expect_exit,
+            }
+        }
+        _ => {
+            return Err(AdapterError::unsupported(format!(
+                "exec provides command.run/run and command.reversible/apply|revert, not {capability}/{verb}"
+            )));
+        }
+    };
     if p.argv.is_empty() || p.argv[0].is_empty() {
-        return Err(AdapterError::invalid_params("argv needs a program"));
+        return Err(AdapterError::invalid_params("the command needs a program"));
     }
     Ok(p)
 }

@@ -234,3 +234,51 @@ async fn dry_run_shows_the_argv_and_checks_the_program() {
     assert_eq!(r.preconditions.iter().filter(|c| !c.ok).count(), 2);
     sup.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reversible_command_applies_and_reverts_with_the_same_params() {
+    let sup = supervisor(json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("maintenance.flag");
+    let params = json!({
+        "apply": ["touch", flag.to_string_lossy()],
+        "revert": ["rm", flag.to_string_lossy()],
+    });
+    let host = local();
+    let call = |verb: &'static str| {
+        sup.execute(
+            "exec",
+            &host,
+            verb,
+            target(),
+            "command.reversible",
+            verb,
+            params.clone(),
+            "k",
+            Duration::from_secs(20),
+        )
+    };
+    assert!(call("apply").await.result.unwrap().ok);
+    assert!(flag.exists(), "apply ran `touch`");
+    assert!(call("revert").await.result.unwrap().ok);
+    assert!(!flag.exists(), "revert ran `rm`");
+    let failed = call("revert").await.result.unwrap();
+    assert!(!failed.ok, "rm of a missing file exits 1: a failed run");
+    let dry = sup
+        .dry_run(
+            "exec",
+            &local(),
+            "d",
+            target(),
+            "command.reversible",
+            "nope",
+            params.clone(),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(
+        matches!(dry.result, Err(CallError::Adapter { code: -32004, .. })),
+        "{:?}",
+        dry.result
+    );
+}
