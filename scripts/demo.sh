@@ -2,7 +2,8 @@
 # The switchyard demo: a real nats-server, `switchyard serve` on SQLite with the
 # exec driver, the policies in examples/demo/policies, and a realistic stream of
 # events — a flapping UPS, an Alertmanager alert firing and resolving, a burst
-# of duplicates. It ends by printing the ledger and stops everything it started.
+# of duplicates. It ends by printing the ledger, undoes one run, and stops
+# everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -26,6 +27,7 @@ cleanup() {
   [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null || true
   [ -n "$nats_pid" ] && kill "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null || true
   rm -rf "$work"
+  rm -f /tmp/switchyard-demo-lab-0[12].drained
 }
 trap cleanup EXIT INT TERM
 
@@ -113,7 +115,19 @@ first=$("$bin" runs list --config "$work/switchyard.toml" --status succeeded --l
 say "switchyard runs show $first"
 "$bin" runs show --config "$work/switchyard.toml" "$first" | sed 's/^/    /'
 
-step "8. Stopping (SIGTERM): intake stops, running work finishes, nothing is left running"
+step "8. Undo: put lab-02 back behind the load balancer"
+drain=$("$bin" runs list --config "$work/switchyard.toml" --policy nginx-down --host lab-02 --status succeeded -o json |
+  python3 -c 'import json,sys; print(next(r["id"] for r in json.load(sys.stdin)["runs"] if r["verb"] == "apply"))')
+echo "    $(ls /tmp/switchyard-demo-lab-02.drained 2>/dev/null || echo 'no marker') (the drain marker)"
+say "switchyard runs undo $drain"
+"$bin" runs undo --config "$work/switchyard.toml" -o json "$drain" |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); print("    queued", r["capability"] + "." + r["verb"], "on", r["host"], "as run", r["id"], "(inverse_of", r["inverse_of"] + ")")'
+for _ in $(seq 50); do [ -e /tmp/switchyard-demo-lab-02.drained ] || break; sleep 0.1; done
+echo "    $(ls /tmp/switchyard-demo-lab-02.drained 2>/dev/null || echo 'the marker is gone: lab-02 is back')"
+say "switchyard runs list --policy nginx-down"
+"$bin" runs list --config "$work/switchyard.toml" --policy nginx-down | sed 's/^/    /'
+
+step "9. Stopping (SIGTERM): intake stops, running work finishes, nothing is left running"
 kill -TERM "$serve_pid"; wait "$serve_pid" || true; serve_pid=""
 grep -E "stopping|stopped" "$work/serve.log" | sed -E 's/^[^ ]+ +//; s/^/    /'
 printf '\nDone. `make test` runs the test suite; docs/ has the details.\n'
