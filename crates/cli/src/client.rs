@@ -288,7 +288,8 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
-/// Columns cut to fit a terminal (`COLUMNS`, else 160 wide; no cell over 48).
+/// Columns cut to fit a terminal (`COLUMNS`, else 160 wide; no cell over 48;
+/// the first column is never cut).
 pub fn table(head: &[&str], rows: &[Vec<String>]) {
     let total: usize = std::env::var("COLUMNS")
         .ok()
@@ -296,13 +297,15 @@ pub fn table(head: &[&str], rows: &[Vec<String>]) {
         .unwrap_or(160);
     let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for row in rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count()).min(48);
+        for (i, (w, c)) in widths.iter_mut().zip(row).enumerate() {
+            let cap = if i == 0 { usize::MAX } else { 48 };
+            *w = (*w).max(c.chars().count()).min(cap);
         }
     }
-    // Shrink the widest columns until the line fits.
+    // Shrink the widest columns until the line fits; the first column (an
+    // id or name to copy) keeps its width.
     while widths.iter().sum::<usize>() + 2 * widths.len() > total {
-        let Some(widest) = widths.iter_mut().max() else {
+        let Some(widest) = widths.iter_mut().skip(1).max() else {
             break;
         };
         if *widest <= 8 {
