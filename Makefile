@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help build test lint fmt bench demo clean
+.PHONY: help build test lint fmt bench demo api-fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -14,9 +14,13 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
-test: lint ## lint, then the doc tests and every other test (nextest's summary closes the run)
+test: lint ## lint, the doc tests, every other test, then schemathesis against a live server
 	$(CARGO) test --locked --workspace --doc
 	$(CARGO) nextest run --locked --workspace --no-fail-fast
+	scripts/api-fuzz.sh
+
+api-fuzz: ## schemathesis against a live switchyard serve (the read endpoints of /api/openapi.json)
+	scripts/api-fuzz.sh
 
 fmt: ## format the code
 	$(CARGO) fmt --all

@@ -1,8 +1,9 @@
 //! Hosts, their drivers' capabilities, the inventory (with on-demand
 //! refresh) and selector previews (DESIGN §8).
 
+use crate::Query;
 use crate::{ApiError, AppState, Role, auth};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Json;
 use serde::Deserialize;
@@ -206,13 +207,24 @@ pub(crate) async fn preview(
     Query(q): Query<PreviewParams>,
 ) -> Result<Json<Value>, ApiError> {
     auth::authorize(&s, &method, &headers, Role::Viewer)?;
-    let text = q.selector.ok_or_else(|| {
+    let text = q.selector.filter(|t| !t.is_empty()).ok_or_else(|| {
         ApiError::bad_request("selector.missing", "give the selector as ?selector=")
     })?;
-    let parsed = selector::parse(&text)
-        .map_err(|e| ApiError::bad_request(e.code, format!("selector `{text}`: {e}")))?;
+    // Like validate, a preview answers 200 for a selector it cannot use and
+    // says why; 400 is for a request without a selector.
+    let refused = |code: &str, message: String| {
+        Json(json!({
+            "selector": text, "valid": false,
+            "finding": {"code": code, "message": message},
+            "targets": [], "missing": [], "dropped": 0, "stale_targets": 0,
+        }))
+    };
+    let parsed = match selector::parse(&text) {
+        Ok(p) => p,
+        Err(e) => return Ok(refused(e.code, format!("selector `{text}`: {e}"))),
+    };
     if parsed.has_placeholders() {
-        return Err(ApiError::bad_request(
+        return Ok(refused(
             "selector.placeholder",
             format!(
                 "selector `{text}` holds placeholders; they are filled from an event, so preview it with a dry-run and a sample event"
@@ -220,15 +232,17 @@ pub(crate) async fn preview(
         ));
     }
     let snapshot = s.fleet.snapshot(&s.store).await?;
-    let resolution = parsed
-        .resolve(
-            None,
-            &Inventory {
-                hosts: &snapshot.hosts,
-                items: &snapshot.items,
-            },
-        )
-        .map_err(|e| ApiError::bad_request("selector.unresolvable", e.to_string()))?;
+    let resolution = parsed.resolve(
+        None,
+        &Inventory {
+            hosts: &snapshot.hosts,
+            items: &snapshot.items,
+        },
+    );
+    let resolution = match resolution {
+        Ok(r) => r,
+        Err(e) => return Ok(refused("selector.unresolvable", e.to_string())),
+    };
     let stale = s
         .store
         .inventory(
@@ -248,6 +262,7 @@ pub(crate) async fn preview(
         .count();
     Ok(Json(json!({
         "selector": text,
+        "valid": true,
         "canonical": parsed.to_string(),
         "targets": resolution.targets,
         "missing": resolution.missing,

@@ -7,12 +7,15 @@
 //!
 //! Only this crate defines HTTP DTOs (`dto`).
 
+#![recursion_limit = "512"]
+
 pub mod auth;
 pub mod dto;
 mod error;
 mod hosts;
 mod ingest;
 pub mod metrics;
+pub mod openapi;
 mod policies;
 mod runs;
 
@@ -23,7 +26,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,45 +64,116 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// `Query<T>` whose refusals are this API's JSON errors (400 `query.invalid`).
+#[derive(Debug)]
+pub(crate) struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e| ApiError::bad_request("query.invalid", e.body_text()))
+    }
+}
+
+/// Refuse query parameters an operation does not take (400 `query.unknown`):
+/// `?stauts=failed` must not quietly list every run.
+async fn known_query_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Some(query) = req.uri().query().filter(|q| !q.is_empty())
+        && let Some(template) = openapi::template_of(req.uri().path())
+        && let Some(op) = openapi::operations()
+            .iter()
+            .find(|o| o.path == template && o.method == *req.method())
+    {
+        for (name, _) in url::form_urlencoded::parse(query.as_bytes()) {
+            if !op.query.iter().any(|p| p.name == name) {
+                let known: Vec<&str> = op.query.iter().map(|p| p.name).collect();
+                return ApiError::bad_request(
+                    "query.unknown",
+                    if known.is_empty() {
+                        format!("`{name}` is not a parameter here; this endpoint takes none")
+                    } else {
+                        format!(
+                            "`{name}` is not a parameter here; known: {}",
+                            known.join(", ")
+                        )
+                    },
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The routes.
+/// The routes: one per operation in [`openapi::operations`], so the served
+/// API and its OpenAPI document cannot drift apart.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/api/runs", get(runs::list))
-        .route("/api/runs/{id}", get(runs::show))
-        .route("/api/runs/{id}/cancel", post(runs::cancel))
-        .route("/api/runs/{id}/undo", post(runs::undo))
-        .route("/api/stream", get(runs::stream))
-        .route("/api/policies", get(policies::list).post(policies::create))
-        .route("/api/policies/validate", post(policies::validate))
-        .route(
-            "/api/policies/{id}",
-            get(policies::show)
-                .put(policies::update)
-                .delete(policies::archive),
-        )
-        .route("/api/policies/{id}/enable", post(policies::enable))
-        .route("/api/policies/{id}/disable", post(policies::disable))
-        .route("/api/policies/{id}/versions", get(policies::versions))
-        .route("/api/policies/{id}/versions/{v}", get(policies::version))
-        .route("/api/policies/{id}/diff", get(policies::diff))
-        .route("/api/policies/{id}/rollback", post(policies::rollback))
-        .route("/api/policies/{id}/dry-run", post(policies::dry_run))
-        .route("/api/policies/{id}/inverse", post(policies::inverse))
-        .route("/api/hosts", get(hosts::list))
-        .route("/api/hosts/{id}/capabilities", get(hosts::capabilities))
-        .route("/api/hosts/{id}/inventory", get(hosts::inventory))
-        .route("/api/selectors/preview", get(hosts::preview))
-        .route("/api/events", post(ingest::event))
-        .route("/api/webhooks/alertmanager", post(ingest::alertmanager))
+    let mut router = Router::new();
+    for op in openapi::operations() {
+        router = router.route(op.path, handler(op));
+    }
+    router
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(known_query_only))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The handler of an operation, by its `operationId`.
+fn handler(op: &openapi::Op) -> MethodRouter<AppState> {
+    let filter = MethodFilter::try_from(op.method.clone()).expect("a standard method");
+    match op.id {
+        "healthz" => on(filter, healthz),
+        "readyz" => on(filter, readyz),
+        "metrics" => on(filter, metrics::metrics),
+        "openapi" => on(filter, openapi_json),
+        "listRuns" => on(filter, runs::list),
+        "showRun" => on(filter, runs::show),
+        "cancelRun" => on(filter, runs::cancel),
+        "undoRun" => on(filter, runs::undo),
+        "stream" => on(filter, runs::stream),
+        "listPolicies" => on(filter, policies::list),
+        "createPolicy" => on(filter, policies::create),
+        "validatePolicy" => on(filter, policies::validate),
+        "showPolicy" => on(filter, policies::show),
+        "updatePolicy" => on(filter, policies::update),
+        "archivePolicy" => on(filter, policies::archive),
+        "enablePolicy" => on(filter, policies::enable),
+        "disablePolicy" => on(filter, policies::disable),
+        "listVersions" => on(filter, policies::versions),
+        "showVersion" => on(filter, policies::version),
+        "diffPolicy" => on(filter, policies::diff),
+        "rollbackPolicy" => on(filter, policies::rollback),
+        "dryRunPolicy" => on(filter, policies::dry_run),
+        "inversePolicy" => on(filter, policies::inverse),
+        "listHosts" => on(filter, hosts::list),
+        "hostCapabilities" => on(filter, hosts::capabilities),
+        "hostInventory" => on(filter, hosts::inventory),
+        "previewSelector" => on(filter, hosts::preview),
+        "ingestEvent" => on(filter, ingest::event),
+        "ingestAlertmanager" => on(filter, ingest::alertmanager),
+        other => unreachable!("operation `{other}` has no handler"),
+    }
+}
+
+/// `GET /api/openapi.json`.
+async fn openapi_json() -> Json<serde_json::Value> {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOC.get_or_init(openapi::document).clone())
 }
 
 async fn not_found() -> ApiError {

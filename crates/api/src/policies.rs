@@ -8,8 +8,9 @@
 //! both with every finding. Policies applied from the watched directory are
 //! read-only here (409 `policy.managed_by_dir`) except enable and disable.
 
+use crate::Query;
 use crate::{ApiError, AppState, Role, audit, auth, dto};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use serde::Deserialize;

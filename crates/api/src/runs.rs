@@ -1,7 +1,8 @@
 //! The ledger: runs list and show, cancel, undo, and the live stream.
 
+use crate::Query;
 use crate::{ApiError, AppState, Role, audit, auth, dto, engine};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Json;
 use serde::Deserialize;
@@ -43,6 +44,26 @@ pub(crate) async fn list(
     Query(q): Query<RunsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth::authorize(&s, &method, &headers, Role::Viewer)?;
+    // An empty parameter (`?host=`) is no filter.
+    let some = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let q = RunsQuery {
+        policy: some(q.policy),
+        host: some(q.host),
+        target: some(q.target),
+        status: some(q.status),
+        event: some(q.event),
+        since: q.since,
+        until: q.until,
+        cursor: some(q.cursor),
+        limit: q.limit,
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("`limit` is 1–1000, not {limit}"),
+        ));
+    }
     let status = match q.status.as_deref() {
         None => None,
         Some(st) => Some(RunStatus::parse(st).ok_or_else(|| {
@@ -70,7 +91,7 @@ pub(crate) async fn list(
     };
     let (runs, next) = s
         .store
-        .list_runs(&filter, q.cursor.as_deref(), q.limit.unwrap_or(50))
+        .list_runs(&filter, q.cursor.as_deref(), limit)
         .await?;
     Ok(Json(json!({
         "runs": runs.iter().map(dto::run).collect::<Vec<_>>(),

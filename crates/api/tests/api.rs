@@ -146,13 +146,49 @@ fn state(store: Store, auth: Option<Auth>, ready: Option<&'static str>) -> AppSt
 }
 
 async fn call(s: &AppState, req: Request<Body>) -> (StatusCode, Value) {
+    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
     let resp = router(s.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    conforms(&method, &path, status, &body);
     (status, body)
+}
+
+/// Every answer the tests see must be one the OpenAPI document lists, with
+/// a body its schema accepts.
+fn conforms(method: &str, path: &str, status: StatusCode, body: &Value) {
+    use switchyard_api::openapi;
+    let Some(template) = openapi::template_of(path) else {
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: no such path"
+        );
+        return;
+    };
+    let doc = openapi::document();
+    let op = &doc["paths"][template][method.to_ascii_lowercase()];
+    if op.is_null() {
+        return; // a method the path does not serve (405)
+    }
+    assert!(
+        op["responses"].get(status.as_str()).is_some(),
+        "{method} {template} answered {status}, which the OpenAPI document does not list"
+    );
+    if let Some(schema) = openapi::response_schema(method, template, status.as_u16()) {
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path().as_str()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {template} {status}: the body does not match the document: {errors:?}\n{body}"
+        );
+    }
 }
 
 fn get(uri: &str) -> Request<Body> {
@@ -1315,13 +1351,33 @@ async fn hosts_capabilities_inventory_previews_and_the_inverse() {
         ),
     )
     .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        (st, body["valid"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{body}"
+    );
     assert!(
-        body["error"]["code"]
+        body["finding"]["code"]
             .as_str()
             .unwrap()
             .starts_with("selector."),
         "{body}"
+    );
+    let (st, body) = call(
+        &s,
+        send(
+            "GET",
+            "/api/selectors/preview",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("selector.missing"))
     );
 
     // The inverse: start for shutdown, disabled, triggers (and params that
@@ -1855,4 +1911,51 @@ async fn public_keys_pin_rs256_or_es256() {
     let (st, _) = call(&s, with_bearer("/api/runs", "GET", &signed(RS256, &rs))).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "RS256 against an EC key");
     assert!(Auth::public_key(b"-----BEGIN NONSENSE-----", None, None).is_err());
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(store_with_runs(dir.path()).await, None, None);
+    let (st, doc) = call(&s, get("/api/openapi.json")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut count = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            count += 1;
+            assert!(
+                ids.insert(op["operationId"].as_str().unwrap().to_owned()),
+                "{method} {path}: duplicate operationId"
+            );
+            assert!(
+                !op["responses"].as_object().unwrap().is_empty(),
+                "{method} {path}"
+            );
+            // Every documented route is served (a 404 from the fallback would mean it is not).
+            let uri = path.replace("{id}", "ups").replace("{v}", "1");
+            let resp = router(s.clone())
+                .oneshot(
+                    Request::builder()
+                        .method(method.to_uppercase().as_str())
+                        .uri(&uri)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            assert_ne!(
+                body["error"]["message"], "no such endpoint",
+                "{method} {path} is documented but not served"
+            );
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        }
+    }
+    assert_eq!(count, 29, "operations in the document");
 }
