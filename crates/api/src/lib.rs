@@ -53,6 +53,47 @@ pub struct AppState {
     pub policies_changed: Arc<dyn Fn() + Send + Sync>,
     /// Hosts, installed drivers and the inventory.
     pub fleet: Arc<Fleet>,
+    /// Policy changes as they happen: streamed on `/api/stream`, and
+    /// published on NATS by `serve`.
+    pub policy_notices: tokio::sync::broadcast::Sender<PolicyNotice>,
+}
+
+/// A policy change, announced (`event`: `version_created`, `updated`,
+/// `rolled_back`, `validation_failed`, `enabled`, `disabled`, `archived`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PolicyNotice {
+    pub event: &'static str,
+    /// Absent when a document that never became a policy failed validation.
+    pub policy_id: Option<uuid::Uuid>,
+    pub name: Option<String>,
+    pub version: Option<i64>,
+    pub enabled: Option<bool>,
+    /// Who made the change (token subject, `dir` for the watched directory).
+    pub by: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+impl PolicyNotice {
+    /// A notice about a stored policy.
+    pub fn of(
+        event: &'static str,
+        p: &switchyard_store::PolicyRecord,
+        by: &str,
+        detail: Option<serde_json::Value>,
+    ) -> PolicyNotice {
+        PolicyNotice {
+            event,
+            policy_id: Some(p.id),
+            name: Some(p.name.clone()),
+            version: Some(p.version_int),
+            enabled: Some(p.enabled),
+            by: by.to_owned(),
+            at: chrono::Utc::now(),
+            detail,
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -116,6 +157,25 @@ async fn known_query_only(req: axum::extract::Request, next: axum::middleware::N
     next.run(req).await
 }
 
+/// Longest a request may take to produce its answer (a dry-run waits for
+/// drivers, bounded by their SLAs; a stream's events flow after the answer).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+async fn time_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {}s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -129,6 +189,7 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(not_found)
         .layer(axum::middleware::from_fn(known_query_only))
+        .layer(axum::middleware::from_fn(time_limit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -176,6 +176,27 @@ fn not_managed_by_dir(p: &PolicyRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Announce a policy change on the stream (and, through serve, on NATS).
+fn announce(s: &AppState, event: &'static str, p: &PolicyRecord, caller: &auth::Caller) {
+    let _ = s
+        .policy_notices
+        .send(crate::PolicyNotice::of(event, p, &caller.subject, None));
+}
+
+/// Announce a refused save.
+fn announce_refusal(s: &AppState, name: Option<String>, caller: &auth::Caller, e: &ApiError) {
+    let _ = s.policy_notices.send(crate::PolicyNotice {
+        event: "validation_failed",
+        policy_id: None,
+        name,
+        version: None,
+        enabled: None,
+        by: caller.subject.clone(),
+        at: chrono::Utc::now(),
+        detail: Some(json!({"code": e.code, "message": e.message, "findings": e.findings})),
+    });
+}
+
 async fn audit_policy(s: &AppState, caller: &auth::Caller, action: &str, p: &PolicyRecord) {
     let detail = json!({"version": p.version_int, "role": caller.role.as_str()});
     audit(s, caller, action, &p.name, &p.id.to_string(), detail).await;
@@ -243,7 +264,8 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let caller = auth::authorize(&s, &method, &headers, Role::Admin)?;
     let (compiled, format, text) = compile(&s, &headers, &body)?;
-    let c = one_policy(compiled)?;
+    let name = compiled.first().and_then(|c| c.name.clone());
+    let c = one_policy(compiled).inspect_err(|e| announce_refusal(&s, name, &caller, e))?;
     let (Some(ir), Some(spec_hash)) = (c.ir.clone(), c.spec_hash.clone()) else {
         return Err(ApiError::bad_request(
             "policy.invalid",
@@ -270,6 +292,7 @@ pub(crate) async fn create(
         )
         .await?;
     audit_policy(&s, &caller, "policy.created", &saved).await;
+    announce(&s, "version_created", &saved, &caller);
     (s.policies_changed)();
     Ok(policy_response(
         StatusCode::CREATED,
@@ -293,7 +316,8 @@ pub(crate) async fn update(
     not_managed_by_dir(&current)?;
     let expected = if_match(&headers)?;
     let (compiled, format, text) = compile(&s, &headers, &body)?;
-    let c = one_policy(compiled)?;
+    let name = compiled.first().and_then(|c| c.name.clone());
+    let c = one_policy(compiled).inspect_err(|e| announce_refusal(&s, name, &caller, e))?;
     let (Some(ir), Some(spec_hash)) = (c.ir.clone(), c.spec_hash.clone()) else {
         return Err(ApiError::bad_request(
             "policy.invalid",
@@ -324,6 +348,16 @@ pub(crate) async fn update(
         )
         .await?;
     audit_policy(&s, &caller, "policy.updated", &saved).await;
+    announce(
+        &s,
+        if saved.version_int > current.version_int {
+            "version_created"
+        } else {
+            "updated"
+        },
+        &saved,
+        &caller,
+    );
     (s.policies_changed)();
     Ok(policy_response(
         StatusCode::OK,
@@ -344,6 +378,7 @@ pub(crate) async fn archive(
     not_managed_by_dir(&s.store.get_policy(&r).await?)?;
     let archived = s.store.archive_policy(&r).await?;
     audit_policy(&s, &caller, "policy.archived", &archived).await;
+    announce(&s, "archived", &archived, &caller);
     (s.policies_changed)();
     Ok(Json(json!({"archived": dto::policy(&archived)})))
 }
@@ -401,6 +436,7 @@ pub(crate) async fn enable(
         &saved,
     )
     .await;
+    announce(&s, "enabled", &saved, &caller);
     (s.policies_changed)();
     Ok(policy_response(StatusCode::OK, &saved, None))
 }
@@ -414,6 +450,7 @@ pub(crate) async fn disable(
     let caller = auth::authorize(&s, &method, &headers, Role::Operator)?;
     let saved = s.store.set_enabled(&PolicyRef::parse(&id), false).await?;
     audit_policy(&s, &caller, "policy.disabled", &saved).await;
+    announce(&s, "disabled", &saved, &caller);
     (s.policies_changed)();
     Ok(policy_response(StatusCode::OK, &saved, None))
 }
@@ -523,6 +560,7 @@ pub(crate) async fn rollback(
         detail,
     )
     .await;
+    announce(&s, "rolled_back", &saved, &caller);
     (s.policies_changed)();
     Ok(policy_response(StatusCode::OK, &saved, None))
 }

@@ -322,7 +322,7 @@ pub(crate) async fn undo(
 }
 
 /// `GET /api/stream`: server-sent events, one `run` event per run status
-/// change as the engine records it (a `lagged` event says how many a slow
+/// change as the engine records it and one `policy` event per policy change (a `lagged` event says how many a slow
 /// reader missed); a keep-alive comment every 15 s.
 pub(crate) async fn stream(
     State(s): State<AppState>,
@@ -337,7 +337,7 @@ pub(crate) async fn stream(
     use axum::response::sse::{Event, KeepAlive, Sse};
     use tokio::sync::broadcast::error::RecvError;
     auth::authorize(&s, &method, &headers, Role::Viewer)?;
-    let events = futures::stream::unfold(engine(&s)?.subscribe(), |mut rx| async move {
+    let runs = futures::stream::unfold(engine(&s)?.subscribe(), |mut rx| async move {
         let event = match rx.recv().await {
             Ok(notice) => Event::default()
                 .event("run")
@@ -348,5 +348,17 @@ pub(crate) async fn stream(
         };
         Some((Ok(event), rx))
     });
+    let policies = futures::stream::unfold(s.policy_notices.subscribe(), |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(notice) => Event::default()
+                .event("policy")
+                .json_data(&notice)
+                .unwrap_or_else(|_| Event::default().event("error").data("unencodable notice")),
+            Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(event), rx))
+    });
+    let events = futures::stream::select(runs, policies);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
 }

@@ -135,6 +135,7 @@ fn fleet(dir: &std::path::Path) -> Arc<switchyard_engine::Fleet> {
 fn state(store: Store, auth: Option<Auth>, ready: Option<&'static str>) -> AppState {
     AppState {
         fleet: fleet(std::path::Path::new("/nonexistent")),
+        policy_notices: tokio::sync::broadcast::channel(64).0,
         store,
         engine: Arc::default(),
         publisher: Arc::default(),
@@ -666,10 +667,24 @@ async fn the_stream_carries_run_status_changes() {
         })
         .await
         .unwrap();
+    // Policy changes are on the same stream.
+    let (st, _) = call(
+        &s,
+        Request::post("/api/policies/ups/disable")
+            .header("x-switchyard-csrf", "1")
+            .header("host", "127.0.0.1:8080")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
     // Runs the fixture left queued are recovered and may finish first: wait
     // for a `running` and a `succeeded` notice, whichever runs they are about.
     let mut text = String::new();
-    while !(text.contains("\"status\":\"running\"") && text.contains("\"status\":\"succeeded\"")) {
+    while !(text.contains("\"status\":\"running\"")
+        && text.contains("\"status\":\"succeeded\"")
+        && text.contains("event: policy"))
+    {
         let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
             .await
             .expect("a stream event")
@@ -678,6 +693,8 @@ async fn the_stream_carries_run_status_changes() {
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(text.contains("event: run"), "{text}");
+    assert!(text.contains("event: policy"), "{text}");
+    assert!(text.contains("\"event\":\"disabled\""), "{text}");
     assert!(text.contains("\"policy_name\":\"ups\""), "{text}");
 }
 

@@ -183,6 +183,7 @@ async fn serve(config: Config) -> Result<()> {
     ));
     tracing::info!(drivers = ?used, hosts = config.hosts.len(), "drivers loaded");
 
+    let (policy_notices, _) = tokio::sync::broadcast::channel::<switchyard_api::PolicyNotice>(1024);
     let engine_cell: Arc<std::sync::OnceLock<Engine>> = Arc::default();
     let publisher_cell: Arc<std::sync::OnceLock<switchyard_intake::Publisher>> = Arc::default();
     let intake_cell: Arc<std::sync::OnceLock<switchyard_intake::Readiness>> = Arc::default();
@@ -238,6 +239,7 @@ async fn serve(config: Config) -> Result<()> {
             listen,
             policies_changed,
             fleet: Arc::clone(&fleet),
+            policy_notices: policy_notices.clone(),
         },
         async {
             let _ = api_stop_rx.await;
@@ -320,6 +322,11 @@ async fn serve(config: Config) -> Result<()> {
         engine.subscribe(),
         |n: &switchyard_engine::RunNotice| format!("switchyard.runs.{}", n.status),
     ));
+    let policy_notifier = tokio::spawn(switchyard_intake::notify::forward(
+        intake.client().clone(),
+        policy_notices.subscribe(),
+        |n: &switchyard_api::PolicyNotice| format!("switchyard.policies.{}", n.event),
+    ));
     // Ledger cap.
     let pruner = tokio::spawn(prune_loop(
         store.clone(),
@@ -375,6 +382,7 @@ async fn serve(config: Config) -> Result<()> {
     let _ = api_stop_tx.send(());
     let _ = api.await;
     notifier.abort();
+    policy_notifier.abort();
     pruner.abort();
     refresher.abort();
     tracing::info!("stopped");

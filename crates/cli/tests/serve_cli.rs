@@ -690,8 +690,21 @@ async fn the_cli_drives_a_running_switchyard() {
         out.contains("lab-01") && out.contains("summary: 0 errors"),
         "{out}"
     );
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let mut policy_events = nc.subscribe("switchyard.policies.>").await.unwrap();
+    nc.flush().await.unwrap();
     let (code, out, _) = cli(d, &["policy", "enable", "note"]);
     assert_eq!((code, out.trim()), (0, "note is enabled (version 1)"));
+    let msg = tokio::time::timeout(Duration::from_secs(10), policy_events.next())
+        .await
+        .expect("a policy notification on NATS")
+        .unwrap();
+    assert_eq!(msg.subject.as_str(), "switchyard.policies.enabled");
+    let notice: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(
+        (notice["name"].as_str(), notice["version"].as_i64()),
+        (Some("note"), Some(1))
+    );
     let (code, _, err) = cli(d, &["policy", "show", "nope"]);
     assert_eq!(code, 1, "a 4xx answer exits 1");
     assert!(err.contains("not_found"), "{err}");
