@@ -61,6 +61,13 @@ impl From<switchyard_store::Error> for ApiError {
                 "policy.name_taken",
                 format!("a policy named `{name}` already exists"),
             ),
+            E::ManagedElsewhere { name, managed_by } => ApiError::new(
+                StatusCode::CONFLICT,
+                "policy.managed_elsewhere",
+                format!(
+                    "policy `{name}` is managed by `{managed_by}`; rename it in the file or archive that policy first"
+                ),
+            ),
             E::VersionMismatch {
                 name,
                 expected,

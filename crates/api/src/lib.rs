@@ -10,6 +10,7 @@
 #![recursion_limit = "512"]
 
 pub mod auth;
+pub mod bundle;
 pub mod dto;
 mod error;
 mod hosts;
@@ -210,6 +211,7 @@ fn handler(op: &openapi::Op) -> MethodRouter<AppState> {
         "listPolicies" => on(filter, policies::list),
         "createPolicy" => on(filter, policies::create),
         "validatePolicy" => on(filter, policies::validate),
+        "applyPolicies" => on(filter, bundle::apply),
         "showPolicy" => on(filter, policies::show),
         "updatePolicy" => on(filter, policies::update),
         "archivePolicy" => on(filter, policies::archive),

@@ -21,6 +21,8 @@ pub(crate) enum Body {
     Alertmanager,
     /// `{"params": {…}}`, optional.
     Undo,
+    /// `{"files": [{"path", "content"}], "prune"?, "dry_run"?}`.
+    Bundle,
 }
 
 /// A query or header parameter.
@@ -217,6 +219,17 @@ fn build_operations() -> Vec<Op> {
                 "Save a policy as version 1",
                 Some(Admin),
                 &[(201, "Policy"), (400, E), (409, E), (415, E), (422, E)],
+            )
+        },
+        Op {
+            body: Body::Bundle,
+            ..op(
+                M::POST,
+                "/api/policies/apply",
+                "applyPolicies",
+                "Apply policy files as one bundle (managed_by: dir), or plan it with dry_run",
+                Some(Admin),
+                &[(200, "Applied"), (400, E), (409, E), (422, E)],
             )
         },
         Op {
@@ -534,6 +547,12 @@ fn operation(o: &Op) -> Value {
         Body::Alertmanager => Some(json!({"required": true, "content": {
             "application/json": {"schema": {"type": "object", "required": ["alerts"],
                 "properties": {"alerts": {"type": "array", "items": {"type": "object"}}}}}}})),
+        Body::Bundle => Some(json!({"required": true, "content": {
+            "application/json": {"schema": {"type": "object", "required": ["files"], "additionalProperties": false,
+                "properties": {
+                    "files": {"type": "array", "items": {"type": "object", "required": ["path", "content"],
+                        "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}},
+                    "prune": {"type": "boolean"}, "dry_run": {"type": "boolean"}}}}}})),
         Body::Undo => Some(json!({"required": false, "content": {
             "application/json": {"schema": {"type": "object", "additionalProperties": false,
                 "properties": {"params": {"type": "object"}}}}}})),
@@ -655,6 +674,14 @@ fn schemas() -> Value {
             "last_validation": nullable("object"), "last_dry_run": nullable("object"),
             "created_at": time, "updated_at": time,
             "findings": array_of("Finding")})),
+        "Applied": obj(&["applied", "steps", "warnings", "policies"], json!({
+            "applied": boolean,
+            "steps": {"type": "array", "items": obj(&["action", "name", "id", "version_int", "enabled"], json!({
+                "action": {"enum": ["created", "updated", "unchanged", "disabled"]},
+                "name": string, "id": string, "version_int": integer, "enabled": boolean,
+                "file": nullable("string")}))},
+            "warnings": {"type": "array"},
+            "policies": array_of("Policy")})),
         "PolicyList": obj(&["policies"], json!({"policies": array_of("Policy")})),
         "Archived": obj(&["archived"], json!({"archived": reference("Policy")})),
         "Validation": obj(&["valid", "policies"], json!({"valid": boolean, "policies": {"type": "array", "items":

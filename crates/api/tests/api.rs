@@ -1974,5 +1974,5 @@ async fn the_openapi_document_describes_every_route() {
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         }
     }
-    assert_eq!(count, 29, "operations in the document");
+    assert_eq!(count, 30, "operations in the document");
 }

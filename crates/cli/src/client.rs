@@ -72,8 +72,12 @@ impl Failure {
                     e["message"].as_str().unwrap_or("")
                 );
                 for f in e["findings"].as_array().into_iter().flatten() {
+                    let file = f["file"]
+                        .as_str()
+                        .map(|p| format!("{p}: "))
+                        .unwrap_or_default();
                     eprintln!(
-                        "  {} {} at {}: {}",
+                        "  {file}{} {} at {}: {}",
                         f["severity"].as_str().unwrap_or(""),
                         f["code"].as_str().unwrap_or(""),
                         f["path"].as_str().filter(|p| !p.is_empty()).unwrap_or("/"),

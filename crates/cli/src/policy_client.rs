@@ -433,3 +433,105 @@ fn print_transcript(t: &Value) {
         t["summary"]["actions"]
     );
 }
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub server: Server,
+    /// Policy files or directories of them (`.yaml`, `.yml`, `.json`, `.toml`; not recursive).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Disable directory-managed policies that are not in this bundle.
+    #[arg(long)]
+    pub prune: bool,
+    /// Print the plan (create, update, unchanged, disable) without applying.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Apply files as one bundle: all or nothing. Exit 1 when refused.
+pub fn apply(a: ApplyArgs) -> u8 {
+    let mut files = Vec::new();
+    for p in &a.paths {
+        let read = if p.is_dir() {
+            switchyard_api::bundle::read_dir(p)
+        } else {
+            std::fs::read_to_string(p).map(|content| {
+                vec![switchyard_api::bundle::File {
+                    path: p.display().to_string(),
+                    content,
+                }]
+            })
+        };
+        match read {
+            Ok(f) => files.extend(f),
+            Err(e) => {
+                eprintln!("error: reading {}: {e}", p.display());
+                return crate::EXIT_USAGE;
+            }
+        }
+    }
+    if files.is_empty() {
+        eprintln!("error: no policy files (.yaml, .yml, .json, .toml) in the given paths");
+        return crate::EXIT_USAGE;
+    }
+    let body = serde_json::json!({
+        "files": files.iter().map(|f| serde_json::json!({"path": f.path, "content": f.content})).collect::<Vec<_>>(),
+        "prune": a.prune,
+        "dry_run": a.dry_run,
+    });
+    client::run(&a.server, |c| async move {
+        let out = c
+            .post(
+                "/api/policies/apply",
+                Some(Body {
+                    content_type: "application/json",
+                    bytes: body.to_string().into_bytes(),
+                }),
+            )
+            .await?;
+        if c.output == Output::Json {
+            println!("{}", client::pretty(&out));
+            return Ok(EXIT_OK);
+        }
+        for w in out["warnings"].as_array().into_iter().flatten() {
+            eprintln!(
+                "{}: {} {} at {}: {}",
+                client::cell(&w["file"]),
+                client::cell(&w["severity"]),
+                client::cell(&w["code"]),
+                client::cell(&w["path"]),
+                client::cell(&w["message"])
+            );
+        }
+        let rows: Vec<Vec<String>> = out["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                vec![
+                    client::cell(&s["action"]),
+                    client::cell(&s["name"]),
+                    client::cell(&s["version_int"]),
+                    if s["enabled"] == true {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    }
+                    .into(),
+                    client::cell(&s["file"]),
+                ]
+            })
+            .collect();
+        client::table(&["ACTION", "POLICY", "VERSION", "STATE", "FILE"], &rows);
+        println!(
+            "{}",
+            if out["applied"] == true {
+                "applied as one bundle"
+            } else {
+                "dry run: nothing applied"
+            }
+        );
+        Ok(EXIT_OK)
+    })
+}

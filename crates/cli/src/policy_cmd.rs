@@ -16,6 +16,8 @@ pub enum PolicyCommand {
     Validate(ValidateArgs),
     /// Compile one policy file and print its IR (with `spec_hash`) as JSON.
     Compile(CompileArgs),
+    /// Apply policy files (or directories) on the server as one bundle: all or nothing.
+    Apply(crate::policy_client::ApplyArgs),
     /// List the policies on the server.
     List(crate::policy_client::ListArgs),
     /// Show one policy (`--source` prints the saved document).
@@ -87,6 +89,7 @@ pub fn run(cmd: PolicyCommand) -> u8 {
     match cmd {
         PolicyCommand::Validate(args) => validate(&args),
         PolicyCommand::Compile(args) => compile(&args),
+        PolicyCommand::Apply(a) => crate::policy_client::apply(a),
         PolicyCommand::List(a) => crate::policy_client::list(a),
         PolicyCommand::Show(a) => crate::policy_client::show(a),
         PolicyCommand::Diff(a) => crate::policy_client::diff(a),

@@ -14,8 +14,7 @@ use switchyard_engine::{
 use switchyard_intake::{Delivery, EventHandler, HandlerError, Intake, IntakeOptions};
 use switchyard_plugin::protocol::DiscoverMode;
 use switchyard_plugin::{HostSpec, Registry, Supervisor, SupervisorOptions};
-use switchyard_spec::Format;
-use switchyard_store::{AuditEvent, NewPolicy, PolicyRef, Store, StoreOptions};
+use switchyard_store::{AuditEvent, Store, StoreOptions};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -250,8 +249,11 @@ async fn serve(config: Config) -> Result<()> {
     // Policies from the directory, then the enabled set.
     if let Some(dir) = &config.policies.dir {
         let dir = config.resolve(dir);
-        let report = apply_dir(&store, &registry, &dir).await?;
-        tracing::info!(dir = %dir.display(), created = report.0, updated = report.1, unchanged = report.2, "policies applied from the directory");
+        let steps = apply_dir(&store, &registry, &dir, &policy_notices).await?;
+        let count =
+            |a: switchyard_store::BundleAction| steps.iter().filter(|s| s.action == a).count();
+        use switchyard_store::BundleAction as A;
+        tracing::info!(dir = %dir.display(), created = count(A::Created), updated = count(A::Updated), unchanged = count(A::Unchanged), disabled = count(A::Disabled), "policies applied from the directory");
     }
     let policies = load_policies(&store).await?;
     tracing::info!(enabled = policies.len(), "policies loaded");
@@ -471,95 +473,61 @@ fn check_hosts(hosts: &[HostSection], registry: &Registry) -> Result<Vec<String>
     Ok(used)
 }
 
-/// Apply every policy file of `dir` as one bundle: all valid → all saved
-/// (created, or updated when changed); any blocker → nothing saved.
-/// Returns (created, updated, unchanged).
+/// Apply every policy file of `dir` as one bundle, in one transaction: all
+/// valid → each created, updated (a new version) or unchanged, and
+/// directory policies whose file is gone disabled; any blocker → nothing
+/// saved, every finding reported with its file.
 pub async fn apply_dir(
     store: &Store,
     registry: &Registry,
     dir: &Path,
-) -> Result<(usize, usize, usize)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading the policy directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && Format::from_path(p).is_some())
-        .collect();
-    files.sort();
-    let mut bundle = Vec::new();
-    let mut problems = Vec::new();
-    for file in &files {
-        let format = Format::from_path(file).expect("filtered");
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        for c in switchyard_spec::policy::validate_text(&text, format, Some(registry)) {
-            for f in c
-                .findings
-                .iter()
-                .filter(|f| f.severity == switchyard_spec::Severity::Blocker)
-            {
-                problems.push(format!(
-                    "{}: {} {} at {}: {}",
-                    file.display(),
-                    f.severity,
-                    f.code,
-                    f.path,
-                    f.message
-                ));
-            }
-            if let (Some(ir), Some(hash)) = (c.ir, c.spec_hash) {
-                bundle.push(NewPolicy {
-                    ir,
-                    spec_hash: hash,
-                    source: text.clone(),
-                    format: format.as_str().to_owned(),
-                    managed_by: "dir".into(),
-                    author: "dir".into(),
-                    comment: format!("applied from {}", file.display()),
-                });
-            }
-        }
+    notices: &tokio::sync::broadcast::Sender<switchyard_api::PolicyNotice>,
+) -> Result<Vec<switchyard_store::BundleStep>> {
+    use switchyard_api::bundle;
+    let files = bundle::read_dir(dir)
+        .with_context(|| format!("reading the policy directory {}", dir.display()))?;
+    let compiled = bundle::compile(&files, registry, "dir");
+    for f in compiled
+        .findings
+        .iter()
+        .filter(|f| f.finding.severity < switchyard_spec::Severity::Blocker)
+    {
+        tracing::warn!("{f}");
     }
-    if !problems.is_empty() {
+    if compiled.blocked() {
+        let lines: Vec<String> = compiled
+            .findings
+            .iter()
+            .filter(|f| f.finding.severity == switchyard_spec::Severity::Blocker)
+            .map(ToString::to_string)
+            .collect();
         bail!(
             "the policy directory has blockers; nothing applied:\n  {}",
-            problems.join("\n  ")
+            lines.join("\n  ")
         );
     }
-    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
-    for p in bundle {
-        match store.get_policy(&PolicyRef::Name(p.ir.name.clone())).await {
-            Ok(existing) => {
-                if existing.spec_hash == p.spec_hash && existing.ir == p.ir {
-                    unchanged += 1;
-                    continue;
-                }
-                let saved = store
-                    .update_policy(&PolicyRef::Id(existing.id), existing.version_int, p)
-                    .await?;
-                audit(
-                    store,
-                    "policy.updated",
-                    &saved.name,
-                    json!({"version": saved.version_int, "managed_by": "dir"}),
-                )
-                .await;
-                updated += 1;
-            }
-            Err(switchyard_store::Error::NotFound(_)) => {
-                let saved = store.create_policy(p).await?;
-                audit(
-                    store,
-                    "policy.created",
-                    &saved.name,
-                    json!({"version": saved.version_int, "managed_by": "dir"}),
-                )
-                .await;
-                created += 1;
-            }
-            Err(e) => return Err(e.into()),
+    let steps = store
+        .apply_bundle(
+            compiled.policies.into_iter().map(|(_, p)| p).collect(),
+            bundle::MANAGED_BY_DIR,
+            true,
+            false,
+        )
+        .await?;
+    for step in &steps {
+        if let Some(event) = bundle::step_event(step.action) {
+            let p = &step.policy;
+            audit(
+                store,
+                &format!("policy.{}", step.action.as_str()),
+                &p.name,
+                json!({"version": p.version_int, "managed_by": "dir"}),
+            )
+            .await;
+            let _ = notices.send(switchyard_api::PolicyNotice::of(event, p, "dir", None));
         }
     }
-    Ok((created, updated, unchanged))
+    Ok(steps)
 }
 
 /// Record an audit event for a change `serve` made (subject `switchyard`);

@@ -715,6 +715,78 @@ async fn the_cli_drives_a_running_switchyard() {
     assert_eq!(code, 1, "directory policies are read-only here");
     assert!(err.contains("policy.managed_by_dir"), "{err}");
 
+    // A directory applied through the API as one bundle.
+    let bundle = d.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let note = |name: &str, word: &str| {
+        format!(
+            "version: 1\nname: {name}\nenabled: true\ntrigger_group: {{ triggers: [ {{ kind: lab.{name} }} ] }}\ntargets: [ {{ selector: lab-02 }} ]\nactions: [ {{ capability: command.run, verb: run, params: {{ argv: [\"echo\", \"{word}\"] }} }} ]\n"
+        )
+    };
+    std::fs::write(bundle.join("one.yaml"), note("one", "1")).unwrap();
+    std::fs::write(bundle.join("two.yaml"), note("two", "2")).unwrap();
+    let b = bundle.to_str().unwrap();
+    let (code, out, err) = cli(d, &["policy", "apply", b, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("created") && out.contains("dry run: nothing applied"),
+        "{out}"
+    );
+    let (_, out, _) = cli(d, &["policy", "list"]);
+    assert!(!out.contains("one"), "a dry run applies nothing: {out}");
+    let (code, out, err) = cli(d, &["policy", "apply", b]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("applied as one bundle"), "{out}");
+    std::fs::write(bundle.join("two.yaml"), note("two", "two")).unwrap();
+    std::fs::write(
+        bundle.join("three.yaml"),
+        "version: 1\nname: three\ntrigger_group: {}\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli(d, &["policy", "apply", b]);
+    assert_eq!(code, 1, "one broken file refuses the bundle");
+    assert!(
+        err.contains("three.yaml") && err.contains("nothing applied"),
+        "{err}"
+    );
+    std::fs::remove_file(bundle.join("three.yaml")).unwrap();
+    std::fs::remove_file(bundle.join("one.yaml")).unwrap();
+    let (code, out, err) = cli(d, &["policy", "apply", b, "--prune", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let action = |name: &str| {
+        plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| (s["action"].clone(), s["version_int"].clone()))
+    };
+    assert_eq!(action("two"), Some(("updated".into(), 2.into())));
+    assert_eq!(
+        action("one").map(|a| a.0),
+        Some("disabled".into()),
+        "{plan}"
+    );
+    // The watched directory's policies are directory-managed too: --prune
+    // disables every one this bundle does not hold.
+    assert_eq!(
+        action("note").map(|a| a.0),
+        Some("disabled".into()),
+        "{plan}"
+    );
+    let warnings = plan["warnings"].as_array().unwrap();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning per action, not per driver: {warnings:?}"
+    );
+    let (code, _, err) = cli(d, &["policy", "enable", "note"]);
+    assert_eq!(
+        code, 0,
+        "enable/disable stay open for directory policies: {err}"
+    );
+
     let (code, out, _) = cli(d, &["hosts", "list"]);
     assert_eq!(code, 0);
     assert!(out.contains("lab-01") && out.contains("exec"), "{out}");
@@ -738,6 +810,12 @@ async fn the_cli_drives_a_running_switchyard() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // A watchdog: a missing run fails the test instead of hanging it.
+    let tail_pid = tail.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        let _ = Command::new("kill").arg(tail_pid.to_string()).status();
+    });
     std::thread::sleep(Duration::from_millis(500));
     publish(&nats.url(), &["--kind", "lab.note", "--data", "{}"]);
     let mut line = String::new();

@@ -347,7 +347,11 @@ impl DriverCatalog for Registry {
                     }
                 }
             }
-            if !verb.idempotent && policy.windows.idempotency_ms == 0 {
+            let warned = findings.iter().any(|f| {
+                f.code == codes::VERB_NOT_IDEMPOTENT && f.path == at.key("verb").to_string()
+            });
+            if !verb.idempotent && policy.windows.idempotency_ms == 0 && !warned {
+                // Once per action, however many drivers offer the verb.
                 findings.push(Finding::warn(
                     codes::VERB_NOT_IDEMPOTENT,
                     at.key("verb"),

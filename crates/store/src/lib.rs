@@ -29,7 +29,10 @@ pub use lease::Lease;
 pub use ledger::{
     DecisionTx, MAX_OUTPUT_BYTES, NewDecision, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate,
 };
-pub use policies::{NewPolicy, PolicyRecord, PolicyRef, VersionDiff, VersionRecord};
+pub use policies::{
+    BundleAction, BundleStep, NewPolicy, PolicyRecord, PolicyRef, Previous, RestoredStep,
+    VersionDiff, VersionRecord,
+};
 pub use prune::PruneReport;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
@@ -56,6 +59,8 @@ pub enum Error {
     Duplicate { id: uuid::Uuid, name: String },
     #[error("a policy named `{0}` already exists")]
     NameTaken(String),
+    #[error("policy `{name}` is managed by `{managed_by}`, not by this bundle")]
+    ManagedElsewhere { name: String, managed_by: String },
     #[error("no policy `{0}`")]
     NotFound(String),
     #[error("policy `{name}` is at version {current}, not {expected}")]

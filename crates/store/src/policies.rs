@@ -220,6 +220,123 @@ async fn insert_version<C: ConnectionTrait>(
     Ok(())
 }
 
+/// What a bundle did to one policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleAction {
+    Created,
+    Updated,
+    Unchanged,
+    /// Pruned: no longer in the bundle.
+    Disabled,
+}
+
+impl BundleAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BundleAction::Created => "created",
+            BundleAction::Updated => "updated",
+            BundleAction::Unchanged => "unchanged",
+            BundleAction::Disabled => "disabled",
+        }
+    }
+}
+
+/// One policy of an applied bundle, as it is (or would be) afterwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleStep {
+    pub action: BundleAction,
+    pub policy: PolicyRecord,
+    /// Where the policy stood before the bundle (`None` when it was created).
+    pub previous: Option<Previous>,
+}
+
+/// A policy's version and `enabled` before a bundle changed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Previous {
+    pub version_int: i64,
+    pub enabled: bool,
+}
+
+/// What an automatic rollback did to one policy of a bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredStep {
+    /// `restored` (a new version with the previous content), `archived` (the
+    /// bundle created it), `reenabled` / `redisabled` (only `enabled` changed).
+    pub action: &'static str,
+    pub policy: PolicyRecord,
+}
+
+async fn create_on<C: ConnectionTrait>(db: &C, p: NewPolicy) -> Result<policy::Model, Error> {
+    check_unique(db, &p.ir.name, &p.spec_hash, None).await?;
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    let model = policy::ActiveModel {
+        id: Set(id),
+        name: Set(p.ir.name.clone()),
+        version_int: Set(1),
+        enabled: Set(p.ir.enabled),
+        priority: Set(priority_of(&p.ir)),
+        spec_hash: Set(p.spec_hash.clone()),
+        ir: Set(ir_value(&p.ir)),
+        source: Set(p.source.clone()),
+        format: Set(p.format.clone()),
+        managed_by: Set(p.managed_by.clone()),
+        last_validation: Set(None),
+        last_dry_run: Set(None),
+        created_at: Set(now.into()),
+        updated_at: Set(now.into()),
+        archived_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    insert_version(db, id, 1, &p, now).await?;
+    Ok(model)
+}
+
+async fn update_on<C: ConnectionTrait>(
+    db: &C,
+    current: policy::Model,
+    p: NewPolicy,
+    max_versions: Option<usize>,
+) -> Result<policy::Model, Error> {
+    check_unique(db, &p.ir.name, &p.spec_hash, Some(current.id)).await?;
+    let now = Utc::now();
+    let new_version = content(&decode_ir(current.ir.clone())?) != content(&p.ir);
+    let version = if new_version {
+        current.version_int + 1
+    } else {
+        current.version_int
+    };
+    let mut model: policy::ActiveModel = current.into();
+    model.name = Set(p.ir.name.clone());
+    model.version_int = Set(version);
+    model.enabled = Set(p.ir.enabled);
+    model.priority = Set(priority_of(&p.ir));
+    model.spec_hash = Set(p.spec_hash.clone());
+    model.ir = Set(ir_value(&p.ir));
+    model.source = Set(p.source.clone());
+    model.format = Set(p.format.clone());
+    model.updated_at = Set(now.into());
+    if new_version {
+        // A dry-run speaks for the version it ran against.
+        model.last_dry_run = Set(None);
+    }
+    let saved = model.update(db).await?;
+    if new_version {
+        insert_version(db, saved.id, version, &p, now).await?;
+        if let Some(keep) = max_versions {
+            // The cap never removes the current version.
+            let oldest_kept = version - i64::try_from(keep.max(1)).unwrap_or(i64::MAX) + 1;
+            policy_version::Entity::delete_many()
+                .filter(policy_version::Column::PolicyId.eq(saved.id))
+                .filter(policy_version::Column::VersionInt.lt(oldest_kept))
+                .exec(db)
+                .await?;
+        }
+    }
+    Ok(saved)
+}
+
 /// The IR with `enabled` ignored: what decides whether a save is a new version.
 fn content(ir: &PolicyIr) -> Value {
     let mut v = ir_value(ir);
@@ -231,31 +348,9 @@ impl Store {
     /// Save a new policy as version 1.
     pub async fn create_policy(&self, p: NewPolicy) -> Result<PolicyRecord, Error> {
         let txn = self.db.begin().await?;
-        check_unique(&txn, &p.ir.name, &p.spec_hash, None).await?;
-        let now = Utc::now();
-        let id = Uuid::now_v7();
-        let model = policy::ActiveModel {
-            id: Set(id),
-            name: Set(p.ir.name.clone()),
-            version_int: Set(1),
-            enabled: Set(p.ir.enabled),
-            priority: Set(priority_of(&p.ir)),
-            spec_hash: Set(p.spec_hash.clone()),
-            ir: Set(ir_value(&p.ir)),
-            source: Set(p.source.clone()),
-            format: Set(p.format.clone()),
-            managed_by: Set(p.managed_by.clone()),
-            last_validation: Set(None),
-            last_dry_run: Set(None),
-            created_at: Set(now.into()),
-            updated_at: Set(now.into()),
-            archived_at: Set(None),
-        }
-        .insert(&txn)
-        .await?;
-        insert_version(&txn, id, 1, &p, now).await?;
+        let saved = create_on(&txn, p).await?;
         txn.commit().await?;
-        record(model)
+        record(saved)
     }
 
     /// Replace a policy's document. `expected_version` is the version the
@@ -277,43 +372,169 @@ impl Store {
                 current: current.version_int,
             });
         }
-        check_unique(&txn, &p.ir.name, &p.spec_hash, Some(current.id)).await?;
-        let now = Utc::now();
-        let new_version = content(&decode_ir(current.ir.clone())?) != content(&p.ir);
-        let version = if new_version {
-            current.version_int + 1
-        } else {
-            current.version_int
-        };
-        let mut model: policy::ActiveModel = current.into();
-        model.name = Set(p.ir.name.clone());
-        model.version_int = Set(version);
-        model.enabled = Set(p.ir.enabled);
-        model.priority = Set(priority_of(&p.ir));
-        model.spec_hash = Set(p.spec_hash.clone());
-        model.ir = Set(ir_value(&p.ir));
-        model.source = Set(p.source.clone());
-        model.format = Set(p.format.clone());
-        model.updated_at = Set(now.into());
-        if new_version {
-            // A dry-run speaks for the version it ran against.
-            model.last_dry_run = Set(None);
-        }
-        let saved = model.update(&txn).await?;
-        if new_version {
-            insert_version(&txn, saved.id, version, &p, now).await?;
-            if let Some(keep) = self.options.max_versions {
-                // The cap never removes the current version.
-                let oldest_kept = version - i64::try_from(keep.max(1)).unwrap_or(i64::MAX) + 1;
-                policy_version::Entity::delete_many()
-                    .filter(policy_version::Column::PolicyId.eq(saved.id))
-                    .filter(policy_version::Column::VersionInt.lt(oldest_kept))
-                    .exec(&txn)
-                    .await?;
-            }
-        }
+        let saved = update_on(&txn, current, p, self.options.max_versions).await?;
         txn.commit().await?;
         record(saved)
+    }
+
+    /// Apply a bundle of policies (a directory) in one transaction: each is
+    /// created, updated (a new version when its content changed) or left
+    /// unchanged; with `prune`, live `managed_by` policies missing from the
+    /// bundle are disabled. A bundle naming a policy another source manages,
+    /// or any store error, applies nothing. With `dry_run` the same work is
+    /// done and rolled back: the plan is exact.
+    pub async fn apply_bundle(
+        &self,
+        bundle: Vec<NewPolicy>,
+        managed_by: &str,
+        prune: bool,
+        dry_run: bool,
+    ) -> Result<Vec<BundleStep>, Error> {
+        let txn = self.db.begin().await?;
+        let mut steps = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for p in bundle {
+            names.insert(p.ir.name.clone());
+            let existing = policy::Entity::find()
+                .filter(policy::Column::ArchivedAt.is_null())
+                .filter(policy::Column::Name.eq(p.ir.name.as_str()))
+                .one(&txn)
+                .await?;
+            let previous = existing.as_ref().map(|m| Previous {
+                version_int: m.version_int,
+                enabled: m.enabled,
+            });
+            let (action, saved) = match existing {
+                None => (BundleAction::Created, create_on(&txn, p).await?),
+                Some(current) if current.managed_by != managed_by => {
+                    return Err(Error::ManagedElsewhere {
+                        name: current.name,
+                        managed_by: current.managed_by,
+                    });
+                }
+                Some(current) => {
+                    if current.spec_hash == p.spec_hash && decode_ir(current.ir.clone())? == p.ir {
+                        (BundleAction::Unchanged, current)
+                    } else {
+                        (
+                            BundleAction::Updated,
+                            update_on(&txn, current, p, self.options.max_versions).await?,
+                        )
+                    }
+                }
+            };
+            steps.push(BundleStep {
+                action,
+                policy: record(saved)?,
+                previous,
+            });
+        }
+        if prune {
+            let stale = policy::Entity::find()
+                .filter(policy::Column::ArchivedAt.is_null())
+                .filter(policy::Column::ManagedBy.eq(managed_by))
+                .filter(policy::Column::Enabled.eq(true))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .filter(|m| !names.contains(&m.name));
+            for m in stale {
+                let previous = Some(Previous {
+                    version_int: m.version_int,
+                    enabled: m.enabled,
+                });
+                let mut model: policy::ActiveModel = m.into();
+                model.enabled = Set(false);
+                model.updated_at = Set(Utc::now().into());
+                let saved = model.update(&txn).await?;
+                steps.push(BundleStep {
+                    action: BundleAction::Disabled,
+                    policy: record(saved)?,
+                    previous,
+                });
+            }
+        }
+        if dry_run {
+            txn.rollback().await?;
+        } else {
+            txn.commit().await?;
+        }
+        Ok(steps)
+    }
+
+    /// Undo an applied bundle in one transaction: every policy it changed
+    /// returns to where it stood before. A policy the bundle updated gets a
+    /// new version with its previous content and `enabled`, commented with
+    /// `reason` (so the history says why); one it created is archived; one
+    /// whose `enabled` alone changed gets it back.
+    pub async fn rollback_bundle(
+        &self,
+        steps: &[BundleStep],
+        reason: &str,
+        author: &str,
+    ) -> Result<Vec<RestoredStep>, Error> {
+        let txn = self.db.begin().await?;
+        let mut restored = Vec::new();
+        for step in steps {
+            let Ok(current) = live_by_ref(&txn, &PolicyRef::Id(step.policy.id)).await else {
+                continue;
+            };
+            let now = Utc::now();
+            let (action, saved) = match (step.action, step.previous) {
+                (BundleAction::Created, _) | (_, None) => {
+                    let mut model: policy::ActiveModel = current.into();
+                    model.enabled = Set(false);
+                    model.archived_at = Set(Some(now.into()));
+                    model.updated_at = Set(now.into());
+                    ("archived", model.update(&txn).await?)
+                }
+                (BundleAction::Updated, Some(prev)) if prev.version_int != current.version_int => {
+                    let old = policy_version::Entity::find_by_id((current.id, prev.version_int))
+                        .one(&txn)
+                        .await?
+                        .ok_or_else(|| Error::NoSuchVersion {
+                            name: current.name.clone(),
+                            version: prev.version_int,
+                        })?;
+                    let mut ir = decode_ir(old.ir)?;
+                    ir.enabled = prev.enabled;
+                    let p = NewPolicy {
+                        ir,
+                        spec_hash: old.spec_hash,
+                        source: old.source,
+                        format: old.format,
+                        managed_by: current.managed_by.clone(),
+                        author: author.to_owned(),
+                        comment: format!(
+                            "automatic rollback to version {}: {reason}",
+                            prev.version_int
+                        ),
+                    };
+                    (
+                        "restored",
+                        update_on(&txn, current, p, self.options.max_versions).await?,
+                    )
+                }
+                (_, Some(prev)) if prev.enabled != current.enabled => {
+                    let mut model: policy::ActiveModel = current.into();
+                    model.enabled = Set(prev.enabled);
+                    model.updated_at = Set(now.into());
+                    let action = if prev.enabled {
+                        "reenabled"
+                    } else {
+                        "redisabled"
+                    };
+                    (action, model.update(&txn).await?)
+                }
+                _ => continue,
+            };
+            restored.push(RestoredStep {
+                action,
+                policy: record(saved)?,
+            });
+        }
+        txn.commit().await?;
+        Ok(restored)
     }
 
     /// Enable or disable without creating a version.

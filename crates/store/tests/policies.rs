@@ -260,6 +260,170 @@ async fn versions_diff_field_by_field(store: Store) {
     assert_eq!(v.version_int, 2, "recording a validation makes no version");
 }
 
+fn dir_policy(source: &str) -> NewPolicy {
+    NewPolicy {
+        managed_by: "dir".into(),
+        ..new_policy(source)
+    }
+}
+
+async fn bundles_apply_whole_or_not_at_all(store: Store) {
+    use switchyard_store::BundleAction::{Created, Disabled, Unchanged, Updated};
+    let actions = |steps: &[switchyard_store::BundleStep]| -> Vec<(String, switchyard_store::BundleAction, i64)> {
+        steps.iter().map(|s| (s.policy.name.clone(), s.action, s.policy.version_int)).collect()
+    };
+    let a = || dir_policy(&doc("a", "10m", true, 1));
+    let b = || dir_policy(&doc("b", "20m", true, 2));
+    // A dry-run plans exactly and writes nothing.
+    let plan = store
+        .apply_bundle(vec![a(), b()], "dir", false, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&plan),
+        [("a".into(), Created, 1), ("b".into(), Created, 1)]
+    );
+    assert!(store.list_policies().await.unwrap().is_empty());
+    let steps = store
+        .apply_bundle(vec![a(), b()], "dir", false, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&steps),
+        [("a".into(), Created, 1), ("b".into(), Created, 1)]
+    );
+    // Edit a, drop b: a gets version 2, b is disabled by prune.
+    let a2 = dir_policy(&doc("a", "15m", true, 1));
+    let steps = store
+        .apply_bundle(vec![a2.clone()], "dir", true, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&steps),
+        [("a".into(), Updated, 2), ("b".into(), Disabled, 1)]
+    );
+    let steps = store
+        .apply_bundle(vec![a2.clone()], "dir", true, false)
+        .await
+        .unwrap();
+    assert_eq!(actions(&steps), [("a".into(), Unchanged, 2)]);
+    // One bad member (a behaviour another policy has) applies nothing.
+    let c = dir_policy(&doc("c", "30m", true, 3));
+    let clash = dir_policy(&doc("clash", "30m", true, 3));
+    let err = store
+        .apply_bundle(vec![a2.clone(), c, clash], "dir", false, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Duplicate { .. }), "{err}");
+    assert!(
+        store.get_policy(&PolicyRef::parse("c")).await.is_err(),
+        "c was rolled back with the bundle"
+    );
+    // A name another source manages is refused.
+    store
+        .create_policy(new_policy(&doc("by-api", "40m", false, 4)))
+        .await
+        .unwrap();
+    let err = store
+        .apply_bundle(
+            vec![dir_policy(&doc("by-api", "41m", false, 4))],
+            "dir",
+            false,
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ManagedElsewhere { .. }), "{err}");
+    assert_eq!(
+        store
+            .get_policy(&PolicyRef::parse("by-api"))
+            .await
+            .unwrap()
+            .version_int,
+        1
+    );
+}
+
+async fn a_bundle_rolls_back_to_where_every_policy_stood(store: Store) {
+    let get = |n: &'static str| {
+        let store = store.clone();
+        async move { store.get_policy(&PolicyRef::parse(n)).await }
+    };
+    store
+        .apply_bundle(
+            vec![
+                dir_policy(&doc("a", "10m", true, 1)),
+                dir_policy(&doc("b", "20m", false, 2)),
+                dir_policy(&doc("gone", "25m", true, 5)),
+            ],
+            "dir",
+            false,
+            false,
+        )
+        .await
+        .unwrap();
+    // Edit a, enable b, create c, prune `gone`.
+    let steps = store
+        .apply_bundle(
+            vec![
+                dir_policy(&doc("a", "15m", true, 1)),
+                dir_policy(&doc("b", "20m", true, 2)),
+                dir_policy(&doc("c", "30m", true, 3)),
+            ],
+            "dir",
+            true,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        steps.iter().map(|s| s.previous).collect::<Vec<_>>(),
+        [
+            Some(switchyard_store::Previous {
+                version_int: 1,
+                enabled: true
+            }),
+            Some(switchyard_store::Previous {
+                version_int: 1,
+                enabled: false
+            }),
+            None,
+            Some(switchyard_store::Previous {
+                version_int: 1,
+                enabled: true
+            }),
+        ]
+    );
+    let restored = store
+        .rollback_bundle(&steps, "enabling `b` was refused", "dir")
+        .await
+        .unwrap();
+    assert_eq!(
+        restored
+            .iter()
+            .map(|r| (r.action, r.policy.name.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("restored", "a"),
+            ("redisabled", "b"),
+            ("archived", "c"),
+            ("reenabled", "gone")
+        ]
+    );
+    let a = get("a").await.unwrap();
+    assert_eq!((a.version_int, a.enabled), (3, true));
+    assert_eq!(a.source, doc("a", "10m", true, 1), "version 1's content");
+    let history = store.list_versions(&PolicyRef::parse("a")).await.unwrap();
+    let last = history.iter().max_by_key(|v| v.version_int).unwrap();
+    assert_eq!(
+        last.comment,
+        "automatic rollback to version 1: enabling `b` was refused"
+    );
+    assert!(!get("b").await.unwrap().enabled);
+    assert!(get("c").await.is_err(), "a created policy is archived");
+    assert!(get("gone").await.unwrap().enabled);
+}
+
 switchyard_test_support::backend_suite!(
     open = switchyard_store::Store::open;
 
@@ -271,4 +435,6 @@ switchyard_test_support::backend_suite!(
     migrations_go_down_and_up_again,
     version_history_is_capped,
     versions_diff_field_by_field,
+    bundles_apply_whole_or_not_at_all,
+    a_bundle_rolls_back_to_where_every_policy_stood,
 );
