@@ -27,6 +27,7 @@ fmt: ## format the code
 
 bench: ## every benchmark, end to end first; figures go to docs/BENCHMARKS.md by hand, with the command
 	$(CARGO) bench --locked -p switchyard-cli --bench engine_e2e
+	$(CARGO) bench --locked -p switchyard-cli --bench policy_reload
 	$(CARGO) bench --locked -p switchyard-spec --bench spec
 	$(CARGO) bench --locked -p switchyard-plugin --bench supervisor
 	$(CARGO) bench --locked -p switchyard-intake --bench intake

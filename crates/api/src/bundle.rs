@@ -3,7 +3,7 @@
 //! the whole bundle, reported per file. `serve` applies its `[policies] dir`
 //! this way, `POST /api/policies/apply` (and `switchyard policy apply`) too.
 
-use crate::{ApiError, AppState, Role, audit, auth, dto};
+use crate::{ApiError, AppState, PolicyNotice, Role, auth, dto, record_audit};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Json;
@@ -13,7 +13,8 @@ use switchyard_spec::Severity;
 use switchyard_spec::catalog::DriverCatalog;
 use switchyard_spec::finding::{BlockerClass, Finding};
 use switchyard_spec::policy::{self, Format};
-use switchyard_store::{BundleAction, BundleStep, NewPolicy};
+use switchyard_store::{BundleAction, BundleStep, NewPolicy, PolicyRef, RestoredStep, Store};
+use tokio::sync::broadcast;
 
 /// Who manages policies that come from files.
 pub const MANAGED_BY_DIR: &str = "dir";
@@ -67,6 +68,14 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// The file a policy of the bundle came from.
+    pub fn file_of(&self, name: &str) -> Option<&str> {
+        self.policies
+            .iter()
+            .find(|(_, p)| p.ir.name == name)
+            .map(|(f, _)| f.as_str())
+    }
+
     pub fn blocked(&self) -> bool {
         self.findings
             .iter()
@@ -133,11 +142,18 @@ pub fn compile(files: &[File], catalog: &dyn DriverCatalog, author: &str) -> Com
     Compiled { policies, findings }
 }
 
-/// Read the policy files of a directory (not recursive), sorted by name.
+/// Read the policy files of a directory (not recursive), sorted by name:
+/// `.yaml`, `.yml`, `.json`, `.toml`, symbolic links followed; hidden files
+/// (`.name`, editors' and atomic writers' temporaries) are not policies.
 pub fn read_dir(dir: &std::path::Path) -> std::io::Result<Vec<File>> {
     let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && Format::from_path(p).is_some())
+        .filter(|p| {
+            let hidden = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            !hidden && p.is_file() && Format::from_path(p).is_some()
+        })
         .collect();
     paths.sort();
     paths
@@ -196,12 +212,258 @@ pub fn step_json(step: &BundleStep, file: Option<&str>) -> Value {
     })
 }
 
-/// The notice event for a step that changed something.
-pub fn step_event(action: BundleAction) -> Option<&'static str> {
-    match action {
-        BundleAction::Created | BundleAction::Updated => Some("version_created"),
-        BundleAction::Disabled => Some("disabled"),
+/// A bundle to apply, and who applies it.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyRequest<'a> {
+    pub files: &'a [File],
+    /// The token subject, or `dir` for `serve`'s watched directory.
+    pub by: &'a str,
+    /// Ties the audit events of this bundle together.
+    pub correlation_id: &'a str,
+    /// Disable live directory policies the bundle no longer holds.
+    pub prune: bool,
+    /// Plan only: the exact steps, nothing kept.
+    pub dry_run: bool,
+}
+
+/// What became of a bundle.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Blockers: nothing applied; every finding with its file.
+    Refused(Compiled),
+    /// Applied (with `dry_run`: planned) and active.
+    Applied {
+        steps: Vec<BundleStep>,
+        compiled: Compiled,
+    },
+    /// Validated, then a later step failed (a store error, an enable the
+    /// last dry-run refuses): every policy of the bundle is back where it
+    /// stood, and the history of each restored one says why.
+    RolledBack {
+        reason: String,
+        restored: Vec<RestoredStep>,
+        compiled: Compiled,
+    },
+}
+
+/// What applying a bundle needs: the store, the installed drivers to check
+/// it against, and where its changes are announced.
+#[derive(Clone, Copy)]
+pub struct BundleContext<'a> {
+    pub store: &'a Store,
+    pub catalog: &'a (dyn DriverCatalog + Sync),
+    pub notices: &'a broadcast::Sender<PolicyNotice>,
+}
+
+impl std::fmt::Debug for BundleContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BundleContext").finish_non_exhaustive()
+    }
+}
+
+/// Validate and apply a bundle: blockers refuse it whole; otherwise it is
+/// applied in one transaction, then activated (each new version's validation
+/// record, the enable gate for policies the bundle turns on). When
+/// activation fails, the bundle is rolled back. Every change is audited and
+/// announced (`version_created`, `updated`, `enabled`, `disabled`,
+/// `validation_failed`, `rolled_back`).
+///
+/// `Err` is a refusal from the store that changed nothing (a name or
+/// behaviour another policy holds, a policy another source manages), or a
+/// store failure during the rollback itself.
+pub async fn apply_files(
+    l: BundleContext<'_>,
+    req: ApplyRequest<'_>,
+) -> Result<Outcome, switchyard_store::Error> {
+    let compiled = compile(req.files, l.catalog, req.by);
+    let result = if compiled.blocked() { "blocked" } else { "ok" };
+    metrics::counter!(switchyard_spec::metric_names::POLICY_VALIDATIONS, "result" => result)
+        .increment(1);
+    if compiled.blocked() {
+        let e = refused(&compiled);
+        let _ = l.notices.send(PolicyNotice {
+            event: "validation_failed",
+            policy_id: None,
+            name: None,
+            version: None,
+            enabled: None,
+            by: req.by.to_owned(),
+            at: chrono::Utc::now(),
+            detail: Some(json!({"code": e.code, "message": e.message, "findings": e.findings})),
+        });
+        return Ok(Outcome::Refused(compiled));
+    }
+    let bundle: Vec<NewPolicy> = compiled.policies.iter().map(|(_, p)| p.clone()).collect();
+    let names: Vec<String> = bundle.iter().map(|p| p.ir.name.clone()).collect();
+    let steps = match l
+        .store
+        .apply_bundle(bundle, MANAGED_BY_DIR, req.prune, req.dry_run)
+        .await
+    {
+        Ok(steps) => steps,
+        Err(switchyard_store::Error::Db(e)) => {
+            // The transaction is undone: nothing of the bundle was kept.
+            tracing::error!(error = %e, "applying a policy bundle failed in the store; nothing applied");
+            let reason = format!("the store failed while applying the bundle: {e}");
+            rolled_back(l, req, &reason, &[], Some(&names)).await;
+            return Ok(Outcome::RolledBack {
+                reason,
+                restored: Vec::new(),
+                compiled,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    if req.dry_run {
+        return Ok(Outcome::Applied { steps, compiled });
+    }
+    if let Err(reason) = activate(l.store, &steps, &compiled, req.by).await {
+        tracing::warn!(%reason, "a policy bundle is rolled back");
+        let restored = l.store.rollback_bundle(&steps, &reason, req.by).await.inspect_err(|e| {
+            tracing::error!(error = %e, %reason, "a policy bundle could not be rolled back; its policies stay as applied");
+        })?;
+        rolled_back(l, req, &reason, &restored, None).await;
+        return Ok(Outcome::RolledBack {
+            reason,
+            restored,
+            compiled,
+        });
+    }
+    for step in &steps {
+        let Some(event) = step_event(step) else {
+            continue;
+        };
+        let p = &step.policy;
+        record_audit(
+            l.store,
+            req.by,
+            &format!("policy.{}", step.action.as_str()),
+            &p.name,
+            req.correlation_id,
+            json!({"version": p.version_int, "managed_by": MANAGED_BY_DIR, "enabled": p.enabled}),
+        )
+        .await;
+        let _ = l.notices.send(PolicyNotice::of(event, p, req.by, None));
+    }
+    Ok(Outcome::Applied { steps, compiled })
+}
+
+/// After the bundle's transaction: the enable gate for each policy the
+/// bundle turns on (refused while its last dry-run reported errors, as
+/// `POST /enable` is), then each new version's validation record.
+async fn activate(
+    store: &Store,
+    steps: &[BundleStep],
+    compiled: &Compiled,
+    by: &str,
+) -> Result<(), String> {
+    for step in steps {
+        let turned_on = step.policy.enabled && step.previous.is_some_and(|p| !p.enabled);
+        let errors = crate::policies::dry_run_errors(&step.policy);
+        if turned_on && errors > 0 {
+            return Err(format!(
+                "enabling `{}` is refused: its last dry-run reported {errors} error(s)",
+                step.policy.name
+            ));
+        }
+    }
+    for step in steps
+        .iter()
+        .filter(|s| matches!(s.action, BundleAction::Created | BundleAction::Updated))
+    {
+        let file = compiled.file_of(&step.policy.name);
+        let findings: Vec<Value> = compiled
+            .findings
+            .iter()
+            .filter(|f| Some(f.file.as_str()) == file)
+            .map(FileFinding::to_json)
+            .collect();
+        let record = json!({
+            "at": chrono::Utc::now(),
+            "by": by,
+            "blockers": 0,
+            "warnings": findings.len(),
+            "findings": findings,
+        });
+        store
+            .set_last_validation(&PolicyRef::Id(step.policy.id), record)
+            .await
+            .map_err(|e| {
+                tracing::error!(policy = %step.policy.name, error = %e, "recording a validation failed");
+                format!("the store failed while activating `{}`: {e}", step.policy.name)
+            })?;
+    }
+    Ok(())
+}
+
+/// Audit, count and announce a rolled-back bundle: one notice per restored
+/// policy, or one for the bundle when the store undid it whole.
+async fn rolled_back(
+    l: BundleContext<'_>,
+    req: ApplyRequest<'_>,
+    reason: &str,
+    restored: &[RestoredStep],
+    undone: Option<&[String]>,
+) {
+    metrics::counter!(switchyard_spec::metric_names::POLICY_ROLLBACKS, "trigger" => "automatic")
+        .increment(1);
+    for r in restored {
+        record_audit(
+            l.store,
+            req.by,
+            "policy.rolled_back",
+            &r.policy.name,
+            req.correlation_id,
+            json!({"reason": reason, "action": r.action, "version": r.policy.version_int, "enabled": r.policy.enabled}),
+        )
+        .await;
+        let detail = json!({"reason": reason, "action": r.action});
+        let _ = l.notices.send(PolicyNotice::of(
+            "rolled_back",
+            &r.policy,
+            req.by,
+            Some(detail),
+        ));
+    }
+    if let Some(names) = undone {
+        record_audit(
+            l.store,
+            req.by,
+            "policy.bundle_rolled_back",
+            "bundle",
+            req.correlation_id,
+            json!({"reason": reason, "policies": names}),
+        )
+        .await;
+        let _ = l.notices.send(PolicyNotice {
+            event: "rolled_back",
+            policy_id: None,
+            name: None,
+            version: None,
+            enabled: None,
+            by: req.by.to_owned(),
+            at: chrono::Utc::now(),
+            detail: Some(json!({"reason": reason, "policies": names})),
+        });
+    }
+}
+
+/// The notice for a step that changed something: a new version, or only
+/// `enabled` (or another field that makes no version) changed.
+pub fn step_event(step: &BundleStep) -> Option<&'static str> {
+    let version_changed = step
+        .previous
+        .is_none_or(|p| p.version_int != step.policy.version_int);
+    match step.action {
         BundleAction::Unchanged => None,
+        BundleAction::Disabled => Some("disabled"),
+        BundleAction::Created => Some("version_created"),
+        BundleAction::Updated if version_changed => Some("version_created"),
+        BundleAction::Updated => Some(match step.previous {
+            Some(p) if p.enabled != step.policy.enabled && step.policy.enabled => "enabled",
+            Some(p) if p.enabled != step.policy.enabled => "disabled",
+            _ => "updated",
+        }),
     }
 }
 
@@ -231,70 +493,87 @@ pub(crate) async fn apply(
             format!("the body must be {{\"files\": [{{\"path\", \"content\"}}], \"prune\"?, \"dry_run\"?}}: {e}"),
         )
     })?;
-    let compiled = compile(&body.files, s.fleet.registry(), &caller.subject);
-    let result = if compiled.blocked() { "blocked" } else { "ok" };
-    metrics::counter!(switchyard_spec::metric_names::POLICY_VALIDATIONS, "result" => result)
-        .increment(1);
-    if compiled.blocked() {
-        let e = refused(&compiled);
-        let _ = s.policy_notices.send(crate::PolicyNotice {
-            event: "validation_failed",
-            policy_id: None,
-            name: None,
-            version: None,
-            enabled: None,
-            by: caller.subject.clone(),
-            at: chrono::Utc::now(),
-            detail: Some(json!({"code": e.code, "message": e.message, "findings": e.findings})),
-        });
-        return Err(e);
-    }
-    let files: Vec<(String, String)> = compiled
-        .policies
-        .iter()
-        .map(|(f, p)| (p.ir.name.clone(), f.clone()))
-        .collect();
-    let steps = s
-        .store
-        .apply_bundle(
-            compiled.policies.into_iter().map(|(_, p)| p).collect(),
-            MANAGED_BY_DIR,
-            body.prune,
-            body.dry_run,
-        )
-        .await?;
-    let file_of = |name: &str| {
-        files
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, f)| f.as_str())
+    let correlation_id = uuid::Uuid::now_v7().to_string();
+    let outcome = apply_files(
+        BundleContext {
+            store: &s.store,
+            catalog: s.fleet.registry(),
+            notices: &s.policy_notices,
+        },
+        ApplyRequest {
+            files: &body.files,
+            by: &caller.subject,
+            correlation_id: &correlation_id,
+            prune: body.prune,
+            dry_run: body.dry_run,
+        },
+    )
+    .await?;
+    let (steps, compiled) = match outcome {
+        Outcome::Refused(c) => return Err(refused(&c)),
+        Outcome::RolledBack {
+            reason, restored, ..
+        } => {
+            if restored.is_empty() {
+                // The store undid the transaction itself; details are logged.
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store.unavailable",
+                    "the store failed while applying the bundle; nothing was applied",
+                ));
+            }
+            (s.policies_changed)();
+            let what: Vec<String> = restored.iter().map(restored_text).collect();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "bundle.rolled_back",
+                format!(
+                    "the bundle was applied and rolled back: {reason}; {}",
+                    what.join(", ")
+                ),
+            ));
+        }
+        Outcome::Applied { steps, compiled } => (steps, compiled),
     };
     if !body.dry_run {
-        for step in &steps {
-            if let Some(event) = step_event(step.action) {
-                let p = &step.policy;
-                let detail =
-                    json!({"version": p.version_int, "role": caller.role.as_str(), "bundle": true});
-                audit(
-                    &s,
-                    &caller,
-                    &format!("policy.{}", step.action.as_str()),
-                    &p.name,
-                    &p.id.to_string(),
-                    detail,
-                )
-                .await;
-                let _ =
-                    s.policy_notices
-                        .send(crate::PolicyNotice::of(event, p, &caller.subject, None));
-            }
-        }
         (s.policies_changed)();
     }
     Ok(Json(json!({
         "applied": !body.dry_run,
-        "steps": steps.iter().map(|st| step_json(st, file_of(&st.policy.name))).collect::<Vec<_>>(),
+        "steps": steps.iter().map(|st| step_json(st, compiled.file_of(&st.policy.name))).collect::<Vec<_>>(),
         "warnings": compiled.findings.iter().map(FileFinding::to_json).collect::<Vec<_>>(),
         "policies": steps.iter().map(|st| dto::policy(&st.policy)).collect::<Vec<_>>(),
     })))
+}
+
+/// What a rollback did to one policy, in words.
+pub fn restored_text(r: &RestoredStep) -> String {
+    let p = &r.policy;
+    match r.action {
+        "restored" => format!("`{}` restored as version {}", p.name, p.version_int),
+        "archived" => format!("`{}` archived", p.name),
+        "reenabled" => format!("`{}` enabled again", p.name),
+        _ => format!("`{}` disabled again", p.name),
+    }
+}
+
+/// `GET /api/directory`: `serve`'s policy directory and its last apply.
+pub(crate) async fn directory(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    auth::authorize(&s, &method, &headers, Role::Viewer)?;
+    let status = s
+        .directory
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    status.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "directory.none",
+            "no policy directory is configured ([policies] dir)",
+        )
+    })
 }

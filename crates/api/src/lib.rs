@@ -57,7 +57,14 @@ pub struct AppState {
     /// Policy changes as they happen: streamed on `/api/stream`, and
     /// published on NATS by `serve`.
     pub policy_notices: tokio::sync::broadcast::Sender<PolicyNotice>,
+    /// The watched policy directory and its last reload (`None`: no
+    /// `[policies] dir`).
+    pub directory: DirectoryStatus,
 }
+
+/// `serve`'s policy directory as `GET /api/directory` shows it: the
+/// directory, whether it is watched, and the outcome of its last apply.
+pub type DirectoryStatus = Arc<std::sync::RwLock<Option<serde_json::Value>>>;
 
 /// A policy change, announced (`event`: `version_created`, `updated`,
 /// `rolled_back`, `validation_failed`, `enabled`, `disabled`, `archived`).
@@ -212,6 +219,7 @@ fn handler(op: &openapi::Op) -> MethodRouter<AppState> {
         "createPolicy" => on(filter, policies::create),
         "validatePolicy" => on(filter, policies::validate),
         "applyPolicies" => on(filter, bundle::apply),
+        "showDirectory" => on(filter, bundle::directory),
         "showPolicy" => on(filter, policies::show),
         "updatePolicy" => on(filter, policies::update),
         "archivePolicy" => on(filter, policies::archive),
@@ -279,17 +287,38 @@ async fn audit(
     correlation_id: &str,
     detail: serde_json::Value,
 ) {
+    record_audit(
+        &s.store,
+        &caller.subject,
+        action,
+        target,
+        correlation_id,
+        detail,
+    )
+    .await;
+}
+
+/// Record an audit event: `subject` did `action` to `target`. A failure to
+/// audit is logged, never turned into an error for the change it records.
+pub async fn record_audit(
+    store: &Store,
+    subject: &str,
+    action: &str,
+    target: &str,
+    correlation_id: &str,
+    detail: serde_json::Value,
+) {
     let event = switchyard_store::AuditEvent {
         id: uuid::Uuid::now_v7(),
         at: chrono::Utc::now(),
-        subject: caller.subject.clone(),
+        subject: subject.into(),
         action: action.into(),
         target: target.into(),
         correlation_id: correlation_id.into(),
         detail,
     };
-    if let Err(e) = s.store.audit(&event).await {
-        tracing::warn!(error = %e, "recording an audit event failed");
+    if let Err(e) = store.audit(&event).await {
+        tracing::warn!(action, target, error = %e, "recording an audit event failed");
     }
 }
 

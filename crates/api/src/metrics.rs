@@ -33,6 +33,14 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                         &durations,
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(
+                            m::POLICY_RELOAD_DURATION.into(),
+                        ),
+                        &latency,
+                    )
+                })
                 .map(PrometheusBuilder::build_recorder);
             match recorder {
                 Ok(r) => {

@@ -229,9 +229,17 @@ fn build_operations() -> Vec<Op> {
                 "applyPolicies",
                 "Apply policy files as one bundle (managed_by: dir), or plan it with dry_run",
                 Some(Admin),
-                &[(200, "Applied"), (400, E), (409, E), (422, E)],
+                &[(200, "Applied"), (400, E), (409, E), (422, E), (503, E)],
             )
         },
+        op(
+            M::GET,
+            "/api/directory",
+            "showDirectory",
+            "The watched policy directory and the outcome of its last apply",
+            Some(Viewer),
+            &[(200, "Directory"), (404, E)],
+        ),
         Op {
             body: Body::Policy,
             ..op(
@@ -682,6 +690,9 @@ fn schemas() -> Value {
                 "file": nullable("string")}))},
             "warnings": {"type": "array"},
             "policies": array_of("Policy")})),
+        "Directory": obj(&["dir", "watching", "debounce_ms"], json!({
+            "dir": string, "watching": boolean, "debounce_ms": integer,
+            "last": nullable("object")})),
         "PolicyList": obj(&["policies"], json!({"policies": array_of("Policy")})),
         "Archived": obj(&["archived"], json!({"archived": reference("Policy")})),
         "Validation": obj(&["valid", "policies"], json!({"valid": boolean, "policies": {"type": "array", "items":

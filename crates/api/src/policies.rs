@@ -390,7 +390,7 @@ pub(crate) struct EnableQuery {
 }
 
 /// The number of errors the policy's last dry-run reported.
-fn dry_run_errors(p: &PolicyRecord) -> u64 {
+pub(crate) fn dry_run_errors(p: &PolicyRecord) -> u64 {
     p.last_dry_run
         .as_ref()
         .and_then(|d| d.pointer("/summary/errors"))

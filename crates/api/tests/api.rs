@@ -136,6 +136,7 @@ fn state(store: Store, auth: Option<Auth>, ready: Option<&'static str>) -> AppSt
     AppState {
         fleet: fleet(std::path::Path::new("/nonexistent")),
         policy_notices: tokio::sync::broadcast::channel(64).0,
+        directory: Default::default(),
         store,
         engine: Arc::default(),
         publisher: Arc::default(),
@@ -755,6 +756,211 @@ targets: [{selector: \"pve-01/vm:100,101\"}]
 actions: [{capability: vm.power, verb: shutdown, params: {timeout_s: 60}}]
 windows: {suppression: 10m}
 ";
+
+/// `GUARD` under another name, timeout and `enabled`.
+fn guard(name: &str, timeout_s: u32, enabled: bool) -> String {
+    GUARD
+        .replace(
+            "name: vm-guard",
+            &format!("name: {name}\nenabled: {enabled}"),
+        )
+        .replace("timeout_s: 60", &format!("timeout_s: {timeout_s}"))
+}
+
+fn bundle(files: &[(&str, String)], extra: Value) -> String {
+    let mut body = json!({
+        "files": files.iter().map(|(p, c)| json!({"path": p, "content": c})).collect::<Vec<_>>(),
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body.to_string()
+}
+
+#[tokio::test]
+async fn bundles_apply_whole_and_roll_back_when_the_enable_gate_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_runs(dir.path()).await;
+    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    s.fleet = fleet(dir.path());
+    let mut notices = s.policy_notices.subscribe();
+    let admin = token("admin", 600, SECRET);
+    let operator = token("operator", 600, SECRET);
+    let viewer = token("viewer", 600, SECRET);
+    let apply = |body: String, who: &str| {
+        send(
+            "POST",
+            "/api/policies/apply",
+            who,
+            Some("application/json"),
+            &[],
+            body,
+        )
+    };
+    let files = vec![
+        ("g.yaml", guard("g", 60, false)),
+        ("h.yaml", guard("h", 61, true)),
+    ];
+    let (st, _) = call(&s, apply(bundle(&files, json!({})), &operator)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "applying needs an admin");
+    let (st, body) = call(&s, apply(bundle(&files, json!({"dry_run": true})), &admin)).await;
+    assert_eq!(
+        (st, body["applied"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{body}"
+    );
+    assert_eq!(body["steps"][0]["action"], "created");
+    let (st, _) = call(
+        &s,
+        send("GET", "/api/policies/g", &viewer, None, &[], Body::empty()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "a dry run keeps nothing");
+    let (st, body) = call(&s, apply(bundle(&files, json!({})), &admin)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (
+                s["name"].as_str().unwrap(),
+                s["action"].as_str().unwrap(),
+                s["file"].as_str().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [("g", "created", "g.yaml"), ("h", "created", "h.yaml")]
+    );
+    assert_eq!(body["policies"][1]["managed_by"], "dir");
+    assert_eq!(
+        body["policies"][1]["last_validation"],
+        Value::Null,
+        "the answer shows the state before the validation record"
+    );
+    let (_, h) = call(
+        &s,
+        send("GET", "/api/policies/h", &viewer, None, &[], Body::empty()),
+    )
+    .await;
+    assert_eq!(h["last_validation"]["blockers"], 0, "{h}");
+    // A blocker in one file: 400 with every finding and its file.
+    let broken = vec![
+        ("g.yaml", guard("g", 60, false)),
+        (
+            "h.yaml",
+            guard("h", 62, true).replace("vm.power", "vm.nope"),
+        ),
+    ];
+    let (st, body) = call(&s, apply(bundle(&broken, json!({})), &admin)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "bundle.driver_mismatch");
+    assert!(
+        body["error"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["file"] == "h.yaml"),
+        "{body}"
+    );
+
+    // g's last dry-run found errors; a bundle that turns g on and edits h
+    // is applied, refused at the enable gate, and rolled back whole.
+    store
+        .save_transcript(
+            &PolicyRef::parse("g"),
+            json!({"targets": []}),
+            json!({"errors": 1}),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    while notices.try_recv().is_ok() {}
+    let turn_on = vec![
+        ("g.yaml", guard("g", 60, true)),
+        ("h.yaml", guard("h", 63, true)),
+    ];
+    let (st, body) = call(&s, apply(bundle(&turn_on, json!({})), &admin)).await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("bundle.rolled_back")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("enabling `g` is refused: its last dry-run reported 1 error(s)"),
+        "{message}"
+    );
+    let (_, g) = call(
+        &s,
+        send("GET", "/api/policies/g", &viewer, None, &[], Body::empty()),
+    )
+    .await;
+    assert_eq!(
+        (g["enabled"].as_bool(), g["version_int"].as_i64()),
+        (Some(false), Some(1)),
+        "{g}"
+    );
+    let (_, h) = call(
+        &s,
+        send("GET", "/api/policies/h", &viewer, None, &[], Body::empty()),
+    )
+    .await;
+    assert_eq!(h["version_int"], 3, "2 from the bundle, 3 restores 1: {h}");
+    assert!(h["ir"].to_string().contains("\"timeout_s\":61"), "{h}");
+    let (_, versions) = call(
+        &s,
+        send(
+            "GET",
+            "/api/policies/h/versions",
+            &viewer,
+            None,
+            &[],
+            Body::empty(),
+        ),
+    )
+    .await;
+    let comments: Vec<&str> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["comment"].as_str().unwrap())
+        .collect();
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.starts_with("automatic rollback to version 1: enabling `g` is refused")),
+        "{comments:?}"
+    );
+    let mut events = Vec::new();
+    while let Ok(n) = notices.try_recv() {
+        events.push((n.event, n.name.unwrap_or_default()));
+    }
+    assert!(events.contains(&("rolled_back", "h".into())), "{events:?}");
+    assert!(events.contains(&("rolled_back", "g".into())), "{events:?}");
+
+    // The directory endpoint: 404 without one, else its last apply.
+    let (st, body) = call(
+        &s,
+        send("GET", "/api/directory", &viewer, None, &[], Body::empty()),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("directory.none"))
+    );
+    *s.directory.write().unwrap() = Some(
+        json!({"dir": "/etc/switchyard/policies", "watching": true, "debounce_ms": 200, "last": {"result": "applied"}}),
+    );
+    let (st, body) = call(
+        &s,
+        send("GET", "/api/directory", &viewer, None, &[], Body::empty()),
+    )
+    .await;
+    assert_eq!(
+        (st, body["last"]["result"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+}
 
 #[tokio::test]
 async fn policies_are_saved_checked_versioned_rolled_back_and_archived() {
@@ -1974,5 +2180,5 @@ async fn the_openapi_document_describes_every_route() {
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         }
     }
-    assert_eq!(count, 30, "operations in the document");
+    assert_eq!(count, 31, "operations in the document");
 }

@@ -179,11 +179,57 @@ impl Default for DriversSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoliciesSection {
-    /// Policy files applied at start (managed_by: dir).
+    /// Policy files applied at start (managed_by: dir), then watched.
     pub dir: Option<PathBuf>,
+    /// Follow changes to `dir` while running (hot reload).
+    pub watch: bool,
+    /// Quiet time after the last change before the directory is applied.
+    pub debounce: String,
+    /// Where policy notifications are also posted.
+    pub webhooks: Vec<WebhookSection>,
+}
+
+impl Default for PoliciesSection {
+    fn default() -> Self {
+        PoliciesSection {
+            dir: None,
+            watch: true,
+            debounce: "200ms".into(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// A webhook that receives policy notifications (JSON, `POST`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Only these events (`version_created`, `updated`, `rolled_back`,
+    /// `validation_failed`, `enabled`, `disabled`, `archived`); empty: all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Sent as `Authorization: Bearer …`; a `${env:…}`/`${file:…}` reference.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// Per attempt.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: String,
+    /// Attempts per notification, with exponential backoff between them.
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_webhook_timeout() -> String {
+    "5s".into()
+}
+
+fn default_webhook_attempts() -> u32 {
+    5
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -335,6 +381,30 @@ impl Config {
                 key: key.into(),
                 message: e.to_string(),
             })?;
+        }
+        parse_ms(&self.policies.debounce).map_err(|e| ConfigError::Invalid {
+            key: "policies.debounce".into(),
+            message: e.to_string(),
+        })?;
+        for (i, w) in self.policies.webhooks.iter().enumerate() {
+            parse_ms(&w.timeout).map_err(|e| ConfigError::Invalid {
+                key: format!("policies.webhooks[{i}].timeout"),
+                message: e.to_string(),
+            })?;
+            let scheme_ok = url::Url::parse(&w.url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !scheme_ok {
+                return Err(ConfigError::Invalid {
+                    key: format!("policies.webhooks[{i}].url"),
+                    message: format!("`{}` is not an http:// or https:// URL", w.url),
+                });
+            }
+            if w.max_attempts == 0 {
+                return Err(ConfigError::Invalid {
+                    key: format!("policies.webhooks[{i}].max_attempts"),
+                    message: "must be at least 1".into(),
+                });
+            }
         }
         if self.engine.global_concurrency == 0 {
             return Err(ConfigError::Invalid {

@@ -14,9 +14,11 @@ mod event_cmd;
 mod hosts_cmd;
 mod policy_client;
 mod policy_cmd;
+mod policy_dir;
 mod runs_cmd;
 mod serve;
 mod token_cmd;
+mod webhooks;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;

@@ -14,7 +14,7 @@ use switchyard_engine::{
 use switchyard_intake::{Delivery, EventHandler, HandlerError, Intake, IntakeOptions};
 use switchyard_plugin::protocol::DiscoverMode;
 use switchyard_plugin::{HostSpec, Registry, Supervisor, SupervisorOptions};
-use switchyard_store::{AuditEvent, Store, StoreOptions};
+use switchyard_store::{Store, StoreOptions};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -201,28 +201,50 @@ async fn serve(config: Config) -> Result<()> {
             }
         })
     };
-    // A policy change through the API reloads the engine's policies; reloads
-    // run one at a time, in order, so the last one always reads the last change.
-    let policies_changed: Arc<dyn Fn() + Send + Sync> = {
+    // A policy change (API or directory) reloads the engine's policies;
+    // reloads run one at a time, in order, so the last one always reads the
+    // last change.
+    let reload_policies: Arc<dyn Fn() -> tokio::task::JoinHandle<()> + Send + Sync> = {
         let (store, engine) = (store.clone(), Arc::clone(&engine_cell));
-        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let gate = Arc::new(tokio::sync::Mutex::new(std::collections::BTreeSet::new()));
         Arc::new(move || {
             let (store, engine, gate) = (store.clone(), Arc::clone(&engine), Arc::clone(&gate));
             tokio::spawn(async move {
-                let _one_at_a_time = gate.lock().await;
+                let mut active = gate.lock().await;
                 let Some(engine) = engine.get() else { return };
                 match load_policies(&store).await {
                     Ok(p) => {
                         tracing::info!(enabled = p.len(), "policies reloaded");
+                        *active = active_versions(&p, &active);
                         engine.set_policies(p);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "reloading policies failed; the engine keeps the previous set")
                     }
                 }
-            });
+            })
         })
     };
+    let policies_changed: Arc<dyn Fn() + Send + Sync> = {
+        let reload = Arc::clone(&reload_policies);
+        Arc::new(move || {
+            reload();
+        })
+    };
+    let directory: switchyard_api::DirectoryStatus = Arc::default();
+    if !config.policies.webhooks.is_empty() {
+        let hooks = config
+            .policies
+            .webhooks
+            .iter()
+            .map(crate::webhooks::Webhook::from_config)
+            .collect::<Result<Vec<_>>>()?;
+        tracing::info!(
+            webhooks = hooks.len(),
+            "policy notifications go to webhooks"
+        );
+        crate::webhooks::spawn(hooks, policy_notices.subscribe());
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the API to {listen}"))?;
@@ -239,6 +261,7 @@ async fn serve(config: Config) -> Result<()> {
             policies_changed,
             fleet: Arc::clone(&fleet),
             policy_notices: policy_notices.clone(),
+            directory: Arc::clone(&directory),
         },
         async {
             let _ = api_stop_rx.await;
@@ -247,14 +270,26 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!(%listen, "API listening");
 
     // Policies from the directory, then the enabled set.
-    if let Some(dir) = &config.policies.dir {
-        let dir = config.resolve(dir);
-        let steps = apply_dir(&store, &registry, &dir, &policy_notices).await?;
-        let count =
-            |a: switchyard_store::BundleAction| steps.iter().filter(|s| s.action == a).count();
-        use switchyard_store::BundleAction as A;
-        tracing::info!(dir = %dir.display(), created = count(A::Created), updated = count(A::Updated), unchanged = count(A::Unchanged), disabled = count(A::Disabled), "policies applied from the directory");
-    }
+    let policy_dir = match &config.policies.dir {
+        None => None,
+        Some(dir) => {
+            let pd = crate::policy_dir::PolicyDir {
+                dir: config.resolve(dir),
+                store: store.clone(),
+                registry: Arc::clone(&registry),
+                notices: policy_notices.clone(),
+                status: Arc::clone(&directory),
+                debounce: Config::duration(&config.policies.debounce),
+                watch: config.policies.watch,
+            };
+            let (steps, digest) = pd.apply_at_start().await?;
+            let count =
+                |a: switchyard_store::BundleAction| steps.iter().filter(|s| s.action == a).count();
+            use switchyard_store::BundleAction as A;
+            tracing::info!(dir = %pd.dir.display(), created = count(A::Created), updated = count(A::Updated), unchanged = count(A::Unchanged), disabled = count(A::Disabled), "policies applied from the directory");
+            Some((pd, digest))
+        }
+    };
     let policies = load_policies(&store).await?;
     tracing::info!(enabled = policies.len(), "policies loaded");
 
@@ -286,10 +321,20 @@ async fn serve(config: Config) -> Result<()> {
     .await
     .context("starting the engine")?;
     let _ = engine_cell.set(engine.clone());
-    audit(
+    // The engine holds the policies now: the version gauges, then the watch.
+    reload_policies()
+        .await
+        .context("recording the active policies")?;
+    let watcher = match policy_dir {
+        Some((pd, digest)) if pd.watch => Some(pd.watch(digest, Arc::clone(&reload_policies))?),
+        _ => None,
+    };
+    switchyard_api::record_audit(
         &store,
+        "switchyard",
         "engine.started",
         &holder,
+        &std::process::id().to_string(),
         json!({"requeued": recovery.requeued, "retried": recovery.retried, "interrupted": recovery.interrupted}),
     )
     .await;
@@ -385,6 +430,9 @@ async fn serve(config: Config) -> Result<()> {
     let _ = api.await;
     notifier.abort();
     policy_notifier.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
     pruner.abort();
     refresher.abort();
     tracing::info!("stopped");
@@ -473,78 +521,25 @@ fn check_hosts(hosts: &[HostSection], registry: &Registry) -> Result<Vec<String>
     Ok(used)
 }
 
-/// Apply every policy file of `dir` as one bundle, in one transaction: all
-/// valid → each created, updated (a new version) or unchanged, and
-/// directory policies whose file is gone disabled; any blocker → nothing
-/// saved, every finding reported with its file.
-pub async fn apply_dir(
-    store: &Store,
-    registry: &Registry,
-    dir: &Path,
-    notices: &tokio::sync::broadcast::Sender<switchyard_api::PolicyNotice>,
-) -> Result<Vec<switchyard_store::BundleStep>> {
-    use switchyard_api::bundle;
-    let files = bundle::read_dir(dir)
-        .with_context(|| format!("reading the policy directory {}", dir.display()))?;
-    let compiled = bundle::compile(&files, registry, "dir");
-    for f in compiled
-        .findings
+/// Set the active-version gauge of every policy in `set`, and 0 for those
+/// in `before` that left it; the names now active.
+fn active_versions(
+    set: &PolicySet,
+    before: &std::collections::BTreeSet<String>,
+) -> std::collections::BTreeSet<String> {
+    let now: std::collections::BTreeSet<String> = set
         .iter()
-        .filter(|f| f.finding.severity < switchyard_spec::Severity::Blocker)
-    {
-        tracing::warn!("{f}");
+        .map(|p| {
+            metrics::gauge!(switchyard_spec::metric_names::POLICY_ACTIVE_VERSION, "policy" => p.name.clone())
+                .set(p.version as f64);
+            p.name.clone()
+        })
+        .collect();
+    for gone in before.difference(&now) {
+        metrics::gauge!(switchyard_spec::metric_names::POLICY_ACTIVE_VERSION, "policy" => gone.clone())
+            .set(0.0);
     }
-    if compiled.blocked() {
-        let lines: Vec<String> = compiled
-            .findings
-            .iter()
-            .filter(|f| f.finding.severity == switchyard_spec::Severity::Blocker)
-            .map(ToString::to_string)
-            .collect();
-        bail!(
-            "the policy directory has blockers; nothing applied:\n  {}",
-            lines.join("\n  ")
-        );
-    }
-    let steps = store
-        .apply_bundle(
-            compiled.policies.into_iter().map(|(_, p)| p).collect(),
-            bundle::MANAGED_BY_DIR,
-            true,
-            false,
-        )
-        .await?;
-    for step in &steps {
-        if let Some(event) = bundle::step_event(step.action) {
-            let p = &step.policy;
-            audit(
-                store,
-                &format!("policy.{}", step.action.as_str()),
-                &p.name,
-                json!({"version": p.version_int, "managed_by": "dir"}),
-            )
-            .await;
-            let _ = notices.send(switchyard_api::PolicyNotice::of(event, p, "dir", None));
-        }
-    }
-    Ok(steps)
-}
-
-/// Record an audit event for a change `serve` made (subject `switchyard`);
-/// a failure to audit is logged, never fatal.
-async fn audit(store: &Store, action: &str, target: &str, detail: serde_json::Value) {
-    let event = AuditEvent {
-        id: uuid::Uuid::now_v7(),
-        at: chrono::Utc::now(),
-        subject: "switchyard".into(),
-        action: action.into(),
-        target: target.into(),
-        correlation_id: std::process::id().to_string(),
-        detail,
-    };
-    if let Err(e) = store.audit(&event).await {
-        tracing::warn!(action, target, error = %e, "recording an audit event failed");
-    }
+    now
 }
 
 /// The enabled policies, compiled for evaluation.

@@ -39,6 +39,17 @@ pub const POLICY_VERSION: &str = "switchyard_policy_version";
 pub const POLICY_VALIDATIONS: &str = "switchyard_policy_validations_total";
 /// Policy rollbacks (label `trigger`: operator, automatic).
 pub const POLICY_ROLLBACKS: &str = "switchyard_policy_rollbacks_total";
+/// The version of each policy the engine evaluates now; 0 once it is no
+/// longer enabled (label `policy`).
+pub const POLICY_ACTIVE_VERSION: &str = "switchyard_policy_active_version";
+/// Reloads of the watched policy directory (label `result`: applied,
+/// unchanged, refused, rolled_back, error).
+pub const POLICY_RELOADS: &str = "switchyard_policy_reloads_total";
+/// From the debounced change to the engine holding the result.
+pub const POLICY_RELOAD_DURATION: &str = "switchyard_policy_reload_duration_seconds";
+/// Policy notifications posted to webhooks (label `result`: delivered,
+/// failed, dropped).
+pub const WEBHOOK_DELIVERIES: &str = "switchyard_webhook_deliveries_total";
 
 /// Every name, for the documentation check.
 pub const ALL: &[&str] = &[
@@ -60,4 +71,8 @@ pub const ALL: &[&str] = &[
     POLICY_VERSION,
     POLICY_VALIDATIONS,
     POLICY_ROLLBACKS,
+    POLICY_ACTIVE_VERSION,
+    POLICY_RELOADS,
+    POLICY_RELOAD_DURATION,
+    WEBHOOK_DELIVERIES,
 ];
