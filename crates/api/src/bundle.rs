@@ -83,9 +83,27 @@ impl Compiled {
     }
 }
 
+/// Validation results by file, so a directory applied again validates only
+/// the files that changed (installed drivers do not change while running).
+#[derive(Debug, Default)]
+pub struct ValidationCache(std::collections::HashMap<String, (String, Vec<policy::Compiled>)>);
+
 /// Validate every document of every file; `author` and `comment` go with
 /// each new version.
 pub fn compile(files: &[File], catalog: &dyn DriverCatalog, author: &str) -> Compiled {
+    compile_cached(files, catalog, author, &mut ValidationCache::default())
+}
+
+/// [`compile`], reusing `cache` for files whose content it has seen.
+pub fn compile_cached(
+    files: &[File],
+    catalog: &dyn DriverCatalog,
+    author: &str,
+    cache: &mut ValidationCache,
+) -> Compiled {
+    cache
+        .0
+        .retain(|path, _| files.iter().any(|f| &f.path == path));
     let mut policies = Vec::new();
     let mut findings = Vec::new();
     let mut seen: std::collections::BTreeMap<String, String> = Default::default();
@@ -102,7 +120,17 @@ pub fn compile(files: &[File], catalog: &dyn DriverCatalog, author: &str) -> Com
             });
             continue;
         };
-        for c in policy::validate_text(&file.content, format, Some(catalog)) {
+        let validated = match cache.0.get(&file.path) {
+            Some((content, v)) if *content == file.content => v.clone(),
+            _ => {
+                let v = policy::validate_text(&file.content, format, Some(catalog));
+                cache
+                    .0
+                    .insert(file.path.clone(), (file.content.clone(), v.clone()));
+                v
+            }
+        };
+        for c in validated {
             for f in &c.findings {
                 findings.push(FileFinding {
                     file: file.path.clone(),
@@ -224,6 +252,8 @@ pub struct ApplyRequest<'a> {
     pub prune: bool,
     /// Plan only: the exact steps, nothing kept.
     pub dry_run: bool,
+    /// Validation results kept between applies of the same directory.
+    pub cache: Option<&'a std::sync::Mutex<ValidationCache>>,
 }
 
 /// What became of a bundle.
@@ -275,7 +305,17 @@ pub async fn apply_files(
     l: BundleContext<'_>,
     req: ApplyRequest<'_>,
 ) -> Result<Outcome, switchyard_store::Error> {
-    let compiled = compile(req.files, l.catalog, req.by);
+    let compiled = match req.cache {
+        Some(cache) => compile_cached(
+            req.files,
+            l.catalog,
+            req.by,
+            &mut cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ),
+        None => compile(req.files, l.catalog, req.by),
+    };
     let result = if compiled.blocked() { "blocked" } else { "ok" };
     metrics::counter!(switchyard_spec::metric_names::POLICY_VALIDATIONS, "result" => result)
         .increment(1);
@@ -506,6 +546,7 @@ pub(crate) async fn apply(
             correlation_id: &correlation_id,
             prune: body.prune,
             dry_run: body.dry_run,
+            cache: None,
         },
     )
     .await?;

@@ -95,6 +95,9 @@ fn main() {
     for round in 0..rounds {
         let i = round % FILES;
         let name = format!("p{i:03}");
+        // Let the previous round's last events drain, so no late event of
+        // it carries this round's change in early.
+        std::thread::sleep(Duration::from_millis(3 * DEBOUNCE_MS));
         let expected = active_version(port, &name).unwrap_or(0) + 1;
         let t0 = Instant::now();
         std::fs::write(
@@ -107,9 +110,20 @@ fn main() {
                 t0.elapsed() < Duration::from_secs(30),
                 "{name} never became version {expected}"
             );
-            std::thread::sleep(Duration::from_millis(1));
+            // Each poll reads the store (`/metrics`); polling harder than
+            // this measures the polling.
+            std::thread::sleep(Duration::from_millis(5));
         }
         total.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    // serve's own view: from the debounced change to the engine holding it.
+    if let Some(metrics) = get(port, "/metrics") {
+        for l in metrics
+            .lines()
+            .filter(|l| l.starts_with("switchyard_policy_reload"))
+        {
+            println!("  {l}");
+        }
     }
     let _ = serve.kill();
     let _ = serve.wait();

@@ -32,6 +32,7 @@ pub struct PolicyDir {
     pub status: DirectoryStatus,
     pub debounce: Duration,
     pub watch: bool,
+    pub cache: Arc<std::sync::Mutex<bundle::ValidationCache>>,
 }
 
 impl std::fmt::Debug for PolicyDir {
@@ -73,6 +74,7 @@ impl PolicyDir {
                 correlation_id: &correlation_id,
                 prune: true,
                 dry_run: false,
+                cache: Some(&self.cache),
             },
         )
         .await
@@ -135,27 +137,31 @@ impl PolicyDir {
         reload: Arc<dyn Fn() -> tokio::task::JoinHandle<()> + Send + Sync>,
     ) -> Result<tokio::task::JoinHandle<()>> {
         // One pending signal is enough: every apply reads the whole directory.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Instant>(1);
-        let mut debouncer = new_debouncer(self.debounce, None, move |res: DebounceEventResult| {
-            match res {
-                Ok(events) if events.is_empty() => {}
-                Ok(events) => {
-                    let first = events
-                        .iter()
-                        .map(|e| e.time)
-                        .min()
-                        .unwrap_or_else(Instant::now);
-                    let _ = tx.try_send(first);
-                }
-                Err(errors) => {
-                    for e in errors {
-                        tracing::warn!(error = %e, "watching the policy directory");
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        // How often the debouncer looks for quiet paths: a tenth of the
+        // delay (5–25 ms), so a change is seen soon after it has settled.
+        let tick = (self.debounce / 10).clamp(Duration::from_millis(5), Duration::from_millis(25));
+        let mut debouncer = new_debouncer(
+            self.debounce,
+            Some(tick),
+            move |res: DebounceEventResult| {
+                match res {
+                    // Reads (ours included: every apply reads the files)
+                    // change nothing.
+                    Ok(events) if events.iter().all(|e| e.kind.is_access()) => {}
+                    Ok(_) => {
+                        let _ = tx.try_send(());
                     }
-                    // Something changed that the watcher could not say: look.
-                    let _ = tx.try_send(Instant::now());
+                    Err(errors) => {
+                        for e in errors {
+                            tracing::warn!(error = %e, "watching the policy directory");
+                        }
+                        // Something changed that the watcher could not say: look.
+                        let _ = tx.try_send(());
+                    }
                 }
-            }
-        })
+            },
+        )
         .context("starting the policy directory watcher")?;
         debouncer
             .watch(&self.dir, RecursiveMode::NonRecursive)
@@ -164,12 +170,13 @@ impl PolicyDir {
         Ok(tokio::spawn(async move {
             let _debouncer = debouncer;
             let mut last = Some(digest);
-            while let Some(changed_at) = rx.recv().await {
+            while rx.recv().await.is_some() {
+                let started = Instant::now();
                 let result = self.reload_once(&mut last, &reload).await;
                 metrics::counter!(m::POLICY_RELOADS, "result" => result).increment(1);
                 if result != "unchanged" {
                     metrics::histogram!(m::POLICY_RELOAD_DURATION)
-                        .record(changed_at.elapsed().as_secs_f64());
+                        .record(started.elapsed().as_secs_f64());
                 }
             }
         }))

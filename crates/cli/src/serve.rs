@@ -281,6 +281,7 @@ async fn serve(config: Config) -> Result<()> {
                 status: Arc::clone(&directory),
                 debounce: Config::duration(&config.policies.debounce),
                 watch: config.policies.watch,
+                cache: Arc::default(),
             };
             let (steps, digest) = pd.apply_at_start().await?;
             let count =

@@ -60,6 +60,42 @@ fn directory(port: u16) -> Value {
     http(port, "GET", "/api/directory", &[]).1
 }
 
+/// A webhook receiver on loopback: answers 200 and keeps each JSON body.
+fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/switchyard", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    log.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                    len = 0;
+                }
+            }
+        }
+    });
+    (url, seen)
+}
+
 async fn sql(dir: &Path, statement: &str) {
     let url = format!("sqlite://{}", dir.join("ledger.db").display());
     let db = sea_orm::Database::connect(&url).await.unwrap();
@@ -71,7 +107,12 @@ async fn the_watched_directory_is_followed_safely() {
     let nats = NatsServer::start();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let port = write_config(d, &nats.url(), "debounce = \"100ms\"");
+    let (hook, delivered) = webhook_receiver();
+    let port = write_config(
+        d,
+        &nats.url(),
+        &format!("debounce = \"100ms\"\n[[policies.webhooks]]\nurl = \"{hook}\""),
+    );
     let policies = d.join("policies");
     std::fs::write(policies.join("a.yaml"), policy("a", "one", true)).unwrap();
     let mut serve = Serve::start(d);
@@ -221,6 +262,39 @@ async fn the_watched_directory_is_followed_safely() {
         "{last}"
     );
     sql(d, "DROP TRIGGER inject_failure").await;
+
+    // Every change reached the webhook, in order.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events: Vec<(String, String)> = delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["event"].as_str().unwrap_or("").to_owned(),
+                    n["name"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let has = |e: &str, n: &str| events.iter().any(|x| x.0 == e && x.1 == n);
+        if has("version_created", "b")
+            && has("validation_failed", "")
+            && has("disabled", "b")
+            && has("rolled_back", "a")
+        {
+            let first_a = events
+                .iter()
+                .position(|x| x == &("version_created".into(), "a".into()));
+            let rollback = events
+                .iter()
+                .position(|x| x == &("rolled_back".into(), "a".into()));
+            assert!(first_a < rollback, "{events:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "webhook got {events:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Serve stops cleanly with the watcher running.
     serve.signal("-TERM");

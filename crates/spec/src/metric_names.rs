@@ -45,7 +45,8 @@ pub const POLICY_ACTIVE_VERSION: &str = "switchyard_policy_active_version";
 /// Reloads of the watched policy directory (label `result`: applied,
 /// unchanged, refused, rolled_back, error).
 pub const POLICY_RELOADS: &str = "switchyard_policy_reloads_total";
-/// From the debounced change to the engine holding the result.
+/// One apply of the watched directory after the debounce, until the engine
+/// holds the result.
 pub const POLICY_RELOAD_DURATION: &str = "switchyard_policy_reload_duration_seconds";
 /// Policy notifications posted to webhooks (label `result`: delivered,
 /// failed, dropped).

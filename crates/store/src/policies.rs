@@ -392,14 +392,16 @@ impl Store {
     ) -> Result<Vec<BundleStep>, Error> {
         let txn = self.db.begin().await?;
         let mut steps = Vec::new();
-        let mut names = std::collections::BTreeSet::new();
+        // Every live policy in one query: a bundle is usually most of them.
+        let mut live: std::collections::HashMap<String, policy::Model> = policy::Entity::find()
+            .filter(policy::Column::ArchivedAt.is_null())
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|m| (m.name.clone(), m))
+            .collect();
         for p in bundle {
-            names.insert(p.ir.name.clone());
-            let existing = policy::Entity::find()
-                .filter(policy::Column::ArchivedAt.is_null())
-                .filter(policy::Column::Name.eq(p.ir.name.as_str()))
-                .one(&txn)
-                .await?;
+            let existing = live.remove(&p.ir.name);
             let previous = existing.as_ref().map(|m| Previous {
                 version_int: m.version_int,
                 enabled: m.enabled,
@@ -430,14 +432,12 @@ impl Store {
             });
         }
         if prune {
-            let stale = policy::Entity::find()
-                .filter(policy::Column::ArchivedAt.is_null())
-                .filter(policy::Column::ManagedBy.eq(managed_by))
-                .filter(policy::Column::Enabled.eq(true))
-                .all(&txn)
-                .await?
-                .into_iter()
-                .filter(|m| !names.contains(&m.name));
+            // What is left of `live` is not in the bundle.
+            let mut stale: Vec<policy::Model> = live
+                .into_values()
+                .filter(|m| m.managed_by == managed_by && m.enabled)
+                .collect();
+            stale.sort_by(|a, b| a.name.cmp(&b.name));
             for m in stale {
                 let previous = Some(Previous {
                     version_int: m.version_int,
