@@ -274,7 +274,10 @@ async fn serve(config: Config) -> Result<()> {
         None => None,
         Some(dir) => {
             let pd = crate::policy_dir::PolicyDir {
-                dir: config.resolve(dir),
+                dir: {
+                    let dir = config.resolve(dir);
+                    std::fs::canonicalize(&dir).unwrap_or(dir)
+                },
                 store: store.clone(),
                 registry: Arc::clone(&registry),
                 notices: policy_notices.clone(),
