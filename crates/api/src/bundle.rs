@@ -321,16 +321,11 @@ pub async fn apply_files(
         .increment(1);
     if compiled.blocked() {
         let e = refused(&compiled);
-        let _ = l.notices.send(PolicyNotice {
-            event: "validation_failed",
-            policy_id: None,
-            name: None,
-            version: None,
-            enabled: None,
-            by: req.by.to_owned(),
-            at: chrono::Utc::now(),
-            detail: Some(json!({"code": e.code, "message": e.message, "findings": e.findings})),
-        });
+        let _ = l.notices.send(PolicyNotice::general(
+            "validation_failed",
+            req.by,
+            json!({"code": e.code, "message": e.message, "findings": e.findings}),
+        ));
         return Ok(Outcome::Refused(compiled));
     }
     let bundle: Vec<NewPolicy> = compiled.policies.iter().map(|(_, p)| p.clone()).collect();
@@ -475,16 +470,11 @@ async fn rolled_back(
             json!({"reason": reason, "policies": names}),
         )
         .await;
-        let _ = l.notices.send(PolicyNotice {
-            event: "rolled_back",
-            policy_id: None,
-            name: None,
-            version: None,
-            enabled: None,
-            by: req.by.to_owned(),
-            at: chrono::Utc::now(),
-            detail: Some(json!({"reason": reason, "policies": names})),
-        });
+        let _ = l.notices.send(PolicyNotice::general(
+            "rolled_back",
+            req.by,
+            json!({"reason": reason, "policies": names}),
+        ));
     }
 }
 

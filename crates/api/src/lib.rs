@@ -84,6 +84,21 @@ pub struct PolicyNotice {
 }
 
 impl PolicyNotice {
+    /// A notice about no single stored policy: a refused document or
+    /// bundle, a bundle the store undid whole.
+    pub fn general(event: &'static str, by: &str, detail: serde_json::Value) -> PolicyNotice {
+        PolicyNotice {
+            event,
+            policy_id: None,
+            name: None,
+            version: None,
+            enabled: None,
+            by: by.to_owned(),
+            at: chrono::Utc::now(),
+            detail: Some(detail),
+        }
+    }
+
     /// A notice about a stored policy.
     pub fn of(
         event: &'static str,

@@ -185,16 +185,13 @@ fn announce(s: &AppState, event: &'static str, p: &PolicyRecord, caller: &auth::
 
 /// Announce a refused save.
 fn announce_refusal(s: &AppState, name: Option<String>, caller: &auth::Caller, e: &ApiError) {
-    let _ = s.policy_notices.send(crate::PolicyNotice {
-        event: "validation_failed",
-        policy_id: None,
-        name,
-        version: None,
-        enabled: None,
-        by: caller.subject.clone(),
-        at: chrono::Utc::now(),
-        detail: Some(json!({"code": e.code, "message": e.message, "findings": e.findings})),
-    });
+    let mut notice = crate::PolicyNotice::general(
+        "validation_failed",
+        &caller.subject,
+        json!({"code": e.code, "message": e.message, "findings": e.findings}),
+    );
+    notice.name = name;
+    let _ = s.policy_notices.send(notice);
 }
 
 async fn audit_policy(s: &AppState, caller: &auth::Caller, action: &str, p: &PolicyRecord) {

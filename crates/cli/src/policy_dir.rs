@@ -193,16 +193,11 @@ impl PolicyDir {
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = format!("{e:#}"), "the policy directory was not applied; the last good set stays active");
                 self.report(json!({"at": chrono::Utc::now(), "result": "error", "reason": format!("{e:#}")}));
-                let _ = self.notices.send(PolicyNotice {
-                    event: "validation_failed",
-                    policy_id: None,
-                    name: None,
-                    version: None,
-                    enabled: None,
-                    by: bundle::MANAGED_BY_DIR.into(),
-                    at: chrono::Utc::now(),
-                    detail: Some(json!({"message": format!("{e:#}")})),
-                });
+                let _ = self.notices.send(PolicyNotice::general(
+                    "validation_failed",
+                    bundle::MANAGED_BY_DIR,
+                    json!({"message": format!("{e:#}")}),
+                ));
                 // Whatever is on disk is tried again on the next change.
                 *last = None;
                 return "error";
