@@ -95,12 +95,7 @@ pub fn list(a: ListArgs) -> u8 {
                 vec![
                     client::cell(&p["name"]),
                     client::cell(&p["version_int"]),
-                    if p["enabled"] == true {
-                        "enabled"
-                    } else {
-                        "disabled"
-                    }
-                    .into(),
+                    state(&p["enabled"]),
                     client::cell(&p["priority"]),
                     client::cell(&p["managed_by"]),
                     dry_run_summary(&p["last_dry_run"]),
@@ -513,12 +508,7 @@ pub fn apply(a: ApplyArgs) -> u8 {
                     client::cell(&s["action"]),
                     client::cell(&s["name"]),
                     client::cell(&s["version_int"]),
-                    if s["enabled"] == true {
-                        "enabled"
-                    } else {
-                        "disabled"
-                    }
-                    .into(),
+                    state(&s["enabled"]),
                     client::cell(&s["file"]),
                 ]
             })
@@ -534,4 +524,14 @@ pub fn apply(a: ApplyArgs) -> u8 {
         );
         Ok(EXIT_OK)
     })
+}
+
+/// `enabled` as a table cell.
+fn state(enabled: &serde_json::Value) -> String {
+    if *enabled == true {
+        "enabled"
+    } else {
+        "disabled"
+    }
+    .into()
 }
