@@ -262,7 +262,16 @@ fn build_operations() -> Vec<Op> {
         Op {
             body: Body::Policy,
             if_match: true,
-            query: const { &[q("comment", "string", "recorded with the version")] },
+            query: const {
+                &[
+                    q("comment", "string", "recorded with the version"),
+                    q(
+                        "force",
+                        "boolean",
+                        "turn the policy on although its last dry-run found errors",
+                    ),
+                ]
+            },
             ..op(
                 M::PUT,
                 "/api/policies/{id}",

@@ -249,6 +249,9 @@ pub(crate) async fn validate(
 pub(crate) struct SaveQuery {
     /// Recorded with the version.
     comment: Option<String>,
+    /// Turn the policy on although its last dry-run found errors (update).
+    #[serde(default)]
+    force: bool,
 }
 
 /// `POST /api/policies`: save a new policy as version 1 (201).
@@ -321,6 +324,21 @@ pub(crate) async fn update(
             "the policy did not compile",
         ));
     };
+    // Turning the policy on without changing what it does keeps its last
+    // dry-run, so the enable gate applies as for POST …/enable.
+    let turns_on = ir.enabled && !current.enabled && {
+        let mut before = current.ir.clone();
+        before.enabled = true;
+        before == ir
+    };
+    let blocked_by = if turns_on {
+        dry_run_errors(&current)
+    } else {
+        0
+    };
+    if blocked_by > 0 && !q.force {
+        return Err(enable_blocked(&current.name, blocked_by));
+    }
     let saved = s
         .store
         .update_policy(
@@ -345,6 +363,9 @@ pub(crate) async fn update(
         )
         .await?;
     audit_policy(&s, &caller, "policy.updated", &saved).await;
+    if blocked_by > 0 {
+        audit_policy(&s, &caller, "policy.enabled_forced", &saved).await;
+    }
     announce(
         &s,
         if saved.version_int > current.version_int {
@@ -386,6 +407,17 @@ pub(crate) struct EnableQuery {
     force: bool,
 }
 
+/// 409 `policy.enable_blocked`: the last dry-run of `name` found errors.
+fn enable_blocked(name: &str, errors: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "policy.enable_blocked",
+        format!(
+            "the last dry-run of `{name}` reported {errors} error(s); fix them and dry-run again, or enable with ?force=true as an admin"
+        ),
+    )
+}
+
 /// The number of errors the policy's last dry-run reported.
 pub(crate) fn dry_run_errors(p: &PolicyRecord) -> u64 {
     p.last_dry_run
@@ -412,14 +444,7 @@ pub(crate) async fn enable(
     let current = s.store.get_policy(&r).await?;
     let errors = dry_run_errors(&current);
     if errors > 0 && !q.force {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "policy.enable_blocked",
-            format!(
-                "the last dry-run of `{}` reported {errors} error(s); fix them and dry-run again, or enable with ?force=true as an admin",
-                current.name
-            ),
-        ));
+        return Err(enable_blocked(&current.name, errors));
     }
     let saved = s.store.set_enabled(&r, true).await?;
     audit_policy(

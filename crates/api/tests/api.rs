@@ -938,6 +938,60 @@ async fn bundles_apply_whole_and_roll_back_when_the_enable_gate_refuses() {
     assert!(events.contains(&("rolled_back", "h".into())), "{events:?}");
     assert!(events.contains(&("rolled_back", "g".into())), "{events:?}");
 
+    // PUT that only turns a policy on passes the same gate.
+    let yaml = Some("application/yaml");
+    let (st, _) = call(
+        &s,
+        send(
+            "POST",
+            "/api/policies",
+            &admin,
+            yaml,
+            &[],
+            guard("k", 70, false),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    store
+        .save_transcript(
+            &PolicyRef::parse("k"),
+            json!({"targets": []}),
+            json!({"errors": 3}),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let put = |uri: &str| {
+        send(
+            "PUT",
+            uri,
+            &admin,
+            yaml,
+            &[("if-match", "1")],
+            guard("k", 70, true),
+        )
+    };
+    let (st, body) = call(&s, put("/api/policies/k")).await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("policy.enable_blocked")),
+        "{body}"
+    );
+    let (st, body) = call(&s, put("/api/policies/k?force=true")).await;
+    assert_eq!(
+        (st, body["enabled"].as_bool(), body["version_int"].as_i64()),
+        (StatusCode::OK, Some(true), Some(1)),
+        "{body}"
+    );
+    let audit = store.audit_events(20).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "policy.enabled_forced" && a.target == "k"),
+        "{audit:?}"
+    );
+
     // The directory endpoint: 404 without one, else its last apply.
     let (st, body) = call(
         &s,
