@@ -534,15 +534,7 @@ async fn enabling_is_gated_by_the_last_dry_run_and_audited() {
         (StatusCode::OK, Some(false))
     );
     // A dry-run with errors blocks enabling; an admin may force it.
-    store
-        .save_transcript(
-            &PolicyRef::parse("ups"),
-            json!({"targets": []}),
-            json!({"errors": 2}),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    failed_dry_run(&store, "ups", 2).await;
     let (st, body) = call(
         &s,
         with_bearer("/api/policies/ups/enable", "POST", &operator),
@@ -757,6 +749,19 @@ actions: [{capability: vm.power, verb: shutdown, params: {timeout_s: 60}}]
 windows: {suppression: 10m}
 ";
 
+/// Record a dry-run of `name` that found `errors` errors.
+async fn failed_dry_run(store: &Store, name: &str, errors: u64) {
+    store
+        .save_transcript(
+            &PolicyRef::parse(name),
+            json!({"targets": []}),
+            json!({"errors": errors}),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+}
+
 /// `GUARD` under another name, timeout and `enabled`.
 fn guard(name: &str, timeout_s: u32, enabled: bool) -> String {
     GUARD
@@ -865,15 +870,7 @@ async fn bundles_apply_whole_and_roll_back_when_the_enable_gate_refuses() {
 
     // g's last dry-run found errors; a bundle that turns g on and edits h
     // is applied, refused at the enable gate, and rolled back whole.
-    store
-        .save_transcript(
-            &PolicyRef::parse("g"),
-            json!({"targets": []}),
-            json!({"errors": 1}),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    failed_dry_run(&store, "g", 1).await;
     while notices.try_recv().is_ok() {}
     let turn_on = vec![
         ("g.yaml", guard("g", 60, true)),
@@ -953,15 +950,7 @@ async fn bundles_apply_whole_and_roll_back_when_the_enable_gate_refuses() {
     )
     .await;
     assert_eq!(st, StatusCode::CREATED);
-    store
-        .save_transcript(
-            &PolicyRef::parse("k"),
-            json!({"targets": []}),
-            json!({"errors": 3}),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    failed_dry_run(&store, "k", 3).await;
     let put = |uri: &str| {
         send(
             "PUT",
