@@ -407,19 +407,20 @@ async fn activate(
         .filter(|s| matches!(s.action, BundleAction::Created | BundleAction::Updated))
     {
         let file = compiled.file_of(&step.policy.name);
-        let findings: Vec<Value> = compiled
+        let of_file: Vec<&FileFinding> = compiled
             .findings
             .iter()
             .filter(|f| Some(f.file.as_str()) == file)
-            .map(FileFinding::to_json)
             .collect();
-        let record = json!({
-            "at": chrono::Utc::now(),
-            "by": by,
-            "blockers": 0,
-            "warnings": findings.len(),
-            "findings": findings,
-        });
+        let warnings = of_file
+            .iter()
+            .filter(|f| f.finding.severity == Severity::Warn)
+            .count();
+        let record = crate::policies::validation_json(
+            by,
+            warnings,
+            Value::Array(of_file.iter().map(|f| f.to_json()).collect()),
+        );
         store
             .set_last_validation(&PolicyRef::Id(step.policy.id), record)
             .await

@@ -111,12 +111,23 @@ fn one_policy(mut compiled: Vec<Compiled>) -> Result<Compiled, ApiError> {
 
 /// `last_validation` as stored with each save.
 fn validation_record(c: &Compiled, subject: &str) -> Value {
+    let warnings = c
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warn)
+        .count();
+    validation_json(subject, warnings, findings_json(&c.findings))
+}
+
+/// `last_validation` of a saved (so blocker-free) version: who validated it,
+/// its warning count and its findings as JSON.
+pub(crate) fn validation_json(by: &str, warnings: usize, findings: Value) -> Value {
     json!({
         "at": chrono::Utc::now(),
-        "by": subject,
+        "by": by,
         "blockers": 0,
-        "warnings": c.findings.iter().filter(|f| f.severity == Severity::Warn).count(),
-        "findings": findings_json(&c.findings),
+        "warnings": warnings,
+        "findings": findings,
     })
 }
 

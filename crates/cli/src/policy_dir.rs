@@ -43,33 +43,26 @@ impl std::fmt::Debug for PolicyDir {
     }
 }
 
-/// One apply of the directory, as reported.
-#[derive(Debug)]
-pub enum Applied {
-    /// The files are exactly those last applied: nothing to do.
-    Unchanged,
-    Done(Outcome),
-}
-
 impl PolicyDir {
-    /// Apply the directory as it is on disk. `last` is the digest of the
-    /// files last applied; the new digest is returned with the outcome.
-    pub async fn apply(&self, last: Option<&str>) -> Result<(Applied, String)> {
+    /// The directory's policy files as they are on disk, and their digest.
+    fn read(&self) -> Result<(Vec<bundle::File>, String)> {
         let files = bundle::read_dir(&self.dir)
             .with_context(|| format!("reading the policy directory {}", self.dir.display()))?;
         let digest = digest(&files);
-        if last == Some(digest.as_str()) {
-            return Ok((Applied::Unchanged, digest));
-        }
+        Ok((files, digest))
+    }
+
+    /// Apply `files` as the directory's bundle (pruning what is gone).
+    async fn apply(&self, files: &[bundle::File]) -> Result<Outcome> {
         let correlation_id = uuid::Uuid::now_v7().to_string();
-        let outcome = bundle::apply_files(
+        bundle::apply_files(
             BundleContext {
                 store: &self.store,
                 catalog: self.registry.as_ref(),
                 notices: &self.notices,
             },
             ApplyRequest {
-                files: &files,
+                files,
                 by: bundle::MANAGED_BY_DIR,
                 correlation_id: &correlation_id,
                 prune: true,
@@ -78,8 +71,7 @@ impl PolicyDir {
             },
         )
         .await
-        .map_err(anyhow::Error::from)?;
-        Ok((Applied::Done(outcome), digest))
+        .map_err(anyhow::Error::from)
     }
 
     /// Record the outcome of an apply for `GET /api/directory`.
@@ -99,10 +91,8 @@ impl PolicyDir {
     /// The first apply, at start: blockers or a rollback refuse to start
     /// (as a broken configuration does); the error lists every finding.
     pub async fn apply_at_start(&self) -> Result<(Vec<BundleStep>, String)> {
-        let (applied, digest) = self.apply(None).await?;
-        let Applied::Done(outcome) = applied else {
-            unreachable!("the first apply has no previous digest")
-        };
+        let (files, digest) = self.read()?;
+        let outcome = self.apply(&files).await?;
         self.report(outcome_json(&outcome));
         match outcome {
             Outcome::Applied { steps, compiled } => {
@@ -188,8 +178,17 @@ impl PolicyDir {
         last: &mut Option<String>,
         reload: &Arc<dyn Fn() -> tokio::task::JoinHandle<()> + Send + Sync>,
     ) -> &'static str {
-        let (applied, digest) = match self.apply(last.as_deref()).await {
-            Ok(a) => a,
+        let attempt = async {
+            let (files, digest) = self.read()?;
+            if last.as_deref() == Some(digest.as_str()) {
+                return Ok(None); // exactly the files last applied
+            }
+            Ok::<_, anyhow::Error>(Some((self.apply(&files).await?, digest)))
+        }
+        .await;
+        let (outcome, digest) = match attempt {
+            Ok(None) => return "unchanged",
+            Ok(Some(applied)) => applied,
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = format!("{e:#}"), "the policy directory was not applied; the last good set stays active");
                 self.report(json!({"at": chrono::Utc::now(), "result": "error", "reason": format!("{e:#}")}));
@@ -202,9 +201,6 @@ impl PolicyDir {
                 *last = None;
                 return "error";
             }
-        };
-        let Applied::Done(outcome) = applied else {
-            return "unchanged";
         };
         self.report(outcome_json(&outcome));
         match &outcome {

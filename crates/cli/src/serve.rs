@@ -325,7 +325,9 @@ async fn serve(config: Config) -> Result<()> {
     .await
     .context("starting the engine")?;
     let _ = engine_cell.set(engine.clone());
-    // The engine holds the policies now: the version gauges, then the watch.
+    // The engine holds the policies now. Read them once more: a change made
+    // through the API since they were loaded found no engine to reload; this
+    // also sets the active-version gauges. Then the watch.
     reload_policies()
         .await
         .context("recording the active policies")?;
