@@ -29,6 +29,10 @@ use uuid::Uuid;
 
 const HOSTS: usize = 100;
 
+/// The allocator the `switchyard` binary uses, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug)]
 struct Instant0;
 
@@ -233,12 +237,31 @@ struct Round {
     raw_per_s: f64,
     p50: f64,
     p99: f64,
+    /// CPU time per event while intake and the engine ran: this process, nats-server.
+    cpu_us: (f64, f64),
+}
+
+/// User + system CPU seconds a process has used so far, from `/proc/<pid>/stat`
+/// (the rates move with the machine's load; CPU per event moves much less).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of (this process, nats-server).
+fn cpu_now(nats_pid: u32) -> (f64, f64) {
+    (cpu_seconds("self"), cpu_seconds(&nats_pid.to_string()))
 }
 
 /// Pre-publish `n` events of `kind`, measure raw consume on one consumer and
 /// intake + engine on another, over the same messages.
 async fn throughput(
     url: &str,
+    nats_pid: u32,
     dir: &std::path::Path,
     kind: &str,
     n: u64,
@@ -276,6 +299,7 @@ async fn throughput(
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(n as usize)));
     let intake = Intake::start(url, o).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let cpu_before = cpu_now(nats_pid);
     let started = Instant::now();
     let runner = {
         let intake = intake.clone();
@@ -297,6 +321,12 @@ async fn throughput(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
+    let cpu_after = cpu_now(nats_pid);
+    let per_event = |a: f64, b: f64| (b - a) * 1e6 / n as f64;
+    let cpu_us = (
+        per_event(cpu_before.0, cpu_after.0),
+        per_event(cpu_before.1, cpu_after.1),
+    );
     let _ = tx.send(());
     runner.await.unwrap();
     engine.shutdown(Duration::from_secs(30)).await;
@@ -306,6 +336,7 @@ async fn throughput(
         raw_per_s: raw,
         p50,
         p99,
+        cpu_us,
     }
 }
 
@@ -425,6 +456,7 @@ fn main() {
     rt.block_on(async {
         let nats = NatsServer::start();
         let url = nats.url();
+        let nats_pid = nats.pid().expect("nats-server runs");
         let dir = tempfile::tempdir().unwrap();
         // A stream for the raw-consume warm-up only.
         let js = jetstream::new(async_nats::connect(&url).await.unwrap());
@@ -433,21 +465,31 @@ fn main() {
         let _ = raw_rate(&js, "SWITCHYARD_EVENTS", 2_000).await;
 
         println!("end-to-end: nats-server on loopback, intake + engine with 1,000 policies, SQLite ledger, {HOSTS} hosts, {n} events per round");
-        println!("{:<34} {:>10} {:>10} {:>7} {:>9} {:>9}", "scenario (3 rounds, median)", "events/s", "raw/s", "ratio", "p50 ms", "p99 ms");
+        println!("{:<34} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9}", "scenario (3 rounds, median)", "events/s", "raw/s", "ratio", "p50 ms", "p99 ms", "cpu µs/ev", "nats µs/ev");
+        // `SWITCHYARD_BENCH_ONLY=queue` (or `none`) runs one throughput scenario and nothing else, for profiling.
+        let only = std::env::var("SWITCHYARD_BENCH_ONLY").ok();
         for (label, kind) in [
             ("events that match no policy", "bench.none"),
             ("events that each queue one run", "bench.queue"),
         ] {
+            if only.as_deref().is_some_and(|o| !kind.ends_with(o)) {
+                continue;
+            }
             let mut rounds = Vec::new();
             for _ in 0..3 {
-                rounds.push(throughput(&url, dir.path(), kind, n, 1000).await);
+                rounds.push(throughput(&url, nats_pid, dir.path(), kind, n, 1000).await);
             }
             let ratio = median(rounds.iter().map(|r| r.events_per_s / r.raw_per_s).collect());
             let ev = median(rounds.iter().map(|r| r.events_per_s).collect());
             let raw = median(rounds.iter().map(|r| r.raw_per_s).collect());
             let p50 = median(rounds.iter().map(|r| r.p50).collect());
             let p99 = median(rounds.iter().map(|r| r.p99).collect());
-            println!("{label:<34} {ev:>10.0} {raw:>10.0} {:>6.0}% {p50:>9.2} {p99:>9.2}", 100.0 * ratio);
+            let cpu_self = median(rounds.iter().map(|r| r.cpu_us.0).collect());
+            let cpu_nats = median(rounds.iter().map(|r| r.cpu_us.1).collect());
+            println!("{label:<34} {ev:>10.0} {raw:>10.0} {:>6.0}% {p50:>9.2} {p99:>9.2} {cpu_self:>9.1} {cpu_nats:>9.1}", 100.0 * ratio);
+        }
+        if only.is_some() {
+            return;
         }
         let (achieved, p50, p99) = paced(&url, dir.path(), 1_000, 10).await;
         println!("{:<34} {achieved:>10.0} {:>10} {:>7} {p50:>9.2} {p99:>9.2}", "paced at 1,000 events/s, each queues one run", "-", "-");

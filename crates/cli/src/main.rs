@@ -23,6 +23,12 @@ mod webhooks;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: the hot path (events, decisions,
+/// ledger rows) allocates many short-lived strings and JSON values, and glibc's
+/// malloc spent a tenth of the engine's CPU on them (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Event-driven automation for infrastructure: policies in, safe actions out.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about, long_about = None, propagate_version = true)]

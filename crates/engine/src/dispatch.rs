@@ -102,6 +102,9 @@ pub struct Dispatcher {
     idle: Notify,
     breakers: Breakers,
     limits: Limits,
+    /// The engine's runtime: runs are carried out there, never on the
+    /// writer's thread, whose commits call [`Dispatcher::admit_committed`].
+    runtime: tokio::runtime::Handle,
 }
 
 impl Dispatcher {
@@ -125,6 +128,7 @@ impl Dispatcher {
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -245,7 +249,7 @@ impl Dispatcher {
         for run in start {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
             let me = Arc::clone(self);
-            tokio::spawn(async move {
+            self.runtime.spawn(async move {
                 let host = run.host.clone();
                 let lane = run.lane();
                 me.carry_out(run).await;

@@ -165,7 +165,7 @@ impl Engine {
             notices.clone(),
         ));
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        tokio::spawn(writer::run(
+        writer::runtime().spawn(writer::run(
             jobs_rx,
             Arc::clone(&closed),
             Arc::clone(&ledger),

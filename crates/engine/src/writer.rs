@@ -46,7 +46,34 @@ pub(crate) enum Job {
 
 pub(crate) type Lock<T> = std::sync::Mutex<T>;
 
-/// Run until every sender is gone.
+/// Where every engine's writer runs: a single-threaded runtime on a thread of
+/// its own, alive for the whole process.
+///
+/// The writer is the one serial stage of the decision path — every event
+/// waits for its batch to commit — and it awaits the database several times
+/// per batch. On the shared runtime each of those awaits queued behind
+/// hundreds of intake tasks before the writer ran again, so the database sat
+/// idle between statements and throughput was bound by scheduling, not by
+/// work. On its own thread the writer resumes as soon as a statement is done.
+/// The runtime outlives every engine so that database connections opened
+/// from it (a pool may open one on demand) keep being served.
+pub(crate) fn runtime() -> &'static tokio::runtime::Handle {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the ledger writer's runtime starts");
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("switchyard-writer".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .expect("the ledger writer's thread starts");
+        handle
+    })
+}
+
+/// Run until every sender is gone (on [`runtime`]).
 pub(crate) async fn run(
     mut jobs: mpsc::Receiver<Job>,
     closed: Arc<std::sync::atomic::AtomicBool>,

@@ -488,8 +488,8 @@ impl Store {
 
     /// Guarded updates, a few statements for many changes: changes are taken
     /// in waves of distinct runs (a run changed twice goes to the next wave,
-    /// so order holds), and each wave in one `UPDATE … CASE id …` per target
-    /// status and set of columns, whose `RETURNING id` says which applied.
+    /// so order holds), and each wave in one `UPDATE … FROM (VALUES …)` per
+    /// target status and set of columns, whose `RETURNING id` says which applied.
     async fn apply_transitions(
         &self,
         txn: &DatabaseTransaction,
@@ -525,28 +525,30 @@ impl Store {
                 .collect();
             for ((status, cols), rows) in groups {
                 let n = rows.len();
-                let p = self.placeholders(1 + cols.len() * n * 2 + n);
-                let mut ph = p.iter().map(String::as_str);
-                let mut next = || ph.next().expect("enough placeholders");
-                let mut assigns = vec![format!("status = {}", next())];
-                let mut values: Vec<Value> = vec![status.into()];
-                for (ci, col) in cols.iter().enumerate() {
-                    let mut case = format!("{col} = CASE id");
-                    for (k, vals) in &rows {
-                        let (w, t) = (next(), next());
-                        case.push_str(&format!(" WHEN {w} THEN {t}"));
-                        values.push(changes[*k].run_id.into());
-                        values.push(vals[ci].clone());
-                    }
-                    case.push_str(" END");
-                    assigns.push(case);
+                let width = 1 + cols.len();
+                let status_at = self.placeholders(1).pop().expect("one");
+                let assigns: Vec<String> = std::iter::once(format!("status = {status_at}"))
+                    .chain(
+                        cols.iter()
+                            .enumerate()
+                            .map(|(ci, col)| format!("{col} = v.column{}", ci + 2)),
+                    )
+                    .collect();
+                // Placeholders in the order they appear: status, then the rows.
+                let mut values: Vec<Value> = Vec::with_capacity(n * width + 1);
+                values.push(status.into());
+                for (k, vals) in &rows {
+                    values.push(changes[*k].run_id.into());
+                    values.extend(vals.iter().cloned());
                 }
-                let list: Vec<&str> = rows.iter().map(|_| next()).collect();
-                values.extend(rows.iter().map(|(k, _)| Value::from(changes[*k].run_id)));
+                // A join against the changes as a VALUES list: one index
+                // lookup per change (a `CASE id WHEN …` per column would
+                // compare every row against every change).
                 let sql = format!(
-                    "UPDATE runs SET {} WHERE id IN ({}) AND status IN ('queued', 'running') RETURNING id",
+                    "UPDATE runs SET {} FROM (VALUES {}) AS v WHERE runs.id = v.column1 \
+                     AND runs.status IN ('queued', 'running') RETURNING runs.id",
                     assigns.join(", "),
-                    list.join(", ")
+                    self.rows_after(1, n, width)
                 );
                 let done: HashSet<uuid::Uuid> = txn
                     .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -842,8 +844,14 @@ impl Store {
 
     /// `(?, ?, ?), (?, ?, ?)` — `n` rows of `width` placeholders.
     fn rows(&self, n: usize, width: usize) -> String {
-        let p = self.placeholders(n * width);
-        p.chunks(width)
+        self.rows_after(0, n, width)
+    }
+
+    /// [`Self::rows`] for a statement whose first `skip` placeholders come before the rows.
+    fn rows_after(&self, skip: usize, n: usize, width: usize) -> String {
+        let p = self.placeholders(skip + n * width);
+        p[skip..]
+            .chunks(width)
             .map(|row| format!("({})", row.join(", ")))
             .collect::<Vec<_>>()
             .join(", ")

@@ -95,6 +95,11 @@ pub struct StoreOptions {
     pub max_versions: Option<usize>,
 }
 
+/// The writer's page cache, as SQLite's `cache_size` (negative: KiB). 64 MiB
+/// keeps the hot pages of the ledger's indexes in memory; SQLite's default of
+/// 2 MiB made every batch read index pages back from the OS (`pread`).
+const SQLITE_CACHE_KIB: &str = "-65536";
+
 /// The store: a cheap, cloneable handle to one database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -152,13 +157,18 @@ impl Store {
             // One writer; readers do not block it (WAL); writers wait instead of
             // failing. The writer never checkpoints the WAL itself (a checkpoint
             // stalls the commit that triggers it); a background connection does.
-            opts.max_connections(1).map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(10))
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                    .foreign_keys(true)
-                    .pragma("wal_autocheckpoint", "0")
-            });
+            // An embedded file cannot go stale, so the pool does not ping it
+            // before every transaction (a round trip to SQLite's thread each).
+            opts.max_connections(1)
+                .test_before_acquire(false)
+                .map_sqlx_sqlite_opts(|o| {
+                    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                        .busy_timeout(Duration::from_secs(10))
+                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                        .foreign_keys(true)
+                        .pragma("wal_autocheckpoint", "0")
+                        .pragma("cache_size", SQLITE_CACHE_KIB)
+                });
         }
         let alive = Arc::new(());
         if sqlite {

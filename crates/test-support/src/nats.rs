@@ -71,6 +71,11 @@ impl NatsServer {
         self.launch();
     }
 
+    /// The server's process id while it runs (benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The server's store directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
