@@ -488,14 +488,26 @@ impl Store {
 
     /// Guarded updates, a few statements for many changes: changes are taken
     /// in waves of distinct runs (a run changed twice goes to the next wave,
-    /// so order holds), and each wave in one `UPDATE … FROM (VALUES …)` per
-    /// target status and set of columns, whose `RETURNING id` says which applied.
+    /// so order holds), and each wave in one `UPDATE … FROM (VALUES …)`
+    /// joined on the primary key — one index lookup per change — whose
+    /// `RETURNING id` says which applied. Every row carries the target status
+    /// and all of [`TRANSITION_COLUMNS`]; a NULL keeps the column as it is, so
+    /// changes of any kind share one statement.
     async fn apply_transitions(
         &self,
         txn: &DatabaseTransaction,
         changes: &[Transition],
     ) -> Result<Vec<bool>, Error> {
         let backend = txn.get_database_backend();
+        let width = 2 + TRANSITION_COLUMNS.len();
+        let assigns: Vec<String> = std::iter::once("status = v.column2".to_owned())
+            .chain(
+                TRANSITION_COLUMNS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, col)| format!("{col} = COALESCE(v.column{}, {col})", i + 3)),
+            )
+            .collect();
         let mut applied = vec![false; changes.len()];
         let mut i = 0;
         while i < changes.len() {
@@ -504,51 +516,19 @@ impl Store {
             while j < changes.len() && j - i < 200 && ids.insert(changes[j].run_id) {
                 j += 1;
             }
-            let mut groups: Vec<Group> = Vec::new();
-            for (k, c) in changes.iter().enumerate().take(j).skip(i) {
-                let sets = sets_of(c);
-                let shape: Shape = (c.to.as_str(), sets.iter().map(|(col, _)| *col).collect());
-                let values = sets.into_iter().map(|(_, v)| v).collect();
-                match groups.iter_mut().find(|(s, _)| *s == shape) {
-                    Some((_, rows)) => rows.push((k, values)),
-                    None => groups.push((shape, vec![(k, values)])),
+            let wave: Vec<usize> = (i..j).collect();
+            for chunk in fixed_chunks(&wave) {
+                let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * width);
+                for &k in chunk {
+                    values.push(changes[k].run_id.into());
+                    values.push(changes[k].to.as_str().into());
+                    values.extend(transition_values(&changes[k].update));
                 }
-            }
-            let groups: Vec<Group> = groups
-                .into_iter()
-                .flat_map(|(shape, rows)| {
-                    fixed_chunks(&rows)
-                        .into_iter()
-                        .map(|c| (shape.clone(), c.to_vec()))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            for ((status, cols), rows) in groups {
-                let n = rows.len();
-                let width = 1 + cols.len();
-                let status_at = self.placeholders(1).pop().expect("one");
-                let assigns: Vec<String> = std::iter::once(format!("status = {status_at}"))
-                    .chain(
-                        cols.iter()
-                            .enumerate()
-                            .map(|(ci, col)| format!("{col} = v.column{}", ci + 2)),
-                    )
-                    .collect();
-                // Placeholders in the order they appear: status, then the rows.
-                let mut values: Vec<Value> = Vec::with_capacity(n * width + 1);
-                values.push(status.into());
-                for (k, vals) in &rows {
-                    values.push(changes[*k].run_id.into());
-                    values.extend(vals.iter().cloned());
-                }
-                // A join against the changes as a VALUES list: one index
-                // lookup per change (a `CASE id WHEN …` per column would
-                // compare every row against every change).
                 let sql = format!(
                     "UPDATE runs SET {} FROM (VALUES {}) AS v WHERE runs.id = v.column1 \
                      AND runs.status IN ('queued', 'running') RETURNING runs.id",
                     assigns.join(", "),
-                    self.rows_after(1, n, width)
+                    self.rows(chunk.len(), width)
                 );
                 let done: HashSet<uuid::Uuid> = txn
                     .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -556,8 +536,8 @@ impl Store {
                     .into_iter()
                     .map(|r| r.try_get::<uuid::Uuid>("", "id"))
                     .collect::<Result<_, _>>()?;
-                for (k, _) in &rows {
-                    applied[*k] = done.contains(&changes[*k].run_id);
+                for &k in chunk {
+                    applied[k] = done.contains(&changes[k].run_id);
                 }
             }
             i = j;
@@ -844,52 +824,38 @@ impl Store {
 
     /// `(?, ?, ?), (?, ?, ?)` — `n` rows of `width` placeholders.
     fn rows(&self, n: usize, width: usize) -> String {
-        self.rows_after(0, n, width)
-    }
-
-    /// [`Self::rows`] for a statement whose first `skip` placeholders come before the rows.
-    fn rows_after(&self, skip: usize, n: usize, width: usize) -> String {
-        let p = self.placeholders(skip + n * width);
-        p[skip..]
-            .chunks(width)
+        let p = self.placeholders(n * width);
+        p.chunks(width)
             .map(|row| format!("({})", row.join(", ")))
             .collect::<Vec<_>>()
             .join(", ")
     }
 }
 
-/// A status change's target status and the columns it writes.
-type Shape = (&'static str, Vec<&'static str>);
+/// The columns a status change may write besides `status`, in the order
+/// [`transition_values`] gives their values.
+const TRANSITION_COLUMNS: [&str; 7] = [
+    "started_at_ms",
+    "finished_at_ms",
+    "severity",
+    "reason",
+    "effects",
+    "output",
+    "attempt",
+];
 
-/// Changes of one shape: (index into the changes, column values).
-type Group = (Shape, Vec<(usize, Vec<Value>)>);
-
-/// The columns a status change writes besides `status`, in a fixed order.
-fn sets_of(c: &Transition) -> Vec<(&'static str, Value)> {
-    let u = &c.update;
-    let mut sets: Vec<(&'static str, Value)> = Vec::new();
-    if let Some(t) = u.started_at {
-        sets.push(("started_at_ms", ms(t).into()));
-    }
-    if let Some(t) = u.finished_at {
-        sets.push(("finished_at_ms", ms(t).into()));
-    }
-    if let Some(s) = &u.severity {
-        sets.push(("severity", s.as_str().into()));
-    }
-    if let Some(r) = &u.reason {
-        sets.push(("reason", r.as_str().into()));
-    }
-    if let Some(e) = &u.effects {
-        sets.push(("effects", Value::Json(Some(Box::new(e.clone())))));
-    }
-    if let Some(o) = &u.output {
-        sets.push(("output", crate::ledger::truncate(o.clone()).into()));
-    }
-    if let Some(a) = u.attempt {
-        sets.push(("attempt", a.into()));
-    }
-    sets
+/// A status change's values for [`TRANSITION_COLUMNS`]; NULL where it keeps
+/// the column. Typed NULLs, so PostgreSQL knows each VALUES column's type.
+fn transition_values(u: &crate::RunUpdate) -> [Value; 7] {
+    [
+        Value::BigInt(u.started_at.map(ms)),
+        Value::BigInt(u.finished_at.map(ms)),
+        Value::String(u.severity.clone()),
+        Value::String(u.reason.clone()),
+        Value::Json(u.effects.clone().map(Box::new)),
+        Value::String(u.output.clone().map(crate::ledger::truncate)),
+        Value::Int(u.attempt),
+    ]
 }
 
 fn expiry(now: DateTime<Utc>, ttl: Duration) -> i64 {
