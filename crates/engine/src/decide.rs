@@ -60,15 +60,19 @@ pub fn idempotency_key(
     target: &TargetRef,
     params: &Value,
 ) -> String {
-    canonical::sha256_hex(&json!({
-        "policy": policy.to_string(),
-        "capability": capability,
-        "verb": verb,
-        "host": target.host,
-        "target_type": target.target_type,
-        "target_id": target.id,
-        "params": params,
-    }))
+    use canonical::Member::{Json, Str};
+    // The canonical JSON of {policy, capability, verb, host, target_type,
+    // target_id, params}, members in canonical (sorted) order.
+    let policy = policy.to_string();
+    canonical::sha256_hex_of_members(&[
+        ("capability", Str(capability)),
+        ("host", Str(&target.host)),
+        ("params", Json(params)),
+        ("policy", Str(&policy)),
+        ("target_id", Str(&target.id)),
+        ("target_type", Str(&target.target_type)),
+        ("verb", Str(verb)),
+    ])
 }
 
 /// The group key of an event for a policy: the `group_by` values, or the whole policy.

@@ -43,6 +43,38 @@ pub fn sha256_hex(value: &Value) -> String {
     hex::encode(Sha256::digest(to_canonical_string(value).as_bytes()))
 }
 
+/// A member value for [`sha256_hex_of_members`].
+#[derive(Debug, Clone, Copy)]
+pub enum Member<'a> {
+    Str(&'a str),
+    Json(&'a Value),
+}
+
+/// [`sha256_hex`] of the object with these members, without building it as a
+/// [`Value`] first (the decision path hashes one per queued run). Keys must be
+/// ASCII and given in sorted order, which is then the canonical order.
+pub fn sha256_hex_of_members(members: &[(&str, Member<'_>)]) -> String {
+    debug_assert!(
+        members.windows(2).all(|w| w[0].0 < w[1].0) && members.iter().all(|(k, _)| k.is_ascii()),
+        "members in canonical order"
+    );
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(&mut out, key);
+        out.push(':');
+        match value {
+            Member::Str(s) => write_string(&mut out, s),
+            Member::Json(v) => write_value(&mut out, v),
+        }
+    }
+    out.push('}');
+    hex::encode(Sha256::digest(out.as_bytes()))
+}
+
 fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
@@ -180,6 +212,28 @@ mod tests {
         ];
         for (f, want) in cases {
             assert_eq!(ecmascript_number(f), want, "{f}");
+        }
+    }
+
+    #[test]
+    fn members_hash_like_the_object_they_make() {
+        let params =
+            json!({"argv": ["echo", "\u{e000}ü"], "z": 2, "a": {"b": null, "c": [1.5, true]}});
+        for (host, id) in [("pve-01", "vm:100"), ("h\"q", "ü€\n\u{1}")] {
+            let object = json!({
+                "verb": "run", "target_type": "vm", "target_id": id, "policy": "p-1",
+                "params": params, "host": host, "capability": "command.run",
+            });
+            let members = sha256_hex_of_members(&[
+                ("capability", Member::Str("command.run")),
+                ("host", Member::Str(host)),
+                ("params", Member::Json(&params)),
+                ("policy", Member::Str("p-1")),
+                ("target_id", Member::Str(id)),
+                ("target_type", Member::Str("vm")),
+                ("verb", Member::Str("run")),
+            ]);
+            assert_eq!(members, sha256_hex(&object), "{host} {id}");
         }
     }
 

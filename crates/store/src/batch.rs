@@ -15,6 +15,7 @@ use crate::ledger::{NewDecision, NewRun, RunStatus};
 use crate::{Error, Lease, Store, epoch_ms as ms, from_epoch_ms as at};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait, Value};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
@@ -271,7 +272,7 @@ impl Store {
 
         // 4. Build the rows.
         let mut decisions: Vec<&NewDecision> = Vec::new();
-        let mut runs: Vec<(Uuid, Uuid, NewRun)> = Vec::new();
+        let mut runs: Vec<(Uuid, Uuid, Cow<'_, NewRun>)> = Vec::new();
         let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(items.len());
         let mut suppressed_by_key: HashMap<String, Vec<(usize, usize, &PlannedDecision)>> =
             HashMap::new();
@@ -300,7 +301,8 @@ impl Store {
                 decisions.push(&d.decision);
                 let mut out = Vec::with_capacity(d.runs.len());
                 for (r, first) in d.runs.iter().zip(firsts) {
-                    let mut run = r.run.clone();
+                    // Borrowed unless settling changes it (most runs are recorded as planned).
+                    let mut run = Cow::Borrowed(&r.run);
                     let dedup = run.status == RunStatus::Queued
                         && r.idempotency_ttl.is_some()
                         && run
@@ -308,9 +310,11 @@ impl Store {
                             .as_ref()
                             .is_some_and(|k| !first || !claimed_keys.contains(k));
                     if dedup {
+                        let run = run.to_mut();
                         run.status = RunStatus::Deduplicated;
                         run.reason = Some("idempotency_window".into());
                     } else if run.status == RunStatus::Queued && !admit(&run) {
+                        let run = run.to_mut();
                         run.status = RunStatus::Failed;
                         run.reason = Some(REASON_QUEUE_FULL.into());
                     }
@@ -350,7 +354,12 @@ impl Store {
                     runs.push((
                         first.decision.id,
                         first.decision.policy_id,
-                        suppressed_record(first, record, group.len() as i64, at(until)),
+                        Cow::Owned(suppressed_record(
+                            first,
+                            record,
+                            group.len() as i64,
+                            at(until),
+                        )),
                     ));
                     new_records.push((key.clone(), until));
                     new_record_ids.push(record.to_string());
@@ -784,7 +793,7 @@ impl Store {
     async fn insert_runs(
         &self,
         txn: &DatabaseTransaction,
-        runs: &[(Uuid, Uuid, NewRun)],
+        runs: &[(Uuid, Uuid, Cow<'_, NewRun>)],
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();
         for chunk in fixed_chunks(runs) {
