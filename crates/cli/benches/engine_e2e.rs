@@ -245,7 +245,8 @@ struct Round {
 /// (the rates move with the machine's load; CPU per event moves much less).
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    // Fields after the parenthesised command name; utime and stime are the
+    // 12th and 13th, in clock ticks of 1/100 s (Linux's USER_HZ).
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);

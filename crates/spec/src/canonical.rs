@@ -59,20 +59,25 @@ pub fn sha256_hex_of_members(members: &[(&str, Member<'_>)]) -> String {
         "members in canonical order"
     );
     let mut out = String::with_capacity(256);
+    write_members(&mut out, members.iter().copied());
+    hex::encode(Sha256::digest(out.as_bytes()))
+}
+
+/// `{"key":value,…}` with the members in the order given.
+fn write_members<'a>(out: &mut String, members: impl Iterator<Item = (&'a str, Member<'a>)>) {
     out.push('{');
-    for (i, (key, value)) in members.iter().enumerate() {
+    for (i, (key, value)) in members.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write_string(&mut out, key);
+        write_string(out, key);
         out.push(':');
         match value {
-            Member::Str(s) => write_string(&mut out, s),
-            Member::Json(v) => write_value(&mut out, v),
+            Member::Str(s) => write_string(out, s),
+            Member::Json(v) => write_value(out, v),
         }
     }
     out.push('}');
-    hex::encode(Sha256::digest(out.as_bytes()))
 }
 
 fn write_value(out: &mut String, value: &Value) {
@@ -102,16 +107,12 @@ fn write_object(out: &mut String, map: &Map<String, Value>) {
     if map.keys().any(|k| k.chars().any(|c| c >= '\u{e000}')) {
         entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
     }
-    out.push('{');
-    for (i, (k, v)) in entries.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_string(out, k);
-        out.push(':');
-        write_value(out, v);
-    }
-    out.push('}');
+    write_members(
+        out,
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.as_str(), Member::Json(v))),
+    );
 }
 
 /// JCS string escaping: `\"` `\\` `\b` `\f` `\n` `\r` `\t`, other control
