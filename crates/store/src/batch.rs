@@ -20,24 +20,33 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Rows per multi-row statement, largest first (the largest stays well under
-/// both backends' bind-parameter limits). A batch is cut into chunks of these
-/// sizes only, so a handful of statement texts cover every batch and stay in
-/// the connection's prepared-statement cache instead of being parsed anew
-/// for each batch size.
-const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+/// Most rows in one multi-row statement (well under both backends'
+/// bind-parameter limits).
+const MAX_ROWS: usize = 256;
 
-/// `items` cut greedily into chunks of the sizes in [`CHUNKS`].
-fn fixed_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    for size in CHUNKS {
-        while items.len() >= size {
-            let (head, rest) = items.split_at(size);
-            out.push(head);
-            items = rest;
-        }
+/// `items` cut into statements of at most [`MAX_ROWS`] rows, each with the
+/// number of rows its statement is written for: the chunk's length rounded
+/// up to a power of two, the rest filled with NULL rows ([`pad_rows`]) that
+/// the statement skips. So a batch of any size costs one statement per
+/// [`MAX_ROWS`] rows — each statement is a round trip to the database, and
+/// on SQLite a thread hand-over each way — while a handful of statement
+/// texts (nine sizes) cover every batch and stay in the connection's
+/// prepared-statement cache.
+fn padded_chunks<T>(items: &[T]) -> impl Iterator<Item = (&[T], usize)> {
+    items
+        .chunks(MAX_ROWS)
+        .map(|chunk| (chunk, chunk.len().next_power_of_two()))
+}
+
+/// Fill `values`, whole rows of `width` values, up to `rows` rows with NULL
+/// rows typed as the first row is (PostgreSQL resolves a VALUES column's
+/// type from every row).
+fn pad_rows(values: &mut Vec<Value>, width: usize, rows: usize) {
+    let nulls: Vec<Value> = values[..width].iter().map(Value::as_null).collect();
+    values.reserve(rows * width - values.len());
+    while values.len() < rows * width {
+        values.extend(nulls.iter().cloned());
     }
-    out
 }
 
 /// Reason recorded on a run refused because its host queue was full.
@@ -526,18 +535,20 @@ impl Store {
                 j += 1;
             }
             let wave: Vec<usize> = (i..j).collect();
-            for chunk in fixed_chunks(&wave) {
-                let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * width);
+            for (chunk, rows) in padded_chunks(&wave) {
+                let mut values: Vec<Value> = Vec::with_capacity(rows * width);
                 for &k in chunk {
                     values.push(changes[k].run_id.into());
                     values.push(changes[k].to.as_str().into());
                     values.extend(transition_values(&changes[k].update));
                 }
+                pad_rows(&mut values, width, rows);
+                // A padding row's NULL id joins no run.
                 let sql = format!(
                     "UPDATE runs SET {} FROM (VALUES {}) AS v WHERE runs.id = v.column1 \
                      AND runs.status IN ('queued', 'running') RETURNING runs.id",
                     assigns.join(", "),
-                    self.rows(chunk.len(), width)
+                    self.rows(rows, width)
                 );
                 let done: HashSet<uuid::Uuid> = txn
                     .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -568,13 +579,13 @@ impl Store {
         }
         let backend = txn.get_database_backend();
         let mut fresh = HashSet::new();
-        for chunk in fixed_chunks(&unique) {
+        for (chunk, rows) in padded_chunks(&unique) {
             let sql = format!(
-                "INSERT INTO inbox (delivery_key, event_id, received_at_ms) VALUES {} \
+                "INSERT INTO inbox (delivery_key, event_id, received_at_ms) {} \
                  ON CONFLICT (delivery_key) DO NOTHING RETURNING delivery_key",
-                self.rows(chunk.len(), 3)
+                self.padded_values(rows, 3)
             );
-            let values: Vec<Value> = chunk
+            let mut values: Vec<Value> = chunk
                 .iter()
                 .flat_map(|i| {
                     [
@@ -584,6 +595,7 @@ impl Store {
                     ]
                 })
                 .collect();
+            pad_rows(&mut values, 3, rows);
             for row in txn
                 .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?
@@ -605,18 +617,17 @@ impl Store {
     ) -> Result<HashSet<String>, Error> {
         let backend = txn.get_database_backend();
         let mut claimed = HashSet::new();
-        for (chunk, holders) in fixed_chunks(wanted).into_iter().zip(fixed_chunks(holders)) {
-            let n = chunk.len();
-            let p = self.placeholders(n * 5 + 1);
+        for ((chunk, rows), (holders, _)) in padded_chunks(wanted).zip(padded_chunks(holders)) {
+            let p = self.placeholders(rows * 5 + 1);
             let sql = format!(
-                "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) VALUES {} \
+                "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) {} \
                  ON CONFLICT (kind, claim_key) DO UPDATE SET holder = excluded.holder, \
                  claimed_at_ms = excluded.claimed_at_ms, expires_at_ms = excluded.expires_at_ms \
                  WHERE window_claims.expires_at_ms <= {} RETURNING claim_key",
-                self.rows(n, 5),
-                p[n * 5]
+                self.padded_values(rows, 5),
+                p[rows * 5]
             );
-            let mut values: Vec<Value> = Vec::with_capacity(n * 5 + 1);
+            let mut values: Vec<Value> = Vec::with_capacity(rows * 5 + 1);
             for ((key, expires), holder) in chunk.iter().zip(holders) {
                 values.extend([
                     kind.as_str().into(),
@@ -626,6 +637,7 @@ impl Store {
                     (*expires).into(),
                 ]);
             }
+            pad_rows(&mut values, 5, rows);
             values.push(ms(now).into());
             for row in txn
                 .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -656,8 +668,8 @@ impl Store {
             .filter(|k| !claimed.contains(*k))
             .collect();
         let backend = txn.get_database_backend();
-        for chunk in fixed_chunks(&held) {
-            let p = self.placeholders(chunk.len() + 1);
+        for (chunk, rows) in padded_chunks(&held) {
+            let p = self.placeholders(rows + 1);
             let sql = format!(
                 "SELECT claim_key, expires_at_ms FROM window_claims WHERE kind = {} AND claim_key IN ({})",
                 p[0],
@@ -665,6 +677,7 @@ impl Store {
             );
             let mut values: Vec<Value> = vec![kind.as_str().into()];
             values.extend(chunk.iter().map(|k| Value::from(*k)));
+            values.resize(rows + 1, Value::String(None)); // NULL is in no IN list
             for row in txn
                 .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?
@@ -687,8 +700,8 @@ impl Store {
     ) -> Result<HashMap<String, Uuid>, Error> {
         let backend = txn.get_database_backend();
         let mut found = HashMap::new();
-        for chunk in fixed_chunks(keys) {
-            let p = self.placeholders(chunk.len() + 2);
+        for (chunk, rows) in padded_chunks(keys) {
+            let p = self.placeholders(rows + 2);
             let sql = format!(
                 "SELECT claim_key, holder FROM window_claims WHERE kind = {} AND expires_at_ms > {} AND claim_key IN ({})",
                 p[0],
@@ -698,6 +711,7 @@ impl Store {
             let mut values: Vec<Value> =
                 vec![ClaimKind::SuppressedRecord.as_str().into(), ms(now).into()];
             values.extend(chunk.iter().map(|k| Value::from(k.as_str())));
+            values.resize(rows + 2, Value::String(None)); // NULL is in no IN list
             for row in txn
                 .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?
@@ -734,14 +748,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();
-        for (chunk, ids) in fixed_chunks(records).into_iter().zip(fixed_chunks(ids)) {
+        for ((chunk, rows), (ids, _)) in padded_chunks(records).zip(padded_chunks(ids)) {
             let sql = format!(
-                "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) VALUES {} \
+                "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) {} \
                  ON CONFLICT (kind, claim_key) DO UPDATE SET holder = excluded.holder, \
                  claimed_at_ms = excluded.claimed_at_ms, expires_at_ms = excluded.expires_at_ms",
-                self.rows(chunk.len(), 5)
+                self.padded_values(rows, 5)
             );
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+            let mut values: Vec<Value> = Vec::with_capacity(rows * 5);
             for ((key, until), id) in chunk.iter().zip(ids) {
                 values.extend([
                     ClaimKind::SuppressedRecord.as_str().into(),
@@ -751,6 +765,7 @@ impl Store {
                     (*until).into(),
                 ]);
             }
+            pad_rows(&mut values, 5, rows);
             txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?;
         }
@@ -763,12 +778,12 @@ impl Store {
         decisions: &[&NewDecision],
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();
-        for chunk in fixed_chunks(decisions) {
+        for (chunk, rows) in padded_chunks(decisions) {
             let sql = format!(
-                "INSERT INTO decisions (id, policy_id, policy_name, policy_version, event_id, event_kind, correlation_id, decided_at_ms, correlated_event_ids) VALUES {}",
-                self.rows(chunk.len(), 9)
+                "INSERT INTO decisions (id, policy_id, policy_name, policy_version, event_id, event_kind, correlation_id, decided_at_ms, correlated_event_ids) {}",
+                self.padded_values(rows, 9)
             );
-            let values: Vec<Value> = chunk
+            let mut values: Vec<Value> = chunk
                 .iter()
                 .flat_map(|d| {
                     [
@@ -784,6 +799,7 @@ impl Store {
                     ]
                 })
                 .collect();
+            pad_rows(&mut values, 9, rows);
             txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?;
         }
@@ -796,13 +812,13 @@ impl Store {
         runs: &[(Uuid, Uuid, Cow<'_, NewRun>)],
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();
-        for chunk in fixed_chunks(runs) {
+        for (chunk, rows) in padded_chunks(runs) {
             let sql = format!(
                 "INSERT INTO runs (id, decision_id, policy_id, host, target_type, target_id, driver, capability, verb, \
-                 params, idempotency_key, status, severity, reason, attempt, count, queued_at_ms, inverse_of) VALUES {}",
-                self.rows(chunk.len(), 18)
+                 params, idempotency_key, status, severity, reason, attempt, count, queued_at_ms, inverse_of) {}",
+                self.padded_values(rows, 18)
             );
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 18);
+            let mut values: Vec<Value> = Vec::with_capacity(rows * 18);
             for (decision, policy, r) in chunk {
                 values.extend([
                     r.id.into(),
@@ -825,6 +841,7 @@ impl Store {
                     r.inverse_of.into(),
                 ]);
             }
+            pad_rows(&mut values, 18, rows);
             txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?;
         }
@@ -838,6 +855,16 @@ impl Store {
             .map(|row| format!("({})", row.join(", ")))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// The row source of a padded multi-row `INSERT`: `n` rows of `width`
+    /// placeholders, skipping the NULL rows of [`pad_rows`] (every real row's
+    /// first column is set).
+    fn padded_values(&self, n: usize, width: usize) -> String {
+        format!(
+            "SELECT * FROM (VALUES {}) AS v WHERE v.column1 IS NOT NULL",
+            self.rows(n, width)
+        )
     }
 }
 
@@ -901,15 +928,45 @@ fn suppressed_record(d: &PlannedDecision, id: Uuid, count: i64, until: DateTime<
 
 #[cfg(test)]
 mod tests {
-    use super::fixed_chunks;
+    use super::{pad_rows, padded_chunks};
+    use sea_orm::Value;
 
     #[test]
     fn batches_cut_into_few_statement_shapes() {
         let items: Vec<u32> = (0..600).collect();
-        let sizes: Vec<usize> = fixed_chunks(&items).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, [256, 256, 64, 16, 4, 4]);
-        let flat: Vec<u32> = fixed_chunks(&items).concat();
+        let shapes: Vec<(usize, usize)> = padded_chunks(&items)
+            .map(|(c, rows)| (c.len(), rows))
+            .collect();
+        assert_eq!(shapes, [(256, 256), (256, 256), (88, 128)]);
+        let flat: Vec<u32> = padded_chunks(&items)
+            .flat_map(|(c, _)| c.to_vec())
+            .collect();
         assert_eq!(flat, items, "order and content kept");
-        assert!(fixed_chunks::<u32>(&[]).is_empty());
+        let small: Vec<usize> = [1, 2, 3, 5, 17]
+            .iter()
+            .map(|n| padded_chunks(&items[..*n]).next().unwrap().1)
+            .collect();
+        assert_eq!(small, [1, 2, 4, 8, 32]);
+        assert_eq!(padded_chunks::<u32>(&[]).count(), 0);
+    }
+
+    #[test]
+    fn padding_rows_are_typed_nulls() {
+        let mut values: Vec<Value> = vec![7i64.into(), "a".into(), 8i64.into(), "b".into()];
+        pad_rows(&mut values, 2, 4);
+        assert_eq!(values.len(), 8);
+        assert_eq!(
+            values[4..],
+            [
+                Value::BigInt(None),
+                Value::String(None),
+                Value::BigInt(None),
+                Value::String(None)
+            ]
+        );
+        assert_eq!(
+            values[..4],
+            [7i64.into(), "a".into(), 8i64.into(), "b".into()]
+        );
     }
 }

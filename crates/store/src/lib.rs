@@ -101,6 +101,9 @@ pub struct StoreOptions {
 /// (`pread`); at 64 MiB those reads no longer show.
 const SQLITE_CACHE_KIB: &str = "-65536";
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
 /// The store: a cheap, cloneable handle to one database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -152,8 +155,12 @@ impl Store {
             return Err(Error::Url(url.to_owned()));
         }
         let mut opts = ConnectOptions::new(url.to_owned());
+        // Room for every statement text the write path uses (a few kinds,
+        // each in nine padded sizes) besides the API's queries, so none is
+        // parsed again.
         opts.sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(10));
+            .connect_timeout(Duration::from_secs(10))
+            .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(STATEMENT_CACHE));
         if sqlite {
             // One writer; readers do not block it (WAL); writers wait instead of
             // failing. The writer never checkpoints the WAL itself (a checkpoint
@@ -169,6 +176,7 @@ impl Store {
                         .foreign_keys(true)
                         .pragma("wal_autocheckpoint", "0")
                         .pragma("cache_size", SQLITE_CACHE_KIB)
+                        .statement_cache_capacity(STATEMENT_CACHE)
                 });
         }
         let alive = Arc::new(());
