@@ -445,6 +445,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // As the `switchyard` binary does (crates/cli/src/main.rs).
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let n: u64 = std::env::var("SWITCHYARD_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -29,6 +29,16 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Transparent huge pages off for this process. mimalloc asks for them on its
+/// arenas, and the kernel then zeroes a whole 2 MiB page each time the
+/// allocator first touches memory: in a profile of the end-to-end bench the
+/// ledger writer spent a quarter of its time in the kernel clearing pages
+/// (docs/BENCHMARKS.md). Linux only; if the kernel refuses, nothing changes.
+fn without_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
+}
+
 /// Event-driven automation for infrastructure: policies in, safe actions out.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about, long_about = None, propagate_version = true)]
@@ -84,6 +94,7 @@ pub const EXIT_BLOCKED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    without_transparent_huge_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -850,11 +850,25 @@ impl Store {
 
     /// `(?, ?, ?), (?, ?, ?)` — `n` rows of `width` placeholders.
     fn rows(&self, n: usize, width: usize) -> String {
-        let p = self.placeholders(n * width);
-        p.chunks(width)
-            .map(|row| format!("({})", row.join(", ")))
-            .collect::<Vec<_>>()
-            .join(", ")
+        use std::fmt::Write;
+        let pg = self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+        // Written into one string: a 256-row insert has thousands of placeholders.
+        let mut out = String::with_capacity(n * width * if pg { 7 } else { 3 } + n * 4);
+        for row in 0..n {
+            out.push_str(if row == 0 { "(" } else { ", (" });
+            for col in 0..width {
+                if col > 0 {
+                    out.push_str(", ");
+                }
+                if pg {
+                    let _ = write!(out, "${}", row * width + col + 1);
+                } else {
+                    out.push('?');
+                }
+            }
+            out.push(')');
+        }
+        out
     }
 
     /// The row source of a padded multi-row `INSERT`: `n` rows of `width`

@@ -176,6 +176,10 @@ impl Store {
                         .foreign_keys(true)
                         .pragma("wal_autocheckpoint", "0")
                         .pragma("cache_size", SQLITE_CACHE_KIB)
+                        // A multi-row statement inside a transaction keeps a
+                        // statement journal; in memory it is not spilled to a
+                        // temporary file (a write syscall per page otherwise).
+                        .pragma("temp_store", "memory")
                         .statement_cache_capacity(STATEMENT_CACHE)
                 });
         }
