@@ -68,10 +68,11 @@ done
 sleep 1
 
 status=0
-"$venv/bin/schemathesis" run "http://127.0.0.1:$api_port/api/openapi.json" \
+# From the scratch directory, so that schemathesis keeps its cache there.
+(cd "$work" && "$venv/bin/schemathesis" run "http://127.0.0.1:$api_port/api/openapi.json" \
   --include-method GET --exclude-path /api/stream -H "Authorization: Bearer $token" \
   --checks all --max-examples "${SWITCHYARD_FUZZ_EXAMPLES:-40}" --seed 1 \
-  --suppress-health-check all --warnings off --no-color || status=$?
+  --suppress-health-check all --warnings off --no-color) || status=$?
 if grep -E "panicked|ERROR" "$work/serve.log" >/dev/null; then
   echo "serve logged errors during the run:"; grep -E "panicked|ERROR" "$work/serve.log" | head -20
   status=1
