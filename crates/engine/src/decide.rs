@@ -12,7 +12,6 @@ use std::time::Duration;
 use switchyard_spec::canonical;
 use switchyard_spec::event::Event;
 use switchyard_spec::ir::OnError;
-use switchyard_spec::placeholder::fill_params;
 use switchyard_spec::selector::{Inventory, InventoryHost, InventoryItem, TargetRef};
 use switchyard_store::{
     EventDecisions, NewDecision, NewRun, PlannedDecision, PlannedRun, RunStatus, Window,
@@ -63,12 +62,13 @@ pub fn idempotency_key(
     use canonical::Member::{Json, Str};
     // The canonical JSON of {policy, capability, verb, host, target_type,
     // target_id, params}, members in canonical (sorted) order.
-    let policy = policy.to_string();
+    let mut buf = Uuid::encode_buffer();
+    let policy = &*policy.hyphenated().encode_lower(&mut buf);
     canonical::sha256_hex_of_members(&[
         ("capability", Str(capability)),
         ("host", Str(&target.host)),
         ("params", Json(params)),
-        ("policy", Str(&policy)),
+        ("policy", Str(policy)),
         ("target_id", Str(&target.id)),
         ("target_type", Str(&target.target_type)),
         ("verb", Str(verb)),
@@ -263,8 +263,8 @@ fn plan_for(
                 }
             }
             for target in &resolution.targets {
-                for a in &p.ir.actions {
-                    let params = match fill_params(&a.params, &envelope) {
+                for (a, params) in p.ir.actions.iter().zip(&p.params) {
+                    let params = match params.fill(&envelope) {
                         Ok(v) => v,
                         Err(e) => {
                             let mut run = failed_run(a, target, "placeholder_unresolved", now);

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use switchyard_spec::ir::{PolicyIr, TriggerIr};
 use switchyard_spec::jsonpath::JsonPath;
+use switchyard_spec::placeholder::Params;
 use switchyard_spec::runtime::PolicyRuntime;
 use switchyard_spec::selector::{self, Selector};
 use uuid::Uuid;
@@ -21,6 +22,8 @@ pub struct ActivePolicy {
     pub selectors: Vec<Selector>,
     /// `windows.group_by` paths.
     pub group_by: Vec<JsonPath>,
+    /// Parsed params, one per `ir.actions` entry.
+    pub params: Vec<Params>,
 }
 
 impl ActivePolicy {
@@ -38,6 +41,7 @@ impl ActivePolicy {
             .iter()
             .map(|p| JsonPath::parse(p))
             .collect::<Result<_, _>>()?;
+        let params = ir.actions.iter().map(|a| Params::new(&a.params)).collect();
         Ok(ActivePolicy {
             id,
             name: name.to_owned(),
@@ -46,6 +50,7 @@ impl ActivePolicy {
             runtime,
             selectors,
             group_by,
+            params,
         })
     }
 

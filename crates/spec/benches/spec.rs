@@ -1,11 +1,13 @@
 //! Hot paths of the policy language: compiling many policies (start-up and
-//! directory reloads) and evaluating conditions (every event, every policy).
+//! directory reloads), evaluating conditions (every event, every policy) and
+//! filling an action's params (every run).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use std::hint::black_box;
 use std::time::Duration;
 use switchyard_spec::event::{self, Limits};
+use switchyard_spec::placeholder;
 use switchyard_spec::policy::{self, Format};
 use switchyard_spec::runtime::PolicyRuntime;
 use switchyard_spec::selector;
@@ -109,5 +111,23 @@ fn selectors(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, compile, evaluate, envelope, selectors);
+/// An action's params filled for an event: parsed once at load (what the
+/// engine does) against parsed on every fill.
+fn params(c: &mut Criterion) {
+    let params = json!({"argv": ["/usr/local/bin/shed-load", "--ups", "{{ $.data.ups }}", "--charge", "{{ $.data.charge }}"],
+                        "timeout_s": 120, "env": {"SITE": "dc1"}});
+    let envelope =
+        json!({"kind": "ups.on_battery", "host": "nut-01", "data": {"ups": "ups1", "charge": 87}});
+    let compiled = placeholder::Params::new(&params);
+    c.bench_function("params/fill_parsed_once", |b| {
+        b.iter(|| black_box(compiled.fill(black_box(&envelope)).unwrap()))
+    });
+    c.bench_function("params/parse_and_fill", |b| {
+        b.iter(|| {
+            black_box(placeholder::fill_params(black_box(&params), black_box(&envelope)).unwrap())
+        })
+    });
+}
+
+criterion_group!(benches, compile, evaluate, envelope, selectors, params);
 criterion_main!(benches);

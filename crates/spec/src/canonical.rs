@@ -40,7 +40,17 @@ pub fn to_canonical_string(value: &Value) -> String {
 
 /// SHA-256 of the canonical JSON, lowercase hex.
 pub fn sha256_hex(value: &Value) -> String {
-    hex::encode(Sha256::digest(to_canonical_string(value).as_bytes()))
+    sha256_hex_of(to_canonical_string(value).as_bytes())
+}
+
+/// Lowercase hex of the SHA-256 of `bytes`, encoded through a buffer rather
+/// than character by character (every queued run hashes its idempotency key).
+fn sha256_hex_of(bytes: &[u8]) -> String {
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(bytes), &mut hex).expect("64 hex digits hold 32 bytes");
+    std::str::from_utf8(&hex)
+        .expect("hex digits are ASCII")
+        .to_owned()
 }
 
 /// A member value for [`sha256_hex_of_members`].
@@ -60,7 +70,7 @@ pub fn sha256_hex_of_members(members: &[(&str, Member<'_>)]) -> String {
     );
     let mut out = String::with_capacity(256);
     write_members(&mut out, members.iter().copied());
-    hex::encode(Sha256::digest(out.as_bytes()))
+    sha256_hex_of(out.as_bytes())
 }
 
 /// `{"key":value,…}` with the members in the order given.

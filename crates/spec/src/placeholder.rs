@@ -92,7 +92,7 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Path(p) => out.push_str(&scalar_text(&resolve_one(p, event)?)),
+                Part::Path(p) => out.push_str(&fill_path(p, event)?),
             }
         }
         Ok(out)
@@ -107,6 +107,11 @@ impl Template {
         }
         self.fill(event).map(Value::String)
     }
+}
+
+/// The text of the one scalar `path` selects in `event` (a placeholder already parsed).
+pub fn fill_path(path: &JsonPath, event: &Value) -> Result<String, FillError> {
+    resolve_one(path, event).map(|v| scalar_text(&v))
 }
 
 fn resolve_one(path: &JsonPath, event: &Value) -> Result<Value, FillError> {
@@ -136,26 +141,89 @@ fn scalar_text(v: &Value) -> String {
     }
 }
 
-/// Fill every string inside a JSON value (params), recursively.
+/// Fill every string inside a JSON value (params), recursively. Parses the
+/// templates on every call; a policy's params are parsed once as [`Params`].
 pub fn fill_params(params: &Value, event: &Value) -> Result<Value, FillError> {
-    Ok(match params {
-        Value::String(s) => match Template::parse(s) {
-            Ok(t) if t.has_placeholders() => t.fill_value(event)?,
-            _ => params.clone(),
-        },
-        Value::Array(items) => Value::Array(
-            items
+    Params::new(params).fill(event)
+}
+
+/// An action's params with their strings parsed once: filling them for an
+/// event evaluates the placeholders and copies the rest.
+#[derive(Debug, Clone)]
+pub struct Params(ParamNode);
+
+#[derive(Debug, Clone)]
+enum ParamNode {
+    /// No placeholder anywhere below: copied as it is.
+    Fixed(Value),
+    /// A string holding placeholders.
+    Template(Template),
+    Array(Vec<ParamNode>),
+    Object(Vec<(String, ParamNode)>),
+}
+
+impl Params {
+    /// Parse every string in `params`. A string that is not a valid template
+    /// (`"a {{ b"`) is kept as literal text, as it is when filled.
+    pub fn new(params: &Value) -> Params {
+        Params(ParamNode::new(params))
+    }
+
+    /// The params for `event`: a string that is exactly one placeholder keeps
+    /// the scalar's JSON type, as [`Template::fill_value`] says.
+    pub fn fill(&self, event: &Value) -> Result<Value, FillError> {
+        self.0.fill(event)
+    }
+}
+
+impl ParamNode {
+    fn new(v: &Value) -> ParamNode {
+        let node = match v {
+            Value::String(s) => match Template::parse(s) {
+                Ok(t) if t.has_placeholders() => ParamNode::Template(t),
+                _ => ParamNode::Fixed(v.clone()),
+            },
+            Value::Array(items) => ParamNode::Array(items.iter().map(ParamNode::new).collect()),
+            Value::Object(map) => ParamNode::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), ParamNode::new(v)))
+                    .collect(),
+            ),
+            other => ParamNode::Fixed(other.clone()),
+        };
+        // A container with nothing to fill is copied whole.
+        let fixed = match &node {
+            ParamNode::Array(items) => items.iter().all(|i| matches!(i, ParamNode::Fixed(_))),
+            ParamNode::Object(members) => members
                 .iter()
-                .map(|i| fill_params(i, event))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), fill_params(v, event)?)))
-                .collect::<Result<_, FillError>>()?,
-        ),
-        other => other.clone(),
-    })
+                .all(|(_, m)| matches!(m, ParamNode::Fixed(_))),
+            _ => false,
+        };
+        if fixed {
+            ParamNode::Fixed(v.clone())
+        } else {
+            node
+        }
+    }
+
+    fn fill(&self, event: &Value) -> Result<Value, FillError> {
+        Ok(match self {
+            ParamNode::Fixed(v) => v.clone(),
+            ParamNode::Template(t) => t.fill_value(event)?,
+            ParamNode::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| i.fill(event))
+                    .collect::<Result<_, _>>()?,
+            ),
+            ParamNode::Object(members) => Value::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), v.fill(event)?)))
+                    .collect::<Result<_, FillError>>()?,
+            ),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -211,5 +279,38 @@ mod tests {
             SyntaxError::Path { .. }
         ));
         assert!(!Template::parse("plain").unwrap().has_placeholders());
+    }
+
+    #[test]
+    fn params_parsed_once_fill_like_templates() {
+        let ev = json!({"host": "h1", "data": {"n": 7, "name": "ups1"}});
+        let params = json!({
+            "argv": ["echo", "{{ $.data.n }}", "n={{ $.data.n }}"],
+            "fixed": {"a": [1, "two", null], "b": "a {{ b"},
+            "timeout": "{{ $.data.n }}",
+            "nested": {"on": "{{ $.host }}", "keep": true},
+        });
+        let compiled = Params::new(&params);
+        let want = json!({
+            "argv": ["echo", 7, "n=7"],
+            "fixed": {"a": [1, "two", null], "b": "a {{ b"},
+            "timeout": 7,
+            "nested": {"on": "h1", "keep": true},
+        });
+        assert_eq!(compiled.fill(&ev).unwrap(), want);
+        // The same compiled params serve every event.
+        let other = json!({"host": "h2", "data": {"n": "x"}});
+        assert_eq!(compiled.fill(&other).unwrap()["nested"]["on"], "h2");
+        assert_eq!(compiled.fill(&other).unwrap()["argv"][1], "x");
+        assert_eq!(fill_params(&params, &ev).unwrap(), want);
+        assert!(matches!(
+            compiled.fill(&json!({"host": "h3", "data": {}})),
+            Err(FillError::NoMatch { .. })
+        ));
+        assert!(matches!(
+            Params::new(&json!({"a": ["{{ $.data.l[*] }}"]})).fill(&json!({"data": {"l": [1, 2]}})),
+            Err(FillError::Many { count: 2, .. })
+        ));
+        assert_eq!(Params::new(&json!(null)).fill(&ev).unwrap(), json!(null));
     }
 }

@@ -812,6 +812,12 @@ impl Store {
         runs: &[(Uuid, Uuid, Cow<'_, NewRun>)],
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();
+        // SQLite keeps JSON as text: serialized once here, rather than the
+        // tree cloned through the driver's argument list and serialized there.
+        let params = |v: &serde_json::Value| match backend {
+            sea_orm::DatabaseBackend::Sqlite => Value::String(Some(v.to_string())),
+            _ => Value::Json(Some(Box::new(v.clone()))),
+        };
         for (chunk, rows) in padded_chunks(runs) {
             let sql = format!(
                 "INSERT INTO runs (id, decision_id, policy_id, host, target_type, target_id, driver, capability, verb, \
@@ -830,7 +836,7 @@ impl Store {
                     r.driver.clone().into(),
                     r.capability.as_str().into(),
                     r.verb.as_str().into(),
-                    Value::Json(Some(Box::new(r.params.clone()))),
+                    params(&r.params),
                     r.idempotency_key.clone().into(),
                     r.status.as_str().into(),
                     r.severity.clone().into(),

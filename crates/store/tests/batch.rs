@@ -350,9 +350,31 @@ async fn transitions_apply_in_one_transaction(store: Store) {
     assert_eq!(a.effects, Some(json!({"changed": true})));
 }
 
+/// Params come back as the JSON they were recorded with, whatever the
+/// backend keeps them as (text on SQLite, `jsonb` on PostgreSQL).
+async fn params_read_back_as_recorded(store: Store) {
+    let lease = lease(&store).await;
+    let params = json!({
+        "argv": ["echo", "ünïcode \"quoted\" \\ \n", 7, 2.5, -1, true, null],
+        "nested": {"b": [], "a": {}, "z": {"deep": [1, [2, {"x": "y"}]]}},
+        "timeout_s": 120,
+    });
+    let mut decision = planned("e1", 0, None, &["pve-01"], None);
+    decision.runs[0].run.params = params.clone();
+    let id = decision.runs[0].run.id;
+    store
+        .record_batch(&lease, t(0), &[item("S|1", 0, vec![decision])], &mut |_| {
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.get_run(id).await.unwrap().params, params);
+}
+
 switchyard_test_support::backend_suite!(
     open = switchyard_store::Store::open;
 
+    params_read_back_as_recorded,
     the_inbox_settles_redeliveries,
     suppressions_aggregate_per_window,
     idempotency_keys_deduplicate_across_batches,

@@ -111,11 +111,8 @@ fn fill_word(word: &Word, event: Option<&Value>) -> Result<String, ResolveError>
         match part {
             WordPart::Text(t) => out.push_str(t),
             WordPart::Placeholder(p) => {
-                let template =
-                    crate::placeholder::Template::parse(&format!("{{{{ {} }}}}", p.as_str()))
-                        .expect("placeholder parsed before");
                 let value = match event {
-                    Some(ev) => template.fill(ev)?,
+                    Some(ev) => crate::placeholder::fill_path(p, ev)?,
                     None => {
                         return Err(FillError::NoMatch {
                             path: p.as_str().to_owned(),
@@ -238,7 +235,6 @@ impl Selector {
         inv: &Inventory<'_>,
     ) -> Result<Vec<String>, ResolveError> {
         let mut names: Vec<String> = Vec::new();
-        let mut seen = HashSet::new();
         for term in self.hosts.iter().filter(|h| !h.exclude) {
             let found: Vec<String> = match &term.pattern {
                 HostPattern::Name(w) => vec![fill_word(w, event)?],
@@ -259,11 +255,14 @@ impl Selector {
                     v
                 }
             };
-            for n in found {
-                if seen.insert(n.clone()) {
-                    names.push(n);
-                }
-            }
+            names.extend(found);
+        }
+        // First occurrence wins; a single name (the common `{{ $.host }}`) needs no set.
+        if names.len() > 1 {
+            let mut seen = HashSet::with_capacity(names.len());
+            let first: Vec<bool> = names.iter().map(|n| seen.insert(n.as_str())).collect();
+            let mut first = first.into_iter();
+            names.retain(|_| first.next().unwrap_or(false));
         }
         for term in self.hosts.iter().filter(|h| h.exclude) {
             match &term.pattern {
