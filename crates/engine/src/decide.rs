@@ -7,7 +7,6 @@ use crate::policies::{ActivePolicy, PolicySet};
 use crate::routing::Routing;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::time::Duration;
 use switchyard_spec::canonical;
 use switchyard_spec::event::Event;
@@ -48,7 +47,9 @@ pub struct DispatchMeta {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub decisions: EventDecisions,
-    pub dispatch: HashMap<Uuid, DispatchMeta>,
+    /// Dispatch facts of each run planned `queued`, in the order of those
+    /// runs across `decisions` (the writer re-stamps run ids at commit).
+    pub dispatch: Vec<DispatchMeta>,
 }
 
 /// The idempotency key of DESIGN §5 step 7.
@@ -160,7 +161,7 @@ fn plan_for(
         .map(str::to_owned)
         .unwrap_or_else(|| incoming.event_id.clone());
     let mut decisions = Vec::new();
-    let mut dispatch = HashMap::new();
+    let mut dispatch = Vec::new();
     let mut correlation_writes = Vec::new();
     for p in shortlist.iter().copied() {
         let all_group = p.ir.trigger_group.logic == switchyard_spec::ir::Logic::All;
@@ -294,18 +295,15 @@ fn plan_for(
                     };
                     let key = idempotency_key(p.id, &a.capability, &a.verb, target, &params);
                     let id = Uuid::now_v7();
-                    dispatch.insert(
-                        id,
-                        DispatchMeta {
-                            timeout: a
-                                .timeout_ms
-                                .map(Duration::from_millis)
-                                .unwrap_or(info.timeout),
-                            idempotent: info.idempotent,
-                            per_target: info.per_target,
-                            stop_on_error: a.on_error == OnError::Stop,
-                        },
-                    );
+                    dispatch.push(DispatchMeta {
+                        timeout: a
+                            .timeout_ms
+                            .map(Duration::from_millis)
+                            .unwrap_or(info.timeout),
+                        idempotent: info.idempotent,
+                        per_target: info.per_target,
+                        stop_on_error: a.on_error == OnError::Stop,
+                    });
                     runs.push(PlannedRun {
                         run: NewRun {
                             id,

@@ -144,46 +144,56 @@ impl Dispatcher {
     }
 
     /// A batch settled: release its reservations and queue its committed runs
-    /// in commit order.
+    /// in commit order. Takes the batch, whose runs move into their queues.
     pub(crate) fn admit_committed(
         self: &Arc<Self>,
         reserved: &[String],
-        items: &[EventDecisions],
-        metas: &[Metas],
+        items: Vec<EventDecisions>,
+        metas: Vec<Metas>,
         outcomes: &[EventOutcome],
     ) {
         let mut runs = Vec::new();
-        for ((item, meta), outcome) in items.iter().zip(metas).zip(outcomes) {
+        for ((item, metas), outcome) in items.into_iter().zip(metas).zip(outcomes) {
             let EventOutcome::Recorded(decisions) = outcome else {
                 continue;
             };
-            for (planned, settled) in item.decisions.iter().zip(decisions) {
-                for (pr, sr) in planned.runs.iter().zip(&settled.runs) {
-                    if sr.status != RunStatus::Queued {
+            // One meta per run planned `queued`, whatever settling made of it
+            // (a suppressed decision settles no runs at all).
+            let mut metas = metas.into_iter();
+            for (planned, settled) in item.decisions.into_iter().zip(decisions) {
+                let decision = planned.decision;
+                let mut settled = settled.runs.iter();
+                for pr in planned.runs {
+                    let sr = settled.next();
+                    if pr.run.status != RunStatus::Queued {
                         continue;
                     }
-                    let Some(meta) = meta.get(&sr.id) else {
+                    let Some(meta) = metas.next() else {
+                        debug_assert!(false, "a queued run without dispatch facts");
                         continue;
                     };
-                    let r = &pr.run;
+                    if sr.is_none_or(|sr| sr.status != RunStatus::Queued) {
+                        continue;
+                    }
+                    let r = pr.run;
                     runs.push(QueuedRun {
                         id: r.id,
-                        decision_id: planned.decision.id,
-                        policy_id: planned.decision.policy_id,
-                        policy_name: planned.decision.policy_name.clone(),
-                        host: r.host.clone(),
+                        decision_id: decision.id,
+                        policy_id: decision.policy_id,
+                        policy_name: decision.policy_name.clone(),
+                        host: r.host,
                         target: Target {
-                            target_type: r.target_type.clone(),
-                            id: r.target_id.clone(),
+                            target_type: r.target_type,
+                            id: r.target_id,
                         },
-                        driver: r.driver.clone().unwrap_or_default(),
-                        capability: r.capability.clone(),
-                        verb: r.verb.clone(),
-                        params: r.params.clone(),
-                        idempotency_key: r.idempotency_key.clone().unwrap_or_default(),
+                        driver: r.driver.unwrap_or_default(),
+                        capability: r.capability,
+                        verb: r.verb,
+                        params: r.params,
+                        idempotency_key: r.idempotency_key.unwrap_or_default(),
                         queued_at: r.queued_at,
                         attempt: 1,
-                        meta: meta.clone(),
+                        meta,
                     });
                 }
             }

@@ -341,16 +341,12 @@ impl Engine {
                 }],
                 correlation: Vec::new(),
             },
-            dispatch: [(
-                id,
-                DispatchMeta {
-                    timeout: info.timeout,
-                    idempotent: info.idempotent,
-                    per_target: info.per_target,
-                    stop_on_error: false,
-                },
-            )]
-            .into(),
+            dispatch: vec![DispatchMeta {
+                timeout: info.timeout,
+                idempotent: info.idempotent,
+                per_target: info.per_target,
+                stop_on_error: false,
+            }],
         };
         match self.write(plan).await? {
             EventOutcome::Redelivered => Ok(Undone::Already),

@@ -9,8 +9,8 @@ use switchyard_store::{
     Error as StoreError, EventDecisions, EventOutcome, Lease, NewRun, Transition,
 };
 
-/// Dispatch facts of one event's runs, by run id.
-pub(crate) type Metas = std::collections::HashMap<uuid::Uuid, DispatchMeta>;
+/// Dispatch facts of one event's runs planned `queued`, in their order.
+pub(crate) type Metas = Vec<DispatchMeta>;
 use tokio::sync::{mpsc, oneshot};
 
 /// Why a write failed; the event is not acknowledged.
@@ -117,7 +117,7 @@ pub(crate) async fn run(
         }
         let current = lease.lock().expect("lease lock").clone();
         let now = chrono::Utc::now();
-        stamp(&mut items, &mut metas, now);
+        stamp(&mut items, now);
         let mut reserved: Vec<String> = Vec::new();
         let mut admit = |run: &NewRun| {
             let ok = dispatcher.reserve(&run.host);
@@ -131,7 +131,7 @@ pub(crate) async fn run(
             .await;
         match result {
             Ok((applied, outcomes)) => {
-                dispatcher.admit_committed(&reserved, &items, &metas, &outcomes);
+                dispatcher.admit_committed(&reserved, items, metas, &outcomes);
                 for (reply, ok) in change_replies.into_iter().zip(applied) {
                     let _ = reply.send(Ok(ok));
                 }
@@ -140,7 +140,7 @@ pub(crate) async fn run(
                 }
             }
             Err(e) => {
-                dispatcher.admit_committed(&reserved, &[], &[], &[]);
+                dispatcher.admit_committed(&reserved, Vec::new(), Vec::new(), &[]);
                 tracing::error!(error = %e, events = items.len(), changes = changes.len(), "the ledger write failed; the events are not acknowledged");
                 for reply in change_replies {
                     let _ = reply.send(Err(WriteError::from(&e)));
@@ -156,15 +156,11 @@ pub(crate) async fn run(
 /// Give every run its place in the queue: `queued_at` is the commit time and
 /// ids (UUIDv7, monotonic) follow commit order, so the ledger's
 /// `(queued_at, id)` order is the order runs enter their host queues.
-fn stamp(items: &mut [EventDecisions], metas: &mut [Metas], now: chrono::DateTime<chrono::Utc>) {
-    for (item, meta) in items.iter_mut().zip(metas) {
+fn stamp(items: &mut [EventDecisions], now: chrono::DateTime<chrono::Utc>) {
+    for item in items {
         for d in &mut item.decisions {
             for r in &mut d.runs {
-                let id = uuid::Uuid::now_v7();
-                if let Some(m) = meta.remove(&r.run.id) {
-                    meta.insert(id, m);
-                }
-                r.run.id = id;
+                r.run.id = uuid::Uuid::now_v7();
                 r.run.queued_at = now;
             }
         }

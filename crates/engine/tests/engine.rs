@@ -55,6 +55,8 @@ struct Log {
     calls: HashMap<String, u32>,
     /// Health probes, in order with the starts: ("health", host).
     events: Vec<(&'static str, String)>,
+    /// (verb, timeout) of every call, in order.
+    timeouts: Vec<(String, Duration)>,
 }
 
 /// A driver port that sleeps `params.ms` and fails as `params.fail` says
@@ -87,6 +89,7 @@ impl Drivers for Recorder {
                 l.max_running = l.max_running.max(l.running);
                 l.starts.push((req.host.clone(), req.run_id.clone()));
                 l.events.push(("execute", req.host.clone()));
+                l.timeouts.push((req.verb.clone(), req.timeout));
                 let c = l.calls.entry(req.run_id.clone()).or_default();
                 *c += 1;
                 *c
@@ -358,6 +361,52 @@ fn windows_suppress_and_deduplicate_as_specified() {
         let dedup = of("poke-once", RunStatus::Deduplicated);
         assert_eq!(dedup.len(), 1);
         assert_eq!(dedup[0].params, json!({"mount": "/var"}));
+    });
+}
+
+/// Dispatch facts travel with their runs: when an event's first decision is
+/// suppressed (and so settles no runs), the next decision's run still gets
+/// its own action's timeout.
+#[test]
+fn a_suppressed_decision_leaves_the_next_ones_dispatch_facts_in_place() {
+    rt().block_on(async {
+        let doc = |name: &str, priority: i64, verb: &str, timeout: &str, windows: Value| {
+            policy(json!({
+                "version": 1, "name": name, "enabled": true, "priority": priority,
+                "trigger_group": {"triggers": [{"kind": "thing.happened"}]},
+                "targets": [{"selector": "{{ $.host }}", "dynamic_resolution": true}],
+                "actions": [{"capability": "thing", "verb": verb, "params": {}, "timeout": timeout}],
+                "windows": windows,
+            }))
+        };
+        let first = doc("suppressing", 10, "poke", "7s", json!({"suppression": "10m"}));
+        let second = doc("plain", 20, "zap", "3s", json!({}));
+        let s = setup(config(4), &["h0"], vec![second, first]).await;
+        for _ in 0..2 {
+            s.engine
+                .decide(event("thing.happened", "h0", json!({})))
+                .await
+                .unwrap();
+        }
+        let runs = settle(&s.store).await;
+        assert_eq!(
+            runs.iter()
+                .filter(|r| r.status == RunStatus::Succeeded)
+                .count(),
+            3,
+            "{runs:?}"
+        );
+        let log = s.recorder.log.lock().unwrap();
+        let mut timeouts = log.timeouts.clone();
+        timeouts.sort();
+        assert_eq!(
+            timeouts,
+            [
+                ("poke".to_owned(), Duration::from_secs(7)),
+                ("zap".to_owned(), Duration::from_secs(3)),
+                ("zap".to_owned(), Duration::from_secs(3)),
+            ]
+        );
     });
 }
 

@@ -100,6 +100,11 @@ fn envelope(c: &mut Criterion) {
     c.bench_function("event/parse_envelope", |b| {
         b.iter(|| black_box(event::parse(black_box(payload), Limits::default()).unwrap()))
     });
+    let parsed = event::parse(payload, Limits::default()).unwrap();
+    let received = chrono::Utc::now();
+    c.bench_function("event/to_envelope", |b| {
+        b.iter(|| black_box(black_box(&parsed).to_envelope(received)))
+    });
 }
 
 fn selectors(c: &mut Criterion) {
