@@ -157,17 +157,38 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Event, Error> {
     let text = std::str::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
         offset: e.valid_up_to(),
     })?;
-    if json_depth(bytes) > limits.max_depth {
-        return Err(Error::TooDeep {
-            limit: limits.max_depth,
-        });
+    let too_deep = Error::TooDeep {
+        limit: limits.max_depth,
+    };
+    // serde_json refuses nesting past 128 levels itself, so parsing cannot
+    // exhaust the stack; the depth limit is checked on the parsed tree, which
+    // is much cheaper than a scan of the text. A payload that fails to parse
+    // is scanned, so one nested too deep is reported as such, parsable or not.
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) if json_depth(bytes) > limits.max_depth => return Err(too_deep),
+        Err(e) => {
+            return Err(Error::InvalidJson {
+                message: strip_position(&e.to_string()),
+                line: e.line(),
+                column: e.column(),
+            });
+        }
+    };
+    if value_depth(&value) > limits.max_depth {
+        return Err(too_deep);
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| Error::InvalidJson {
-        message: strip_position(&e.to_string()),
-        line: e.line(),
-        column: e.column(),
-    })?;
     from_value(value)
+}
+
+/// Nesting depth of a parsed value, counted as [`json_depth`] counts it. Only
+/// for values serde_json parsed (at most 128 levels, so the recursion is bounded).
+fn value_depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+        Value::Object(members) => 1 + members.values().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 fn strip_position(message: &str) -> String {

@@ -73,6 +73,20 @@ fn refusals_have_stable_reasons() {
         (big.into_bytes(), "too_large"),
         (b"{\"kind\":\"a\xff\"}".to_vec(), "invalid_utf8"),
         (deep.into_bytes(), "too_deep"),
+        // Past serde_json's own nesting limit, and nested too deep while malformed.
+        (
+            format!(
+                "{{\"kind\":\"a\",\"data\":{}{}}}",
+                "[".repeat(500),
+                "]".repeat(500)
+            )
+            .into_bytes(),
+            "too_deep",
+        ),
+        (
+            format!("{{\"kind\":\"a\",\"data\":{}", "{\"x\":".repeat(100)).into_bytes(),
+            "too_deep",
+        ),
         (b"{\"kind\":".to_vec(), "invalid_json"),
         (b"[1,2]".to_vec(), "not_object"),
         (b"{\"data\":{}}".to_vec(), "missing_kind"),
@@ -102,6 +116,19 @@ fn refusals_have_stable_reasons() {
         let err = parse(&bytes, Limits::default()).expect_err(reason);
         assert_eq!(err.reason(), reason, "{err}");
         assert!(!err.to_string().is_empty());
+    }
+}
+
+#[test]
+fn depth_on_the_tree_matches_depth_on_the_text() {
+    for text in [
+        r#"{"kind":"a"}"#,
+        r#"{"kind":"a","data":{}}"#,
+        r#"{"kind":"a","data":{"x":[1,{"y":[[]]}],"z":"[[{{"}}"#,
+        r#"{"kind":"a","data":{"l":[[],[[[]]],[]]}}"#,
+    ] {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(value_depth(&value), json_depth(text.as_bytes()), "{text}");
     }
 }
 
