@@ -503,10 +503,13 @@ fn main() {
         }
         // Sizes alternate, and the ratio is taken per pair, so a slow phase
         // of the machine falls on both sides of a ratio rather than on one.
+        // Decisions without a write run at hundreds of thousands a second:
+        // ten times the events per round, so a round lasts long enough (a
+        // few tenths of a second) that one scheduling hiccup does not decide it.
         let mut pairs = Vec::new();
-        for _ in 0..3 {
-            let small = shortlist_rate(dir.path(), 100, n).await;
-            let large = shortlist_rate(dir.path(), 100_000, n).await;
+        for _ in 0..5 {
+            let small = shortlist_rate(dir.path(), 100, 10 * n).await;
+            let large = shortlist_rate(dir.path(), 100_000, 10 * n).await;
             pairs.push((small, large));
         }
         let small = median(pairs.iter().map(|p| p.0).collect());
