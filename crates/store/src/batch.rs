@@ -815,7 +815,9 @@ impl Store {
         // SQLite keeps JSON as text: serialized once here, rather than the
         // tree cloned through the driver's argument list and serialized there.
         let params = |v: &serde_json::Value| match backend {
-            sea_orm::DatabaseBackend::Sqlite => Value::String(Some(v.to_string())),
+            sea_orm::DatabaseBackend::Sqlite => Value::String(Some(
+                serde_json::to_string(v).expect("a JSON value serializes"),
+            )),
             _ => Value::Json(Some(Box::new(v.clone()))),
         };
         for (chunk, rows) in padded_chunks(runs) {
