@@ -96,7 +96,7 @@ pub fn group_key(p: &ActivePolicy, envelope: &Value) -> String {
 /// Decide one event against the enabled policies. Returns `None` when no
 /// policy matches (nothing to record).
 pub fn plan(
-    incoming: &Incoming,
+    incoming: Incoming,
     policies: &PolicySet,
     correlations: &Correlations,
     routing: &Routing,
@@ -121,7 +121,7 @@ pub fn plan(
 /// Decide a schedule tick for the one policy whose trigger fired: no kind
 /// index, no trigger matching — only its conditions.
 pub fn plan_tick(
-    incoming: &Incoming,
+    incoming: Incoming,
     policy: &std::sync::Arc<ActivePolicy>,
     routing: &Routing,
     inventory: &InventorySnapshot,
@@ -139,7 +139,7 @@ pub fn plan_tick(
 }
 
 fn plan_for(
-    incoming: &Incoming,
+    incoming: Incoming,
     shortlist: &[&std::sync::Arc<ActivePolicy>],
     tick: bool,
     correlations: &Correlations,
@@ -147,20 +147,27 @@ fn plan_for(
     inventory: &InventorySnapshot,
     max_event_age: Duration,
 ) -> Option<Plan> {
-    let event = &incoming.event;
-    let envelope = event.to_envelope(incoming.received_at);
-    let event_time = event.time.unwrap_or(incoming.received_at);
-    let inv = Inventory {
-        hosts: &inventory.hosts,
-        items: &inventory.items,
-    };
+    let Incoming {
+        delivery_key,
+        event_id,
+        event,
+        received_at,
+    } = incoming;
+    let event_time = event.time.unwrap_or(received_at);
+    let kind = event.kind.clone();
     let correlation_id = event
         .extensions
         .get("correlation_id")
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .unwrap_or_else(|| incoming.event_id.clone());
-    let mut decisions = Vec::new();
+        .unwrap_or_else(|| event_id.clone());
+    // The event is taken apart into the envelope, not copied.
+    let envelope = event.into_envelope(received_at);
+    let inv = Inventory {
+        hosts: &inventory.hosts,
+        items: &inventory.items,
+    };
+    let mut decisions = Vec::with_capacity(shortlist.len());
     let mut dispatch = Vec::new();
     let mut correlation_writes = Vec::new();
     for p in shortlist.iter().copied() {
@@ -168,7 +175,7 @@ fn plan_for(
         let matched = if tick {
             Vec::new()
         } else {
-            p.runtime.matching_triggers(&event.kind, &envelope)
+            p.runtime.matching_triggers(&kind, &envelope)
         };
         if !tick && matched.is_empty() {
             continue;
@@ -177,14 +184,14 @@ fn plan_for(
         if !all_group && !p.runtime.conditions_hold(&envelope) {
             continue;
         }
-        let now = incoming.received_at;
+        let now = received_at;
         let mut decision = NewDecision {
             id: Uuid::now_v7(),
             policy_id: p.id,
             policy_name: p.name.clone(),
             policy_version: p.version,
-            event_id: incoming.event_id.clone(),
-            event_kind: event.kind.clone(),
+            event_id: event_id.clone(),
+            event_kind: kind.clone(),
             correlation_id: correlation_id.clone(),
             decided_at: now,
             correlated_event_ids: Vec::new(),
@@ -194,9 +201,7 @@ fn plan_for(
                 .max_event_age_ms
                 .map(Duration::from_millis)
                 .unwrap_or(max_event_age);
-        let age = (incoming.received_at - event_time)
-            .to_std()
-            .unwrap_or_default();
+        let age = (received_at - event_time).to_std().unwrap_or_default();
         if age > max_age {
             decisions.push(PlannedDecision {
                 decision,
@@ -214,7 +219,7 @@ fn plan_for(
                 p,
                 &group_key(p, &envelope),
                 &matched,
-                &incoming.event_id,
+                &event_id,
                 now,
                 within,
                 p.runtime.conditions_hold(&envelope),
@@ -346,9 +351,9 @@ fn plan_for(
     }
     Some(Plan {
         decisions: EventDecisions {
-            delivery_key: incoming.delivery_key.clone(),
-            event_id: incoming.event_id.clone(),
-            received_at: incoming.received_at,
+            delivery_key,
+            event_id,
+            received_at,
             decisions,
             correlation: correlation_writes,
         },

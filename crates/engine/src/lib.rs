@@ -222,7 +222,7 @@ impl Engine {
         let policies = Arc::clone(&self.inner.policies.read().expect("policies lock"));
         let inventory = Arc::clone(&self.inner.inventory.read().expect("inventory lock"));
         let Some(plan) = decide::plan(
-            &incoming,
+            incoming,
             &policies,
             &self.inner.correlations,
             &self.inner.routing,
@@ -387,7 +387,7 @@ impl Engine {
         };
         let inventory = Arc::clone(&self.inner.inventory.read().expect("inventory lock"));
         let Some(plan) = decide::plan_tick(
-            &incoming,
+            incoming,
             policy,
             &self.inner.routing,
             &inventory,

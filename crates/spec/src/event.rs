@@ -374,18 +374,23 @@ impl Event {
     /// The normalized envelope that conditions and placeholders address.
     /// `received_at` is the intake time, used when the producer sent no `time`.
     pub fn to_envelope(&self, received_at: DateTime<Utc>) -> Value {
+        self.clone().into_envelope(received_at)
+    }
+
+    /// [`Event::to_envelope`], taking the event apart rather than copying it.
+    pub fn into_envelope(self, received_at: DateTime<Utc>) -> Value {
         let mut obj = Map::new();
-        if let Some(id) = &self.id {
-            obj.insert("id".into(), id.clone().into());
+        if let Some(id) = self.id {
+            obj.insert("id".into(), id.into());
         }
-        obj.insert("kind".into(), self.kind.clone().into());
+        obj.insert("kind".into(), self.kind.into());
         for (k, v) in [
-            ("source", &self.source),
-            ("host", &self.host),
-            ("severity", &self.severity),
+            ("source", self.source),
+            ("host", self.host),
+            ("severity", self.severity),
         ] {
             if let Some(v) = v {
-                obj.insert(k.into(), v.clone().into());
+                obj.insert(k.into(), v.into());
             }
         }
         let time = self.time.unwrap_or(received_at);
@@ -399,9 +404,9 @@ impl Event {
                 .to_rfc3339_opts(SecondsFormat::AutoSi, true)
                 .into(),
         );
-        obj.insert("data".into(), Value::Object(self.data.clone()));
+        obj.insert("data".into(), Value::Object(self.data));
         if !self.extensions.is_empty() {
-            obj.insert("extensions".into(), Value::Object(self.extensions.clone()));
+            obj.insert("extensions".into(), Value::Object(self.extensions));
         }
         Value::Object(obj)
     }
