@@ -168,7 +168,7 @@ fn plan_for(
         items: &inventory.items,
     };
     let mut decisions = Vec::with_capacity(shortlist.len());
-    let mut dispatch = Vec::new();
+    let mut dispatch = Vec::with_capacity(shortlist.len());
     let mut correlation_writes = Vec::new();
     for p in shortlist.iter().copied() {
         let all_group = p.ir.trigger_group.logic == switchyard_spec::ir::Logic::All;
@@ -236,7 +236,7 @@ fn plan_for(
         });
         let idem_ttl = (p.ir.windows.idempotency_ms > 0)
             .then(|| Duration::from_millis(p.ir.windows.idempotency_ms));
-        let mut runs = Vec::new();
+        let mut runs = Vec::with_capacity(p.ir.targets.len() * p.ir.actions.len());
         for (t, sel) in p.ir.targets.iter().zip(&p.selectors) {
             let resolution = match &t.resolved_ids {
                 Some(ids) if !t.dynamic_resolution => Ok(switchyard_spec::selector::Resolution {
