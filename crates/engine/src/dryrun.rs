@@ -15,7 +15,6 @@ use std::time::Duration;
 use switchyard_plugin::protocol::{DiscoverMode, Target};
 use switchyard_spec::event::Event;
 use switchyard_spec::finding::{Finding, Severity, codes};
-use switchyard_spec::placeholder::fill_params;
 use switchyard_spec::selector::{Inventory, TargetRef};
 use switchyard_store::{ClaimKind, InventoryQuery, Store};
 
@@ -379,7 +378,8 @@ async fn action(
         "capability": a.capability,
         "verb": a.verb,
     });
-    let params = match fill_params(&a.params, envelope) {
+    // The params the engine would fill: the policy's, parsed when it was loaded.
+    let params = match policy.params[ai].fill(envelope) {
         Ok(p) => p,
         Err(e) => {
             finding(

@@ -129,7 +129,8 @@ fn params(c: &mut Criterion) {
     });
     c.bench_function("params/parse_and_fill", |b| {
         b.iter(|| {
-            black_box(placeholder::fill_params(black_box(&params), black_box(&envelope)).unwrap())
+            let parsed = placeholder::Params::new(black_box(&params));
+            black_box(parsed.fill(black_box(&envelope)).unwrap())
         })
     });
 }

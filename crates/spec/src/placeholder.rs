@@ -141,12 +141,6 @@ fn scalar_text(v: &Value) -> String {
     }
 }
 
-/// Fill every string inside a JSON value (params), recursively. Parses the
-/// templates on every call; a policy's params are parsed once as [`Params`].
-pub fn fill_params(params: &Value, event: &Value) -> Result<Value, FillError> {
-    Params::new(params).fill(event)
-}
-
 /// An action's params with their strings parsed once: filling them for an
 /// event evaluates the placeholders and copies the rest.
 #[derive(Debug, Clone)]
@@ -302,7 +296,6 @@ mod tests {
         let other = json!({"host": "h2", "data": {"n": "x"}});
         assert_eq!(compiled.fill(&other).unwrap()["nested"]["on"], "h2");
         assert_eq!(compiled.fill(&other).unwrap()["argv"][1], "x");
-        assert_eq!(fill_params(&params, &ev).unwrap(), want);
         assert!(matches!(
             compiled.fill(&json!({"host": "h3", "data": {}})),
             Err(FillError::NoMatch { .. })

@@ -618,14 +618,13 @@ impl Store {
         let backend = txn.get_database_backend();
         let mut claimed = HashSet::new();
         for ((chunk, rows), (holders, _)) in padded_chunks(wanted).zip(padded_chunks(holders)) {
-            let p = self.placeholders(rows * 5 + 1);
             let sql = format!(
                 "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) {} \
                  ON CONFLICT (kind, claim_key) DO UPDATE SET holder = excluded.holder, \
                  claimed_at_ms = excluded.claimed_at_ms, expires_at_ms = excluded.expires_at_ms \
                  WHERE window_claims.expires_at_ms <= {} RETURNING claim_key",
                 self.padded_values(rows, 5),
-                p[rows * 5]
+                self.placeholder(rows * 5 + 1)
             );
             let mut values: Vec<Value> = Vec::with_capacity(rows * 5 + 1);
             for ((key, expires), holder) in chunk.iter().zip(holders) {
@@ -858,21 +857,15 @@ impl Store {
 
     /// `(?, ?, ?), (?, ?, ?)` — `n` rows of `width` placeholders.
     fn rows(&self, n: usize, width: usize) -> String {
-        use std::fmt::Write;
-        let pg = self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
         // Written into one string: a 256-row insert has thousands of placeholders.
-        let mut out = String::with_capacity(n * width * if pg { 7 } else { 3 } + n * 4);
+        let mut out = String::with_capacity(n * width * 7 + n * 4);
         for row in 0..n {
             out.push_str(if row == 0 { "(" } else { ", (" });
             for col in 0..width {
                 if col > 0 {
                     out.push_str(", ");
                 }
-                if pg {
-                    let _ = write!(out, "${}", row * width + col + 1);
-                } else {
-                    out.push('?');
-                }
+                self.push_placeholder(&mut out, row * width + col + 1);
             }
             out.push(')');
         }

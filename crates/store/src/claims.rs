@@ -46,11 +46,26 @@ pub enum Claim {
 }
 
 impl Store {
+    /// The first `n` bind placeholders.
     pub(crate) fn placeholders(&self, n: usize) -> Vec<String> {
-        let pg = self.db.get_database_backend() == DatabaseBackend::Postgres;
-        (1..=n)
-            .map(|i| if pg { format!("${i}") } else { "?".to_owned() })
-            .collect()
+        (1..=n).map(|i| self.placeholder(i)).collect()
+    }
+
+    /// The `i`-th (1-based) bind placeholder.
+    pub(crate) fn placeholder(&self, i: usize) -> String {
+        let mut out = String::new();
+        self.push_placeholder(&mut out, i);
+        out
+    }
+
+    /// Append the `i`-th (1-based) bind placeholder: `$i` on PostgreSQL, `?` on SQLite.
+    pub(crate) fn push_placeholder(&self, out: &mut String, i: usize) {
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            use std::fmt::Write;
+            let _ = write!(out, "${i}");
+        } else {
+            out.push('?');
+        }
     }
 
     /// Claim `(kind, key)` for `holder` until `now + ttl`, unless an unexpired claim exists.
