@@ -239,10 +239,40 @@ struct Round {
     p99: f64,
     /// CPU time per event while intake and the engine ran: this process, nats-server.
     cpu_us: (f64, f64),
+    /// This process's CPU time per event by thread, as [`THREADS`] names them.
+    threads_us: [f64; 3],
 }
 
-/// User + system CPU seconds a process has used so far, from `/proc/<pid>/stat`
-/// (the rates move with the machine's load; CPU per event moves much less).
+/// Where this process's CPU goes: the runtime's workers (intake, planning,
+/// dispatch), the ledger writer's thread, SQLite's threads (the writer's
+/// connection and the checkpointer's). Kernel thread names, 15 bytes at most.
+const THREADS: [(&str, &str); 3] = [
+    ("tokio-rt-worker", "runtime workers"),
+    ("switchyard-writ", "ledger writer"),
+    ("sqlx-sqlite-wor", "SQLite"),
+];
+
+/// CPU seconds used so far by this process's threads, summed per [`THREADS`] entry.
+fn threads_cpu() -> [f64; 3] {
+    let mut sums = [0.0; 3];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return sums;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if let Some(i) = THREADS
+            .iter()
+            .position(|(name, _)| comm.trim_end() == *name)
+        {
+            sums[i] += cpu_seconds(&format!("self/task/{}", task.file_name().to_string_lossy()));
+        }
+    }
+    sums
+}
+
+/// User + system CPU seconds a process (`pid`) or thread (`self/task/<tid>`)
+/// has used so far, from `/proc/<pid>/stat` (the rates move with the
+/// machine's load; CPU per event moves much less).
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the
@@ -301,6 +331,7 @@ async fn throughput(
     let intake = Intake::start(url, o).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let cpu_before = cpu_now(nats_pid);
+    let threads_before = threads_cpu();
     let started = Instant::now();
     let runner = {
         let intake = intake.clone();
@@ -323,11 +354,13 @@ async fn throughput(
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let cpu_after = cpu_now(nats_pid);
+    let threads_after = threads_cpu();
     let per_event = |a: f64, b: f64| (b - a) * 1e6 / n as f64;
     let cpu_us = (
         per_event(cpu_before.0, cpu_after.0),
         per_event(cpu_before.1, cpu_after.1),
     );
+    let threads_us = std::array::from_fn(|i| per_event(threads_before[i], threads_after[i]));
     let _ = tx.send(());
     runner.await.unwrap();
     engine.shutdown(Duration::from_secs(30)).await;
@@ -338,6 +371,7 @@ async fn throughput(
         p50,
         p99,
         cpu_us,
+        threads_us,
     }
 }
 
@@ -491,6 +525,12 @@ fn main() {
             let cpu_self = median(rounds.iter().map(|r| r.cpu_us.0).collect());
             let cpu_nats = median(rounds.iter().map(|r| r.cpu_us.1).collect());
             println!("{label:<34} {ev:>10.0} {raw:>10.0} {:>6.0}% {p50:>9.2} {p99:>9.2} {cpu_self:>9.1} {cpu_nats:>9.1}", 100.0 * ratio);
+            let split: Vec<String> = THREADS
+                .iter()
+                .enumerate()
+                .map(|(i, (_, label))| format!("{label} {:.1}", median(rounds.iter().map(|r| r.threads_us[i]).collect())))
+                .collect();
+            println!("  cpu µs/ev by thread: {}", split.join(", "));
         }
         if only.as_deref().is_some_and(|o| o != "paced") {
             return;

@@ -180,6 +180,7 @@ impl Store {
         let outcomes = self.settle(&txn, now, items, admit).await?;
         self.check_lease(&txn, lease, now).await?;
         txn.commit().await?;
+        self.after_commit().await;
         Ok(outcomes)
     }
 
@@ -482,6 +483,7 @@ impl Store {
         self.check_lease(&txn, lease, now).await?;
         let applied = self.apply_transitions(&txn, changes).await?;
         txn.commit().await?;
+        self.after_commit().await;
         Ok(applied)
     }
 
@@ -501,6 +503,7 @@ impl Store {
         let outcomes = self.settle(&txn, now, items, admit).await?;
         self.check_lease(&txn, lease, now).await?;
         txn.commit().await?;
+        self.after_commit().await;
         Ok((applied, outcomes))
     }
 

@@ -17,6 +17,7 @@ mod lease;
 mod ledger;
 mod policies;
 mod prune;
+mod wal;
 
 pub use batch::{
     CorrelationRow, CorrelationWrite, DecisionOutcome, EventDecisions, EventOutcome,
@@ -109,45 +110,12 @@ const STATEMENT_CACHE: usize = 256;
 pub struct Store {
     db: DatabaseConnection,
     options: StoreOptions,
-    /// The SQLite checkpointer runs while any clone of this store lives.
-    _alive: Arc<()>,
+    /// SQLite: the WAL's upkeep, shared with the background checkpointer,
+    /// which runs while any clone of this store lives.
+    wal: Option<Arc<wal::Wal>>,
 }
 
 impl Store {
-    /// SQLite: checkpoint the WAL from a connection of its own every half
-    /// second (`PASSIVE`: never waits for, never blocks, the writer), until the
-    /// store is dropped. Without it the WAL would only grow, since the writer's
-    /// automatic checkpoints are off.
-    async fn checkpoint_in_background(url: &str, alive: std::sync::Weak<()>) {
-        let mut opts = ConnectOptions::new(url.to_owned());
-        opts.sqlx_logging(false)
-            .max_connections(1)
-            .connect_timeout(Duration::from_secs(10))
-            .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_millis(100)));
-        let Ok(conn) = Database::connect(opts).await else {
-            tracing::warn!(
-                "cannot open the WAL checkpoint connection; checkpoints fall back to SQLite's defaults at close"
-            );
-            return;
-        };
-        tokio::spawn(async move {
-            use sea_orm::ConnectionTrait;
-            let stmt = || {
-                sea_orm::Statement::from_string(
-                    sea_orm::DatabaseBackend::Sqlite,
-                    "PRAGMA wal_checkpoint(PASSIVE)",
-                )
-            };
-            while alive.strong_count() > 0 {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if let Err(e) = conn.execute_raw(stmt()).await {
-                    tracing::debug!(error = %e, "WAL checkpoint skipped");
-                }
-            }
-            let _ = conn.close().await;
-        });
-    }
-
     /// Connect to `url` (`sqlite://path?mode=rwc` or `postgres://…`) without migrating.
     pub async fn connect(url: &str) -> Result<Store, Error> {
         let sqlite = url.starts_with("sqlite:");
@@ -175,6 +143,7 @@ impl Store {
                         .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                         .foreign_keys(true)
                         .pragma("wal_autocheckpoint", "0")
+                        .pragma("journal_size_limit", wal::JOURNAL_SIZE_LIMIT)
                         .pragma("cache_size", SQLITE_CACHE_KIB)
                         // A multi-row statement inside a transaction keeps a
                         // statement journal; in memory it is not spilled to a
@@ -183,15 +152,30 @@ impl Store {
                         .statement_cache_capacity(STATEMENT_CACHE)
                 });
         }
-        let alive = Arc::new(());
-        if sqlite {
-            Store::checkpoint_in_background(url, Arc::downgrade(&alive)).await;
+        let db = Database::connect(opts).await?;
+        let wal = sqlite.then(|| Arc::new(wal::Wal::default()));
+        if let Some(wal) = &wal {
+            match wal::connect(url).await {
+                Ok(conn) => wal::Wal::checkpoint_in_background(conn, Arc::downgrade(wal)),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cannot open the WAL checkpoint connection; the log is checkpointed only at close"
+                ),
+            }
         }
         Ok(Store {
-            db: Database::connect(opts).await?,
+            db,
             options: StoreOptions::default(),
-            _alive: alive,
+            wal,
         })
+    }
+
+    /// After a commit on the engine's write path: on SQLite, let the WAL
+    /// start over when the background checkpointer asked (see [`wal`]).
+    pub(crate) async fn after_commit(&self) {
+        if let Some(wal) = &self.wal {
+            wal.rewind_if_asked(&self.db).await;
+        }
     }
 
     /// The same store with these settings.
