@@ -6,10 +6,11 @@
 //! SQLite starts the log over only when a write transaction begins with every
 //! frame already copied into the database, and a passive checkpoint copies
 //! the frames that were there when it began while the writer appends more.
-//! So while a backlog drains the log only grows: by about 2.7 KB per event
-//! recorded, a gigabyte for every few hundred thousand events, and the file
-//! is extended page by page, which costs more than rewriting pages it
-//! already has.
+//! So while writes go on the log only grows: in the end-to-end benchmark by
+//! about 2.7 KB per event recorded when hundreds share a commit, and by about
+//! 21 KB when each is committed on its own (1,000 events/s) — gigabytes an
+//! hour — and the file is extended page by page, which costs more than
+//! rewriting pages it already has.
 //!
 //! When a background pass finds the log past [`REWIND_FRAMES`], it asks the
 //! writer to finish the job. After its next commit the writer checkpoints
@@ -27,13 +28,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// Frames in the log (4 KiB pages: 16 MiB) past which the writer is asked to
-/// let it start over.
-pub(crate) const REWIND_FRAMES: i64 = 4096;
+/// Frames in the log (4 KiB pages: 64 MiB) past which the writer is asked to
+/// let it start over. The writer's step pauses it for a few milliseconds; at
+/// 1,000 events/s, each committed on its own, the log grows by about 5,400
+/// frames a second, so this comes every three seconds or so. At 16 MiB it
+/// came every second, and the paced benchmark's p99 showed it.
+pub(crate) const REWIND_FRAMES: i64 = 16_384;
 
-/// The size SQLite trims the log file back to when it starts over, so that a
-/// burst that outran the checkpoints does not leave a large file behind.
-pub(crate) const JOURNAL_SIZE_LIMIT: &str = "67108864";
+/// The size SQLite trims the log file back to when it starts over: above
+/// what it reaches under sustained writes ([`REWIND_FRAMES`] plus half a
+/// second of writing), so the file is not trimmed and grown again each time,
+/// while a burst that outran the checkpoints does not leave a large file.
+pub(crate) const JOURNAL_SIZE_LIMIT: &str = "134217728";
 
 /// How often the background connection checkpoints.
 const PERIOD: Duration = Duration::from_millis(500);
