@@ -37,8 +37,9 @@ pub(crate) const REWIND_FRAMES: i64 = 16_384;
 
 /// The size SQLite trims the log file back to when it starts over: above
 /// what it reaches under sustained writes ([`REWIND_FRAMES`] plus what is
-/// written while a pass and the writer's step run), so the file is not trimmed and grown again each time,
-/// while a burst that outran the checkpoints does not leave a large file.
+/// written while a pass and the writer's step run), so the file is not
+/// trimmed and grown again each time, while a burst that outran the
+/// checkpoints does not leave a large file.
 pub(crate) const JOURNAL_SIZE_LIMIT: &str = "134217728";
 
 /// How often the background connection checkpoints. Decisions committed while
@@ -91,11 +92,19 @@ impl Wal {
     /// Checkpoint from `conn` every [`PERIOD`] while `wal` lives.
     pub(crate) fn checkpoint_in_background(conn: DatabaseConnection, wal: Weak<Wal>) {
         tokio::spawn(async move {
+            let mut warned = false;
             loop {
                 tokio::time::sleep(PERIOD).await;
                 let Some(wal) = wal.upgrade() else { break };
-                if let Err(e) = wal.pass(&conn).await {
-                    tracing::debug!(error = %e, "WAL checkpoint skipped");
+                match wal.pass(&conn).await {
+                    Ok(frames) if frames < 0 && !warned => {
+                        warned = true;
+                        tracing::warn!(
+                            "the WAL checkpoint connection does not see the database in WAL mode; the log is not checkpointed and will grow"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "WAL checkpoint skipped"),
                 }
             }
             let _ = conn.close().await;
