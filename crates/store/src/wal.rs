@@ -8,9 +8,8 @@
 //! the frames that were there when it began while the writer appends more.
 //! So while writes go on the log only grows: in the end-to-end benchmark by
 //! about 2.7 KB per event recorded when hundreds share a commit, and by about
-//! 21 KB when each is committed on its own (1,000 events/s) — gigabytes an
-//! hour — and the file is extended page by page, which costs more than
-//! rewriting pages it already has.
+//! 21 KB when each is committed on its own (1,000 events/s): gigabytes an
+//! hour.
 //!
 //! When a background pass finds the log past [`REWIND_FRAMES`], it asks the
 //! writer to finish the job. After its next commit the writer checkpoints
@@ -24,8 +23,8 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
     Statement,
 };
+use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Frames in the log (4 KiB pages: 64 MiB) past which the writer is asked to
@@ -74,9 +73,10 @@ pub(crate) async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     opts.sqlx_logging(false)
         .max_connections(1)
         .connect_timeout(Duration::from_secs(10))
-        // In WAL mode from the start: a connection that has only ever run
-        // `wal_checkpoint` has not read the header that says WAL, and its
-        // checkpoints do nothing.
+        // Opened on a file not yet in WAL mode, a connection that only ever
+        // runs `wal_checkpoint` was seen to report -1 frames and copy
+        // nothing; asking for WAL itself keeps it in WAL mode whichever
+        // connection opens the file first.
         .map_sqlx_sqlite_opts(|o| {
             o.busy_timeout(Duration::from_millis(100))
                 .journal_mode(SqliteJournalMode::Wal)
@@ -129,7 +129,7 @@ impl Wal {
     /// Called by the writer after a commit: when a background pass asked for
     /// it, copy the rest of the log from the writer's connection, so that its
     /// next transaction starts the log over.
-    pub(crate) async fn rewind_if_asked(self: &Arc<Wal>, db: &DatabaseConnection) {
+    pub(crate) async fn rewind_if_asked(&self, db: &DatabaseConnection) {
         if !self.rewind.swap(false, Ordering::Relaxed) {
             return;
         }
@@ -144,6 +144,7 @@ mod tests {
     use super::*;
     use crate::Store;
     use sea_orm::TransactionTrait;
+    use std::sync::Arc;
 
     async fn open() -> (tempfile::TempDir, String, Store) {
         let dir = tempfile::tempdir().unwrap();
