@@ -12,9 +12,10 @@
 
 use crate::claims::ClaimKind;
 use crate::ledger::{NewDecision, NewRun, RunStatus};
+use crate::lite::Tx;
 use crate::{Error, Lease, Store, epoch_ms as ms, from_epoch_ms as at};
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, Statement, Value};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -176,9 +177,9 @@ impl Store {
         items: &[EventDecisions],
         admit: &mut (dyn FnMut(&NewRun) -> bool + Send),
     ) -> Result<Vec<EventOutcome>, Error> {
-        let txn = self.db.begin().await?;
-        let outcomes = self.settle(&txn, now, items, admit).await?;
-        self.check_lease(&txn, lease, now).await?;
+        let txn = self.begin_write().await?;
+        let outcomes = self.settle(&txn.tx(), now, items, admit).await?;
+        self.check_lease_in(&txn.tx(), lease, now).await?;
         txn.commit().await?;
         self.after_commit().await;
         Ok(outcomes)
@@ -186,7 +187,7 @@ impl Store {
 
     async fn settle(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx<'_>,
         now: DateTime<Utc>,
         items: &[EventDecisions],
         admit: &mut (dyn FnMut(&NewRun) -> bool + Send),
@@ -397,7 +398,7 @@ impl Store {
 
     async fn write_correlation(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx<'_>,
         writes: &[&CorrelationWrite],
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();
@@ -479,9 +480,9 @@ impl Store {
         now: DateTime<Utc>,
         changes: &[Transition],
     ) -> Result<Vec<bool>, Error> {
-        let txn = self.db.begin().await?;
-        self.check_lease(&txn, lease, now).await?;
-        let applied = self.apply_transitions(&txn, changes).await?;
+        let txn = self.begin_write().await?;
+        self.check_lease_in(&txn.tx(), lease, now).await?;
+        let applied = self.apply_transitions(&txn.tx(), changes).await?;
         txn.commit().await?;
         self.after_commit().await;
         Ok(applied)
@@ -498,10 +499,11 @@ impl Store {
         items: &[EventDecisions],
         admit: &mut (dyn FnMut(&NewRun) -> bool + Send),
     ) -> Result<Written, Error> {
-        let txn = self.db.begin().await?;
-        let applied = self.apply_transitions(&txn, changes).await?;
-        let outcomes = self.settle(&txn, now, items, admit).await?;
-        self.check_lease(&txn, lease, now).await?;
+        let txn = self.begin_write().await?;
+        let tx = txn.tx();
+        let applied = self.apply_transitions(&tx, changes).await?;
+        let outcomes = self.settle(&tx, now, items, admit).await?;
+        self.check_lease_in(&tx, lease, now).await?;
         txn.commit().await?;
         self.after_commit().await;
         Ok((applied, outcomes))
@@ -516,7 +518,7 @@ impl Store {
     /// changes of any kind share one statement.
     async fn apply_transitions(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx<'_>,
         changes: &[Transition],
     ) -> Result<Vec<bool>, Error> {
         let backend = txn.get_database_backend();
@@ -570,7 +572,7 @@ impl Store {
 
     async fn insert_inbox(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx<'_>,
         items: &[EventDecisions],
     ) -> Result<HashSet<String>, Error> {
         let mut unique: Vec<&EventDecisions> = Vec::with_capacity(items.len());
@@ -612,7 +614,7 @@ impl Store {
     /// Claim many `(key, expires_at_ms)` at once; returns the keys claimed.
     async fn claim_many(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx<'_>,
         kind: ClaimKind,
         wanted: &[(String, i64)],
         holders: &[String],
@@ -654,7 +656,7 @@ impl Store {
     /// When each wanted window ends: our own expiry if claimed, the holder's otherwise.
     async fn claim_expiries(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx<'_>,
         kind: ClaimKind,
         wanted: &[(String, i64)],
         claimed: &HashSet<String>,
@@ -696,7 +698,7 @@ impl Store {
     /// The aggregated `suppressed` records of windows still open.
     async fn live_records(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx<'_>,
         keys: &[String],
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, Uuid>, Error> {
@@ -727,7 +729,7 @@ impl Store {
         Ok(found)
     }
 
-    async fn add_count(&self, txn: &DatabaseTransaction, run: Uuid, n: i64) -> Result<(), Error> {
+    async fn add_count(&self, txn: &Tx<'_>, run: Uuid, n: i64) -> Result<(), Error> {
         let p = self.placeholders(2);
         let backend = txn.get_database_backend();
         txn.execute_raw(Statement::from_sql_and_values(
@@ -744,7 +746,7 @@ impl Store {
 
     async fn upsert_records(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx<'_>,
         records: &[(String, i64)],
         ids: &[String],
         now: DateTime<Utc>,
@@ -776,7 +778,7 @@ impl Store {
 
     async fn insert_decisions(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx<'_>,
         decisions: &[&NewDecision],
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();
@@ -810,7 +812,7 @@ impl Store {
 
     async fn insert_runs(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx<'_>,
         runs: &[(Uuid, Uuid, Cow<'_, NewRun>)],
     ) -> Result<(), Error> {
         let backend = txn.get_database_backend();

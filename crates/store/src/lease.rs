@@ -4,6 +4,7 @@
 //! holder's [`Lease`] and fail once a newer epoch exists, so an engine that
 //! lost its lease (paused, partitioned) cannot overwrite its successor's work.
 
+use crate::lite::Tx;
 use crate::{Error, Store, epoch_ms as ms};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement};
@@ -94,30 +95,46 @@ impl Store {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
+        let found = conn.query_one_raw(self.lease_query(lease, now)).await?;
+        still_held(found.is_some(), lease)
+    }
+
+    /// [`Store::check_lease`] inside a transaction of the engine's write path.
+    pub(crate) async fn check_lease_in(
+        &self,
+        tx: &Tx<'_>,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let found = tx.query_one_raw(self.lease_query(lease, now)).await?;
+        still_held(found.is_some(), lease)
+    }
+
+    fn lease_query(&self, lease: &Lease, now: DateTime<Utc>) -> Statement {
         let p = self.placeholders(4);
         let sql = format!(
             "SELECT epoch FROM engine_lease WHERE name = {} AND holder = {} AND epoch = {} AND expires_at_ms > {}",
             p[0], p[1], p[2], p[3]
         );
-        let backend = conn.get_database_backend();
-        let row = conn
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                vec![
-                    NAME.into(),
-                    lease.holder.as_str().into(),
-                    lease.epoch.into(),
-                    ms(now).into(),
-                ],
-            ))
-            .await?;
-        if row.is_none() {
-            return Err(Error::LeaseLost {
-                holder: lease.holder.clone(),
-                epoch: lease.epoch,
-            });
-        }
-        Ok(())
+        Statement::from_sql_and_values(
+            self.db.get_database_backend(),
+            sql,
+            vec![
+                NAME.into(),
+                lease.holder.as_str().into(),
+                lease.epoch.into(),
+                ms(now).into(),
+            ],
+        )
     }
+}
+
+fn still_held(found: bool, lease: &Lease) -> Result<(), Error> {
+    if found {
+        return Ok(());
+    }
+    Err(Error::LeaseLost {
+        holder: lease.holder.clone(),
+        epoch: lease.epoch,
+    })
 }

@@ -15,6 +15,7 @@ mod entity;
 mod inventory;
 mod lease;
 mod ledger;
+mod lite;
 mod policies;
 mod prune;
 mod wal;
@@ -113,6 +114,8 @@ pub struct Store {
     /// SQLite: the WAL's upkeep, shared with the background checkpointer,
     /// which runs while any clone of this store lives.
     wal: Option<Arc<wal::Wal>>,
+    /// SQLite: the engine writer's own connection (see [`lite`]).
+    lite: Option<Arc<lite::Lite>>,
 }
 
 impl Store {
@@ -153,6 +156,11 @@ impl Store {
                 });
         }
         let db = Database::connect(opts).await?;
+        // Opened after the pool, which creates the file and puts it in WAL mode.
+        let lite = match sqlite {
+            true => lite::Lite::open(url, SQLITE_CACHE_KIB)?.map(Arc::new),
+            false => None,
+        };
         let wal = sqlite.then(|| Arc::new(wal::Wal::default()));
         if let Some(wal) = &wal {
             match wal::connect(url).await {
@@ -167,6 +175,7 @@ impl Store {
             db,
             options: StoreOptions::default(),
             wal,
+            lite,
         })
     }
 
@@ -174,8 +183,13 @@ impl Store {
     /// start over when the background checkpointer asked (see [`wal`]).
     pub(crate) async fn after_commit(&self) {
         if let Some(wal) = &self.wal {
-            wal.rewind_if_asked(&self.db).await;
+            wal.rewind_if_asked(&self.db, self.lite.as_deref()).await;
         }
+    }
+
+    /// Begin a transaction of the engine's write path (see [`lite`]).
+    pub(crate) async fn begin_write(&self) -> Result<lite::WriteTxn<'_>, Error> {
+        Ok(lite::WriteTxn::begin(&self.db, self.lite.as_deref()).await?)
     }
 
     /// The same store with these settings.

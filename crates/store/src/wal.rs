@@ -129,11 +129,19 @@ impl Wal {
     /// Called by the writer after a commit: when a background pass asked for
     /// it, copy the rest of the log from the writer's connection, so that its
     /// next transaction starts the log over.
-    pub(crate) async fn rewind_if_asked(&self, db: &DatabaseConnection) {
+    pub(crate) async fn rewind_if_asked(
+        &self,
+        db: &DatabaseConnection,
+        writer: Option<&crate::lite::Lite>,
+    ) {
         if !self.rewind.swap(false, Ordering::Relaxed) {
             return;
         }
-        if let Err(e) = db.execute_raw(checkpoint()).await {
+        let done = match writer {
+            Some(lite) => lite.run(&checkpoint().sql),
+            None => db.execute_raw(checkpoint()).await.map(drop),
+        };
+        if let Err(e) = done {
             tracing::debug!(error = %e, "WAL checkpoint on the writer's connection skipped");
         }
     }
@@ -211,7 +219,7 @@ mod tests {
         // Fifty commits after that pass, as a busy writer's are: not yet
         // copied, so the log could not start over on its own.
         write(&store, 2_000, 500).await;
-        wal.rewind_if_asked(&store.db).await;
+        wal.rewind_if_asked(&store.db, store.lite.as_deref()).await;
         // The writer copied them, so its next commit starts the log over. Had
         // the log gone on, it would hold at least a frame per commit since.
         write(&store, 2_500, 10).await;

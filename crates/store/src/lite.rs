@@ -1,0 +1,415 @@
+//! The engine writer's own SQLite connection.
+//!
+//! On SQLite every statement through the pool is a round trip to the
+//! driver's worker thread: the arguments are copied into the driver's
+//! buffer, handed over a channel, bound, and every returned row comes back
+//! over the channel one by one, each hand-over waking the other thread. The
+//! group-commit path runs a handful of multi-row statements per batch with
+//! tens of values per event, so in the end-to-end benchmark that hand-over
+//! was about a fifth of the process's CPU time, and each statement's two
+//! thread wake-ups added to every decision's latency.
+//!
+//! So [`Store::write_batch`](crate::Store::write_batch) and its siblings run
+//! on a connection of their own, called directly from the writer's thread.
+//! While a batch runs it holds the pool's only connection, so the store's
+//! other writes (the lease, policies, inventory, audit) and this connection
+//! never write at once — exactly as when everything shared one connection —
+//! and a read-then-write transaction on the pool never meets a commit it did
+//! not see. PostgreSQL goes through the pool as before ([`Tx::Orm`]).
+
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::sqlite::{Sqlite, SqliteConnectOptions};
+use sea_orm::{
+    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, RuntimeErr,
+    Statement, TransactionTrait, TryGetable, Value,
+};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, Value as LiteValue, ValueRef};
+
+/// Prepared statements kept: every statement text of the write path (a few
+/// kinds, each in the padded sizes of `batch`).
+const STATEMENT_CACHE: usize = 256;
+
+/// The writer's connection.
+pub(crate) struct Lite {
+    conn: Mutex<rusqlite::Connection>,
+}
+
+impl std::fmt::Debug for Lite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lite")
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::Internal(format!("sqlite: {e}")))
+}
+
+impl Lite {
+    /// Open the file the pool at `url` uses, with the pool's settings
+    /// ([`crate::Store::connect`]). `None` for an in-memory database, which a
+    /// second connection would not share.
+    pub(crate) fn open(url: &str, cache_kib: &str) -> Result<Option<Lite>, DbErr> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Ok(None);
+        }
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| DbErr::Conn(RuntimeErr::Internal(e.to_string())))?;
+        let path = opts.get_filename();
+        let conn = rusqlite::Connection::open(path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // `journal_mode` returns a row; the rest do not.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(db_err)?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {}; \
+             PRAGMA cache_size = {cache_kib}; PRAGMA temp_store = MEMORY;",
+            crate::wal::JOURNAL_SIZE_LIMIT
+        ))
+        .map_err(db_err)?;
+        Ok(Some(Lite {
+            conn: Mutex::new(conn),
+        }))
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DbErr> {
+        // A panic while the lock was held leaves SQLite consistent: whatever
+        // transaction it interrupted is rolled back by the next `BEGIN`'s
+        // caller ([`WriteTxn`]'s drop).
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(db_err)
+    }
+
+    fn rows(&self, stmt: &Statement) -> Result<Vec<Row>, DbErr> {
+        self.with(|conn| {
+            let mut st = conn.prepare_cached(&stmt.sql)?;
+            let names: Arc<[String]> = st.column_names().into_iter().map(String::from).collect();
+            let width = names.len();
+            let values = stmt.values.as_ref().map(|v| v.0.as_slice()).unwrap_or(&[]);
+            let mut rows = st.query(rusqlite::params_from_iter(values.iter().map(Bind)))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let cells = (0..width)
+                    .map(|i| row.get::<_, LiteValue>(i))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                out.push(Row::Lite {
+                    names: Arc::clone(&names),
+                    cells,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Run `sql` (no arguments, rows ignored).
+    pub(crate) fn run(&self, sql: &str) -> Result<(), DbErr> {
+        self.with(|conn| {
+            let mut st = conn.prepare_cached(sql)?;
+            let mut rows = st.query([])?;
+            while rows.next()?.is_some() {}
+            Ok(())
+        })
+    }
+}
+
+/// A sea-query value bound as sqlx binds it on SQLite, so rows written here
+/// read back through the pool alike: UUIDs as 16-byte blobs, JSON as text.
+struct Bind<'a>(&'a Value);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        let int =
+            |v: Option<i64>| ToSqlOutput::Owned(v.map_or(LiteValue::Null, LiteValue::Integer));
+        Ok(match self.0 {
+            Value::Bool(v) => int(v.map(i64::from)),
+            Value::TinyInt(v) => int(v.map(i64::from)),
+            Value::SmallInt(v) => int(v.map(i64::from)),
+            Value::Int(v) => int(v.map(i64::from)),
+            Value::BigInt(v) => int(*v),
+            Value::TinyUnsigned(v) => int(v.map(i64::from)),
+            Value::SmallUnsigned(v) => int(v.map(i64::from)),
+            Value::Unsigned(v) => int(v.map(i64::from)),
+            Value::BigUnsigned(v) => match v {
+                Some(u) => {
+                    int(Some(i64::try_from(*u).map_err(|e| {
+                        rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+                    })?))
+                }
+                None => ToSqlOutput::Owned(LiteValue::Null),
+            },
+            Value::Float(v) => {
+                ToSqlOutput::Owned(v.map_or(LiteValue::Null, |f| LiteValue::Real(f64::from(f))))
+            }
+            Value::Double(v) => ToSqlOutput::Owned(v.map_or(LiteValue::Null, LiteValue::Real)),
+            Value::String(v) => match v {
+                Some(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+                None => ToSqlOutput::Owned(LiteValue::Null),
+            },
+            Value::Char(v) => {
+                ToSqlOutput::Owned(v.map_or(LiteValue::Null, |c| LiteValue::Text(c.to_string())))
+            }
+            Value::Bytes(v) => match v {
+                Some(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+                None => ToSqlOutput::Owned(LiteValue::Null),
+            },
+            Value::Uuid(v) => match v {
+                Some(u) => ToSqlOutput::Borrowed(ValueRef::Blob(u.as_bytes())),
+                None => ToSqlOutput::Owned(LiteValue::Null),
+            },
+            Value::Json(v) => match v {
+                Some(j) => ToSqlOutput::Owned(LiteValue::Text(
+                    serde_json::to_string(j)
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+                )),
+                None => ToSqlOutput::Owned(LiteValue::Null),
+            },
+            other => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    format!("the writer's connection does not bind {other:?}").into(),
+                ));
+            }
+        })
+    }
+}
+
+/// One result row, from either connection.
+#[derive(Debug)]
+pub(crate) enum Row {
+    Orm(QueryResult),
+    Lite {
+        names: Arc<[String]>,
+        cells: Vec<LiteValue>,
+    },
+}
+
+/// A column type the write path reads back.
+pub(crate) trait Cell: TryGetable + Sized {
+    fn from_lite(v: &LiteValue) -> Option<Self>;
+}
+
+impl Cell for String {
+    fn from_lite(v: &LiteValue) -> Option<Self> {
+        match v {
+            LiteValue::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Cell for i64 {
+    fn from_lite(v: &LiteValue) -> Option<Self> {
+        match v {
+            LiteValue::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+impl Cell for uuid::Uuid {
+    fn from_lite(v: &LiteValue) -> Option<Self> {
+        match v {
+            LiteValue::Blob(b) => uuid::Uuid::from_slice(b).ok(),
+            LiteValue::Text(s) => uuid::Uuid::parse_str(s).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl Row {
+    /// Column `col` as `T` (`pre` as in [`QueryResult::try_get`]).
+    pub(crate) fn try_get<T: Cell>(&self, pre: &str, col: &str) -> Result<T, DbErr> {
+        match self {
+            Row::Orm(r) => r.try_get(pre, col),
+            Row::Lite { names, cells } => {
+                let i = names
+                    .iter()
+                    .position(|n| n == col)
+                    .ok_or_else(|| DbErr::Type(format!("no column `{col}` in the row")))?;
+                T::from_lite(&cells[i]).ok_or_else(|| {
+                    DbErr::Type(format!(
+                        "column `{col}` holds {:?}, not a {}",
+                        cells[i].data_type(),
+                        std::any::type_name::<T>()
+                    ))
+                })
+            }
+        }
+    }
+}
+
+/// Where the write path's statements go: a pool transaction, or the
+/// writer's connection inside the transaction [`WriteTxn`] began on it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tx<'a> {
+    Orm(&'a DatabaseTransaction),
+    Lite(&'a Lite),
+}
+
+impl Tx<'_> {
+    pub(crate) fn get_database_backend(&self) -> DatabaseBackend {
+        match self {
+            Tx::Orm(t) => sea_orm::ConnectionTrait::get_database_backend(*t),
+            Tx::Lite(_) => DatabaseBackend::Sqlite,
+        }
+    }
+
+    pub(crate) async fn execute_raw(&self, stmt: Statement) -> Result<(), DbErr> {
+        match self {
+            Tx::Orm(t) => sea_orm::ConnectionTrait::execute_raw(*t, stmt)
+                .await
+                .map(drop),
+            Tx::Lite(l) => l.rows(&stmt).map(drop),
+        }
+    }
+
+    pub(crate) async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<Row>, DbErr> {
+        match self {
+            Tx::Orm(t) => Ok(sea_orm::ConnectionTrait::query_all_raw(*t, stmt)
+                .await?
+                .into_iter()
+                .map(Row::Orm)
+                .collect()),
+            Tx::Lite(l) => l.rows(&stmt),
+        }
+    }
+
+    pub(crate) async fn query_one_raw(&self, stmt: Statement) -> Result<Option<Row>, DbErr> {
+        match self {
+            Tx::Orm(t) => Ok(sea_orm::ConnectionTrait::query_one_raw(*t, stmt)
+                .await?
+                .map(Row::Orm)),
+            Tx::Lite(l) => Ok(l.rows(&stmt)?.into_iter().next()),
+        }
+    }
+}
+
+/// A write transaction of the engine's write path.
+pub(crate) enum WriteTxn<'a> {
+    /// `None` once committed.
+    Orm(Option<DatabaseTransaction>),
+    Lite {
+        lite: &'a Lite,
+        /// The pool's connection, held so nothing else writes meanwhile.
+        _gate: PoolConnection<Sqlite>,
+        open: bool,
+    },
+}
+
+impl<'a> WriteTxn<'a> {
+    /// Begin on the writer's connection when there is one, else on the pool.
+    pub(crate) async fn begin(
+        db: &DatabaseConnection,
+        lite: Option<&'a Lite>,
+    ) -> Result<WriteTxn<'a>, DbErr> {
+        let Some(lite) = lite else {
+            return Ok(WriteTxn::Orm(Some(db.begin().await?)));
+        };
+        let gate = db
+            .get_sqlite_connection_pool()
+            .acquire()
+            .await
+            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))?;
+        lite.run("BEGIN IMMEDIATE")?;
+        Ok(WriteTxn::Lite {
+            lite,
+            _gate: gate,
+            open: true,
+        })
+    }
+
+    pub(crate) fn tx(&self) -> Tx<'_> {
+        match self {
+            WriteTxn::Orm(t) => Tx::Orm(t.as_ref().expect("an open transaction")),
+            WriteTxn::Lite { lite, .. } => Tx::Lite(lite),
+        }
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<(), DbErr> {
+        match &mut self {
+            WriteTxn::Orm(t) => t.take().expect("an open transaction").commit().await,
+            WriteTxn::Lite { lite, open, .. } => {
+                lite.run("COMMIT")?;
+                *open = false;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for WriteTxn<'_> {
+    fn drop(&mut self) {
+        if let WriteTxn::Lite {
+            lite, open: true, ..
+        } = self
+            && let Err(e) = lite.run("ROLLBACK")
+        {
+            tracing::warn!(error = %e, "rolling back the writer's transaction failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+    use chrono::Utc;
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+    use std::time::Duration;
+
+    /// A pool transaction that read before it writes must not meet a commit
+    /// of the writer's connection in between (SQLite would refuse its write):
+    /// the write path waits for the pool's connection.
+    #[tokio::test]
+    async fn the_write_path_waits_for_a_pool_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let store = Store::open(&url).await.unwrap();
+        assert!(
+            store.lite.is_some(),
+            "a file database gets the writer's connection"
+        );
+        let lease = store
+            .acquire_lease("engine-a", Utc::now(), Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .unwrap();
+
+        let txn = store.db.begin().await.unwrap();
+        let sql = |s: &str| Statement::from_string(DatabaseBackend::Sqlite, s);
+        txn.query_all_raw(sql("SELECT count(*) FROM inbox"))
+            .await
+            .unwrap();
+
+        let writer = {
+            let store = store.clone();
+            let lease = lease.clone();
+            tokio::spawn(async move { store.transition_many(&lease, Utc::now(), &[]).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !writer.is_finished(),
+            "the write path ran inside a pool transaction"
+        );
+
+        txn.execute_raw(sql(
+            "INSERT INTO inbox (delivery_key, event_id, received_at_ms) VALUES ('S|1', 'e1', 0)",
+        ))
+        .await
+        .expect("the pool transaction writes after its read");
+        txn.commit().await.unwrap();
+        writer.await.unwrap().expect("the write path ran after it");
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_stays_on_the_pool() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        assert!(store.lite.is_none());
+    }
+}
