@@ -244,8 +244,9 @@ struct Round {
 }
 
 /// Where this process's CPU goes: the runtime's workers (intake, planning,
-/// dispatch), the ledger writer's thread, SQLite's threads (the writer's
-/// connection and the checkpointer's). Kernel thread names, 15 bytes at most.
+/// dispatch), the ledger writer's thread (with SQLite's work for the
+/// writer's own connection), the pool's SQLite threads (here mostly the WAL
+/// checkpointer's). Kernel thread names, 15 bytes at most.
 const THREADS: [(&str, &str); 3] = [
     ("tokio-rt-worker", "runtime workers"),
     ("switchyard-writ", "ledger writer"),
