@@ -158,7 +158,13 @@ impl Store {
         let db = Database::connect(opts).await?;
         // Opened after the pool, which creates the file and puts it in WAL mode.
         let lite = match sqlite {
-            true => lite::Lite::open(url, SQLITE_CACHE_KIB)?.map(Arc::new),
+            true => match lite::Lite::open(url, SQLITE_CACHE_KIB) {
+                Ok(lite) => lite.map(Arc::new),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the engine writer's own SQLite connection; it writes through the pool instead");
+                    None
+                }
+            },
             false => None,
         };
         let wal = sqlite.then(|| Arc::new(wal::Wal::default()));

@@ -51,9 +51,9 @@ fn db_err(e: rusqlite::Error) -> DbErr {
 impl Lite {
     /// Open the file the pool at `url` uses, with the pool's settings
     /// ([`crate::Store::connect`]). `None` for an in-memory database, which a
-    /// second connection would not share.
+    /// second connection would not share, and for a read-only one.
     pub(crate) fn open(url: &str, cache_kib: &str) -> Result<Option<Lite>, DbErr> {
-        if url.contains(":memory:") || url.contains("mode=memory") {
+        if url.contains(":memory:") || url.contains("mode=memory") || url.contains("mode=ro") {
             return Ok(None);
         }
         let opts = SqliteConnectOptions::from_str(url)

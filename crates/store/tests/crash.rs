@@ -1,5 +1,6 @@
 //! `kill -9` of a process writing decisions to SQLite leaves an intact
-//! database holding every decision whose commit had returned.
+//! database holding every decision whose commit had returned, on either
+//! write path (a pool transaction, the writer's own connection).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -1,12 +1,16 @@
 //! Test helper for the crash test: records decisions into the SQLite database
 //! given as the first argument, printing each decision id once its commit has
-//! returned, until it is killed.
+//! returned, until it is killed. Decisions alternate between the two write
+//! paths: a decision transaction on the pool, and the engine's group-commit
+//! path on the writer's own connection.
 
 use chrono::Utc;
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
-use switchyard_store::{NewDecision, NewRun, RunStatus, Store};
+use switchyard_store::{
+    EventDecisions, NewDecision, NewRun, PlannedDecision, PlannedRun, RunStatus, Store,
+};
 use uuid::Uuid;
 
 #[tokio::main(flavor = "current_thread")]
@@ -22,9 +26,8 @@ async fn main() {
         .expect("a free lease");
     let policy = Uuid::now_v7();
     let mut out = std::io::stdout().lock();
-    loop {
+    for n in 0u64.. {
         let now = Utc::now();
-        let tx = store.begin_decision().await.expect("begin");
         let decision = NewDecision {
             id: Uuid::now_v7(),
             policy_id: policy,
@@ -55,8 +58,33 @@ async fn main() {
                 inverse_of: None,
             })
             .collect();
-        tx.insert(&decision, &runs).await.expect("insert");
-        tx.commit(&lease, now).await.expect("commit");
+        if n % 2 == 0 {
+            let tx = store.begin_decision().await.expect("begin");
+            tx.insert(&decision, &runs).await.expect("insert");
+            tx.commit(&lease, now).await.expect("commit");
+        } else {
+            let item = EventDecisions {
+                delivery_key: format!("CRASH|{n}"),
+                event_id: decision.event_id.clone(),
+                received_at: now,
+                decisions: vec![PlannedDecision {
+                    decision: decision.clone(),
+                    suppression: None,
+                    runs: runs
+                        .into_iter()
+                        .map(|run| PlannedRun {
+                            run,
+                            idempotency_ttl: None,
+                        })
+                        .collect(),
+                }],
+                correlation: Vec::new(),
+            };
+            store
+                .record_batch(&lease, now, &[item], &mut |_| true)
+                .await
+                .expect("record");
+        }
         // Only now is the decision durable: report it.
         writeln!(out, "{}", decision.id).expect("stdout");
         out.flush().expect("stdout");
