@@ -5,8 +5,9 @@
 //! buffer, handed over a channel, bound, and every returned row comes back
 //! over the channel one by one, each hand-over waking the other thread. The
 //! group-commit path runs a handful of multi-row statements per batch with
-//! tens of values per event, so in the end-to-end benchmark that hand-over
-//! was about a fifth of the process's CPU time, and each statement's two
+//! tens of values per event; in a profile of the end-to-end benchmark's
+//! queued scenario that hand-over was about 18% of all the CPU used while
+//! deciding (switchyard's and nats-server's), and each statement's two
 //! thread wake-ups added to every decision's latency.
 //!
 //! So [`Store::write_batch`](crate::Store::write_batch) and its siblings run
@@ -81,9 +82,8 @@ impl Lite {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Result<T, DbErr> {
-        // A panic while the lock was held leaves SQLite consistent: whatever
-        // transaction it interrupted is rolled back by the next `BEGIN`'s
-        // caller ([`WriteTxn`]'s drop).
+        // A panic while the lock was held cannot leave a transaction open:
+        // unwinding drops the [`WriteTxn`], which rolls it back.
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&conn).map_err(db_err)
     }
@@ -107,6 +107,17 @@ impl Lite {
             }
             Ok(out)
         })
+    }
+
+    /// Begin a write transaction. One left open (a failed rollback) is
+    /// rolled back first, so a stray transaction cannot fail every batch after it.
+    fn begin(&self) -> Result<(), DbErr> {
+        let stray = self.with(|conn| Ok(!conn.is_autocommit()))?;
+        if stray {
+            tracing::warn!("the writer's connection had a transaction open; rolling it back");
+            self.run("ROLLBACK")?;
+        }
+        self.run("BEGIN IMMEDIATE")
     }
 
     /// Run `sql` (no arguments, rows ignored).
@@ -317,7 +328,7 @@ impl<'a> WriteTxn<'a> {
             .acquire()
             .await
             .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))?;
-        lite.run("BEGIN IMMEDIATE")?;
+        lite.begin()?;
         Ok(WriteTxn::Lite {
             lite,
             _gate: gate,
@@ -405,6 +416,25 @@ mod tests {
         .expect("the pool transaction writes after its read");
         txn.commit().await.unwrap();
         writer.await.unwrap().expect("the write path ran after it");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_left_open_does_not_block_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let lease = store
+            .acquire_lease("engine-a", Utc::now(), Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .unwrap();
+        let lite = store.lite.as_deref().unwrap();
+        lite.run("BEGIN").unwrap();
+        store
+            .transition_many(&lease, Utc::now(), &[])
+            .await
+            .expect("the stray transaction is rolled back first");
+        assert!(lite.with(|c| Ok(c.is_autocommit())).unwrap());
     }
 
     #[tokio::test]
