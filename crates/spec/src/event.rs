@@ -157,13 +157,23 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Event, Error> {
     let text = std::str::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
         offset: e.valid_up_to(),
     })?;
-    let too_deep = Error::TooDeep {
-        limit: limits.max_depth,
-    };
+    // Most events are native ones with the usual members: read in place.
+    if let Some(event) = fast_native(text, limits) {
+        return event;
+    }
+    parse_tree(text, limits)
+}
+
+/// The general path: the whole payload as a JSON tree, then normalized.
+fn parse_tree(text: &str, limits: Limits) -> Result<Event, Error> {
+    let bytes = text.as_bytes();
     // serde_json refuses nesting past 128 levels itself, so parsing cannot
     // exhaust the stack; the depth limit is checked on the parsed tree, which
     // is much cheaper than a scan of the text. A payload that fails to parse
     // is scanned, so one nested too deep is reported as such, parsable or not.
+    let too_deep = Error::TooDeep {
+        limit: limits.max_depth,
+    };
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(_) if json_depth(bytes) > limits.max_depth => return Err(too_deep),
@@ -179,6 +189,54 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Event, Error> {
         return Err(too_deep);
     }
     from_value(value)
+}
+
+/// The members a native event may have, read straight into place: no tree
+/// is built for the envelope itself, only for `data`. Anything else (another
+/// member, a member of another type, a member twice, CloudEvents, text that
+/// is not JSON) is left to the general path, which also words every error,
+/// so both paths accept and refuse exactly the same payloads.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Native {
+    id: Option<String>,
+    kind: Option<String>,
+    source: Option<String>,
+    host: Option<String>,
+    time: Option<String>,
+    severity: Option<String>,
+    data: Option<Value>,
+}
+
+/// A native event parsed by [`Native`]; `None` to take the general path.
+fn fast_native(text: &str, limits: Limits) -> Option<Result<Event, Error>> {
+    // A struct also deserializes from a JSON array: only objects come here.
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let native: Native = serde_json::from_str(text).ok()?;
+    // The document's depth: the envelope, plus what `data` nests.
+    let depth = 1 + native.data.as_ref().map_or(0, value_depth);
+    if depth > limits.max_depth {
+        return Some(Err(Error::TooDeep {
+            limit: limits.max_depth,
+        }));
+    }
+    let kind = native.kind?;
+    // Checked in the order `from_value` checks them, with the same checks.
+    let event = (|| {
+        Ok(Event {
+            id: checked_id("id", native.id)?,
+            kind: check_kind(kind)?,
+            source: checked_short("source", native.source)?,
+            host: checked_short("host", native.host)?,
+            time: checked_time("time", native.time)?,
+            severity: checked_short("severity", native.severity)?,
+            data: checked_data("data", native.data)?,
+            extensions: Map::new(),
+        })
+    })();
+    Some(event)
 }
 
 /// Nesting depth of a parsed value, counted as [`json_depth`] counts it. Only
@@ -301,7 +359,11 @@ fn take_string(obj: &mut Map<String, Value>, field: &str) -> Result<Option<Strin
 }
 
 fn take_short(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>, Error> {
-    let s = take_string(obj, field)?;
+    checked_short(field, take_string(obj, field)?)
+}
+
+/// A short string member: bounded, no control characters.
+fn checked_short(field: &str, s: Option<String>) -> Result<Option<String>, Error> {
     if let Some(s) = &s {
         if s.len() > MAX_FIELD_LEN {
             return Err(Error::InvalidField {
@@ -320,7 +382,11 @@ fn take_short(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String
 }
 
 fn take_id(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>, Error> {
-    let id = take_short(obj, field)?;
+    checked_id(field, take_string(obj, field)?)
+}
+
+fn checked_id(field: &str, id: Option<String>) -> Result<Option<String>, Error> {
+    let id = checked_short(field, id)?;
     if id.as_deref() == Some("") {
         return Err(Error::InvalidField {
             field: field.into(),
@@ -331,20 +397,27 @@ fn take_id(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>, 
 }
 
 fn take_time(obj: &mut Map<String, Value>, field: &str) -> Result<Option<DateTime<Utc>>, Error> {
-    take_string(obj, field)?
-        .map(|t| {
-            DateTime::parse_from_rfc3339(&t)
-                .map(|d| d.with_timezone(&Utc))
-                .map_err(|e| Error::InvalidField {
-                    field: field.into(),
-                    message: format!("`{t}` is not an RFC 3339 time: {e}"),
-                })
-        })
-        .transpose()
+    checked_time(field, take_string(obj, field)?)
+}
+
+fn checked_time(field: &str, t: Option<String>) -> Result<Option<DateTime<Utc>>, Error> {
+    t.map(|t| {
+        DateTime::parse_from_rfc3339(&t)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|e| Error::InvalidField {
+                field: field.into(),
+                message: format!("`{t}` is not an RFC 3339 time: {e}"),
+            })
+    })
+    .transpose()
 }
 
 fn take_data(obj: &mut Map<String, Value>, field: &str) -> Result<Map<String, Value>, Error> {
-    match obj.remove(field) {
+    checked_data(field, obj.remove(field))
+}
+
+fn checked_data(field: &str, data: Option<Value>) -> Result<Map<String, Value>, Error> {
+    match data {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m),
         Some(other) => Err(Error::InvalidField {

@@ -180,3 +180,74 @@ fn delivery_ids_are_deterministic() {
     assert_ne!(a, delivery_event_id("OTHER", created, 42));
     assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 5);
 }
+
+mod both_paths {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A member's value: absent, null, a string (valid or not for any
+    /// member), or another JSON type.
+    fn member() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            3 => Just(None),
+            1 => Just(Some("null".to_owned())),
+            1 => Just(Some("\"\"".to_owned())),
+            3 => "[a-z]{1,6}(\\.[a-z]{1,6}){0,2}".prop_map(|s| Some(format!("\"{s}\""))),
+            1 => Just(Some("\"ups\\u0001\"".to_owned())),
+            1 => Just(Some(format!("\"{}\"", "x".repeat(MAX_FIELD_LEN + 1)))),
+            1 => Just(Some("\"2026-11-23T09:00:00+01:00\"".to_owned())),
+            1 => Just(Some("\"yesterday\"".to_owned())),
+            1 => Just(Some("\"__switchyard.tick\"".to_owned())),
+            1 => Just(Some("42".to_owned())),
+            1 => Just(Some("[1, 2]".to_owned())),
+            2 => Just(Some("{\"charge\": 87, \"ups\": {\"name\": \"ups1\"}}".to_owned())),
+            1 => Just(Some("{\"a\": [[[[[[1]]]]]]}".to_owned())),
+        ]
+    }
+
+    /// Native members, each maybe present; now and then one the fast path
+    /// leaves to the general path (unknown, CloudEvents, `kind` twice).
+    fn payload() -> impl Strategy<Value = String> {
+        let usual = ["id", "kind", "source", "host", "time", "severity", "data"];
+        let rare = ["extra", "specversion", "type", "kind"];
+        (
+            proptest::collection::vec(member(), usual.len()),
+            proptest::collection::vec(proptest::option::weighted(0.05, member()), rare.len()),
+            proptest::bool::weighted(0.05),
+            any::<bool>(),
+        )
+            .prop_map(move |(values, extras, array, spaced)| {
+                let members: Vec<String> = usual
+                    .iter()
+                    .zip(values)
+                    .chain(rare.iter().zip(extras.into_iter().map(Option::flatten)))
+                    .filter_map(|(n, v)| v.map(|v| format!("\"{n}\": {v}")))
+                    .collect();
+                let body = members.join(", ");
+                let doc = if array {
+                    format!("[{body}]")
+                } else {
+                    format!("{{{body}}}")
+                };
+                if spaced { format!("  \n{doc} ") } else { doc }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        /// Whatever the payload, reading a native event in place gives the
+        /// event, or the error, that the general path gives.
+        #[test]
+        fn the_fast_path_agrees_with_the_general_one(text in payload(), depth in 2usize..8) {
+            let limits = Limits { max_depth: depth, ..Limits::default() };
+            prop_assert_eq!(parse(text.as_bytes(), limits), parse_tree(&text, limits));
+        }
+    }
+
+    #[test]
+    fn the_usual_event_takes_the_fast_path() {
+        let text = r#"{"id":"e1","kind":"ups.on_battery","host":"nut-01","data":{"charge":87}}"#;
+        let fast = fast_native(text, Limits::default()).expect("read in place");
+        assert_eq!(fast, parse_tree(text, Limits::default()));
+    }
+}
