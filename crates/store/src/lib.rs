@@ -5,7 +5,8 @@
 //! a duplicate `spec_hash`), update guarded by the expected version,
 //! enable/disable, archive, versions, diff, rollback; the race-free window
 //! claims and inbox that decisions rest on; the runs ledger with its
-//! group-commit write path (`batch`), guarded transitions, queries and cap;
+//! group-commit write path (`batch`; on SQLite on a connection of its own,
+//! `lite`), guarded transitions, queries and cap;
 //! the engine lease; inventory, audit events and dry-run transcripts. Only
 //! this crate talks SQL.
 
