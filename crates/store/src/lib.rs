@@ -105,7 +105,26 @@ pub struct StoreOptions {
 const SQLITE_CACHE_KIB: &str = "-65536";
 
 /// Prepared statements kept per connection.
-const STATEMENT_CACHE: usize = 256;
+pub(crate) const STATEMENT_CACHE: usize = 256;
+
+/// How long a SQLite write waits for another before failing.
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The settings of both connections that write SQLite: the pool's and the
+/// engine writer's own ([`lite`]).
+pub(crate) const SQLITE_PRAGMAS: [(&str, &str); 7] = [
+    ("journal_mode", "WAL"),
+    ("synchronous", "NORMAL"),
+    ("foreign_keys", "ON"),
+    // Neither checkpoints on commit: a background connection does ([`wal`]).
+    ("wal_autocheckpoint", "0"),
+    ("journal_size_limit", wal::JOURNAL_SIZE_LIMIT),
+    ("cache_size", SQLITE_CACHE_KIB),
+    // A multi-row statement inside a transaction keeps a statement journal;
+    // in memory it is not spilled to a temporary file (a write syscall per
+    // page otherwise).
+    ("temp_store", "memory"),
+];
 
 /// The store: a cheap, cloneable handle to one database.
 #[derive(Debug, Clone)]
@@ -142,24 +161,17 @@ impl Store {
             opts.max_connections(1)
                 .test_before_acquire(false)
                 .map_sqlx_sqlite_opts(|o| {
-                    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                        .busy_timeout(Duration::from_secs(10))
-                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                        .foreign_keys(true)
-                        .pragma("wal_autocheckpoint", "0")
-                        .pragma("journal_size_limit", wal::JOURNAL_SIZE_LIMIT)
-                        .pragma("cache_size", SQLITE_CACHE_KIB)
-                        // A multi-row statement inside a transaction keeps a
-                        // statement journal; in memory it is not spilled to a
-                        // temporary file (a write syscall per page otherwise).
-                        .pragma("temp_store", "memory")
+                    SQLITE_PRAGMAS
+                        .iter()
+                        .fold(o, |o, (key, value)| o.pragma(*key, *value))
+                        .busy_timeout(SQLITE_BUSY_TIMEOUT)
                         .statement_cache_capacity(STATEMENT_CACHE)
                 });
         }
         let db = Database::connect(opts).await?;
         // Opened after the pool, which creates the file and puts it in WAL mode.
         let lite = match sqlite {
-            true => match lite::Lite::open(url, SQLITE_CACHE_KIB) {
+            true => match lite::Lite::open(url) {
                 Ok(lite) => lite.map(Arc::new),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot open the engine writer's own SQLite connection; it writes through the pool instead");

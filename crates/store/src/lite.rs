@@ -26,13 +26,8 @@ use sea_orm::{
 };
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, Value as LiteValue, ValueRef};
-
-/// Prepared statements kept: every statement text of the write path (a few
-/// kinds, each in the padded sizes of `batch`).
-const STATEMENT_CACHE: usize = 256;
 
 /// The writer's connection.
 pub(crate) struct Lite {
@@ -51,31 +46,25 @@ fn db_err(e: rusqlite::Error) -> DbErr {
 
 impl Lite {
     /// Open the file the pool at `url` uses, with the pool's settings
-    /// ([`crate::Store::connect`]). `None` for an in-memory database, which a
+    /// ([`crate::SQLITE_PRAGMAS`]). `None` for an in-memory database, which a
     /// second connection would not share, and for a read-only one.
-    pub(crate) fn open(url: &str, cache_kib: &str) -> Result<Option<Lite>, DbErr> {
+    pub(crate) fn open(url: &str) -> Result<Option<Lite>, DbErr> {
         if url.contains(":memory:") || url.contains("mode=memory") || url.contains("mode=ro") {
             return Ok(None);
         }
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| DbErr::Conn(RuntimeErr::Internal(e.to_string())))?;
-        let path = opts.get_filename();
-        let conn = rusqlite::Connection::open(path).map_err(db_err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        // `journal_mode` returns a row; the rest do not.
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        let conn = rusqlite::Connection::open(opts.get_filename()).map_err(db_err)?;
+        conn.busy_timeout(crate::SQLITE_BUSY_TIMEOUT)
             .map_err(db_err)?;
-        conn.execute_batch(&format!(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {}; \
-             PRAGMA cache_size = {cache_kib}; PRAGMA temp_store = MEMORY;",
-            crate::wal::JOURNAL_SIZE_LIMIT
-        ))
-        .map_err(db_err)?;
-        Ok(Some(Lite {
+        conn.set_prepared_statement_cache_capacity(crate::STATEMENT_CACHE);
+        let lite = Lite {
             conn: Mutex::new(conn),
-        }))
+        };
+        for (key, value) in crate::SQLITE_PRAGMAS {
+            lite.run(&format!("PRAGMA {key} = {value}"))?;
+        }
+        Ok(Some(lite))
     }
 
     fn with<T>(
@@ -435,6 +424,37 @@ mod tests {
             .await
             .expect("the stray transaction is rolled back first");
         assert!(lite.with(|c| Ok(c.is_autocommit())).unwrap());
+    }
+
+    /// Both connections that write run with the same settings.
+    #[tokio::test]
+    async fn the_writer_connection_has_the_pools_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let lite = store.lite.as_deref().unwrap();
+        for (key, _) in crate::SQLITE_PRAGMAS {
+            let sql = format!("PRAGMA {key}");
+            let pool = store
+                .db
+                .query_one_raw(Statement::from_string(DatabaseBackend::Sqlite, sql.clone()))
+                .await
+                .unwrap()
+                .unwrap();
+            let pool = match pool.try_get_by_index::<i64>(0) {
+                Ok(n) => n.to_string(),
+                Err(_) => pool.try_get_by_index::<String>(0).unwrap(),
+            };
+            let own = lite
+                .with(|c| c.query_row(&sql, [], |r| r.get::<_, rusqlite::types::Value>(0)))
+                .unwrap();
+            let own = match own {
+                rusqlite::types::Value::Integer(n) => n.to_string(),
+                rusqlite::types::Value::Text(t) => t,
+                other => panic!("{key}: {other:?}"),
+            };
+            assert_eq!(own, pool, "PRAGMA {key}");
+        }
     }
 
     #[tokio::test]
