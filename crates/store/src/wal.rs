@@ -43,9 +43,10 @@ pub(crate) const JOURNAL_SIZE_LIMIT: &str = "134217728";
 
 /// How often the background connection checkpoints. Decisions committed while
 /// a pass copies the log are delayed; short passes often delay fewer than
-/// long ones seldom. In the paced benchmark (1,000 events/s) the p99 was
-/// 3.0–4.3 ms in 10 of 11 runs at 100 ms (8.7 once), 3.5–6.6 ms in 10 of 11
-/// at 500 ms (13.0 once), and worse at 2 s; throughput did not move.
+/// long ones seldom. In the paced benchmark (1,000 events/s, measured while
+/// the writer still went through the pool) the p99 was 3.0–4.3 ms in 10 of
+/// 11 runs at 100 ms (8.7 once), 3.5–6.6 ms in 10 of 11 at 500 ms (13.0
+/// once), and worse at 2 s; throughput did not move.
 const PERIOD: Duration = Duration::from_millis(100);
 
 /// Shared by a store's clones and its background checkpointer, which stops
