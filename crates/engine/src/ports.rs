@@ -25,7 +25,9 @@ pub trait Ledger: Send + Sync + 'static {
     /// Give the lease up at a graceful stop (a standby takes over at once).
     fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Status changes, then decisions, in one transaction.
+    /// Status changes, then decisions, in one transaction. `more` answers,
+    /// after the commit, whether another batch is already waiting (the store
+    /// may then keep what the next one needs; see [`Store::write_batch`]).
     fn write_batch<'a>(
         &'a self,
         lease: &'a Lease,
@@ -33,7 +35,12 @@ pub trait Ledger: Send + Sync + 'static {
         changes: &'a [Transition],
         items: &'a [EventDecisions],
         admit: &'a mut (dyn FnMut(&NewRun) -> bool + Send),
+        more: &'a (dyn Fn() -> bool + Sync),
     ) -> BoxFuture<'a, Result<Written, StoreError>>;
+
+    /// The writer has nothing more to write: give back anything
+    /// [`Ledger::write_batch`] kept for a next batch.
+    fn write_idle(&self);
 
     /// Every run still `queued` or `running`, oldest first.
     fn open_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
@@ -73,10 +80,15 @@ impl Ledger for Store {
         changes: &'a [Transition],
         items: &'a [EventDecisions],
         admit: &'a mut (dyn FnMut(&NewRun) -> bool + Send),
+        more: &'a (dyn Fn() -> bool + Sync),
     ) -> BoxFuture<'a, Result<Written, StoreError>> {
-        Box::pin(
-            async move { Store::write_batch(self, lease, now, changes, items, &mut *admit).await },
-        )
+        Box::pin(async move {
+            Store::write_batch(self, lease, now, changes, items, &mut *admit, more).await
+        })
+    }
+
+    fn write_idle(&self) {
+        self.release_write_gate();
     }
 
     fn open_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {

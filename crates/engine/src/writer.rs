@@ -85,6 +85,7 @@ pub(crate) async fn run(
     let mut buf: Vec<Job> = Vec::with_capacity(batch_max);
     while jobs.recv_many(&mut buf, batch_max).await > 0 {
         if closed.load(std::sync::atomic::Ordering::SeqCst) {
+            ledger.write_idle();
             for job in buf.drain(..) {
                 match job {
                     Job::Decide { reply, .. } => {
@@ -126,8 +127,9 @@ pub(crate) async fn run(
             }
             ok
         };
+        let more = || !jobs.is_empty();
         let result = ledger
-            .write_batch(&current, now, &changes, &items, &mut admit)
+            .write_batch(&current, now, &changes, &items, &mut admit, &more)
             .await;
         match result {
             Ok((applied, outcomes)) => {
@@ -151,6 +153,7 @@ pub(crate) async fn run(
             }
         }
     }
+    ledger.write_idle();
 }
 
 /// Give every run its place in the queue: `queued_at` is the commit time and

@@ -180,7 +180,7 @@ impl Store {
         let txn = self.begin_write().await?;
         let outcomes = self.settle(&txn.tx(), now, items, admit).await?;
         self.check_lease_in(&txn.tx(), lease, now).await?;
-        txn.commit().await?;
+        txn.commit(&|| false).await?;
         self.after_commit().await;
         Ok(outcomes)
     }
@@ -483,7 +483,7 @@ impl Store {
         let txn = self.begin_write().await?;
         self.check_lease_in(&txn.tx(), lease, now).await?;
         let applied = self.apply_transitions(&txn.tx(), changes).await?;
-        txn.commit().await?;
+        txn.commit(&|| false).await?;
         self.after_commit().await;
         Ok(applied)
     }
@@ -491,6 +491,11 @@ impl Store {
     /// Status changes and new decisions in one transaction (the engine
     /// writer's unit of work): changes first, then the batch, as
     /// [`Store::transition_many`] and [`Store::record_batch`] would.
+    ///
+    /// `more` is asked after the commit whether the caller has another batch
+    /// waiting. If so, on SQLite, the next call reuses the pool's connection
+    /// this one held (see [`crate::lite`]); a caller that answers `true` calls
+    /// [`Store::release_write_gate`] when it stops writing.
     pub async fn write_batch(
         &self,
         lease: &Lease,
@@ -498,13 +503,14 @@ impl Store {
         changes: &[Transition],
         items: &[EventDecisions],
         admit: &mut (dyn FnMut(&NewRun) -> bool + Send),
+        more: &(dyn Fn() -> bool + Sync),
     ) -> Result<Written, Error> {
         let txn = self.begin_write().await?;
         let tx = txn.tx();
         let applied = self.apply_transitions(&tx, changes).await?;
         let outcomes = self.settle(&tx, now, items, admit).await?;
         self.check_lease_in(&tx, lease, now).await?;
-        txn.commit().await?;
+        txn.commit(more).await?;
         self.after_commit().await;
         Ok((applied, outcomes))
     }

@@ -206,6 +206,14 @@ impl Store {
         }
     }
 
+    /// Hand back the pool's connection if [`Store::write_batch`] kept it for
+    /// a next batch (on SQLite; nothing otherwise). Call on a Tokio runtime.
+    pub fn release_write_gate(&self) {
+        if let Some(lite) = &self.lite {
+            lite.release_gate();
+        }
+    }
+
     /// Begin a transaction of the engine's write path (see [`lite`]).
     pub(crate) async fn begin_write(&self) -> Result<lite::WriteTxn<'_>, Error> {
         Ok(lite::WriteTxn::begin(&self.db, self.lite.as_deref()).await?)

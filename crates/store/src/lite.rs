@@ -17,6 +17,13 @@
 //! never write at once — exactly as when everything shared one connection —
 //! and a read-then-write transaction on the pool never meets a commit it did
 //! not see. PostgreSQL goes through the pool as before ([`Tx::Orm`]).
+//!
+//! Handing the pool's connection back is itself a round trip: the pool pings
+//! it on the driver's thread before another caller may have it. So while the
+//! writer has more batches waiting, [`WriteTxn::commit`] keeps the connection
+//! for the next one instead, for at most [`GATE_HOLD`] before it lets the
+//! store's other writers have a turn; [`Lite::release_gate`] hands it back
+//! when the writer runs out of work.
 
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::sqlite::{Sqlite, SqliteConnectOptions};
@@ -26,12 +33,26 @@ use sea_orm::{
 };
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, Value as LiteValue, ValueRef};
+
+/// How long the write path may keep the pool's connection across batches
+/// before the store's other writers (lease renewal, policies, the API) get a
+/// turn: they wait at most this long plus one batch.
+pub(crate) const GATE_HOLD: Duration = Duration::from_millis(10);
 
 /// The writer's connection.
 pub(crate) struct Lite {
     conn: Mutex<rusqlite::Connection>,
+    /// The pool's connection, kept between batches (see [`WriteTxn::commit`]).
+    gate: Mutex<Option<Gate>>,
+}
+
+/// The pool's connection while the write path holds it, and since when.
+pub(crate) struct Gate {
+    _conn: PoolConnection<Sqlite>,
+    since: Instant,
 }
 
 impl std::fmt::Debug for Lite {
@@ -60,11 +81,23 @@ impl Lite {
         conn.set_prepared_statement_cache_capacity(crate::STATEMENT_CACHE);
         let lite = Lite {
             conn: Mutex::new(conn),
+            gate: Mutex::new(None),
         };
         for (key, value) in crate::SQLITE_PRAGMAS {
             lite.run(&format!("PRAGMA {key} = {value}"))?;
         }
         Ok(Some(lite))
+    }
+
+    /// Hand the pool's connection back if the write path kept it. Called
+    /// (on a Tokio runtime: the pool returns it on a task) when the writer
+    /// has nothing more to write.
+    pub(crate) fn release_gate(&self) {
+        drop(self.kept_gate());
+    }
+
+    fn kept_gate(&self) -> Option<Gate> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     fn with<T>(
@@ -298,7 +331,7 @@ pub(crate) enum WriteTxn<'a> {
     Lite {
         lite: &'a Lite,
         /// The pool's connection, held so nothing else writes meanwhile.
-        _gate: PoolConnection<Sqlite>,
+        gate: Option<Gate>,
         open: bool,
     },
 }
@@ -312,15 +345,21 @@ impl<'a> WriteTxn<'a> {
         let Some(lite) = lite else {
             return Ok(WriteTxn::Orm(Some(db.begin().await?)));
         };
-        let gate = db
-            .get_sqlite_connection_pool()
-            .acquire()
-            .await
-            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))?;
+        let gate = match lite.kept_gate() {
+            Some(gate) => gate,
+            None => Gate {
+                _conn: db
+                    .get_sqlite_connection_pool()
+                    .acquire()
+                    .await
+                    .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))?,
+                since: Instant::now(),
+            },
+        };
         lite.begin()?;
         Ok(WriteTxn::Lite {
             lite,
-            _gate: gate,
+            gate: Some(gate),
             open: true,
         })
     }
@@ -332,12 +371,21 @@ impl<'a> WriteTxn<'a> {
         }
     }
 
-    pub(crate) async fn commit(mut self) -> Result<(), DbErr> {
+    /// Commit. `more` is asked after the commit whether another batch is
+    /// already waiting: then the pool's connection is kept for it (up to
+    /// [`GATE_HOLD`] in all), else handed back.
+    pub(crate) async fn commit(mut self, more: &(dyn Fn() -> bool + Sync)) -> Result<(), DbErr> {
         match &mut self {
             WriteTxn::Orm(t) => t.take().expect("an open transaction").commit().await,
-            WriteTxn::Lite { lite, open, .. } => {
+            WriteTxn::Lite { lite, open, gate } => {
                 lite.run("COMMIT")?;
                 *open = false;
+                if let Some(g) = gate.take()
+                    && g.since.elapsed() < GATE_HOLD
+                    && more()
+                {
+                    *lite.gate.lock().unwrap_or_else(|p| p.into_inner()) = Some(g);
+                }
                 Ok(())
             }
         }
@@ -405,6 +453,53 @@ mod tests {
         .expect("the pool transaction writes after its read");
         txn.commit().await.unwrap();
         writer.await.unwrap().expect("the write path ran after it");
+    }
+
+    /// The write path keeps the pool's connection for a next batch only
+    /// while one is waiting, for at most [`super::GATE_HOLD`], and hands it
+    /// back when asked.
+    #[tokio::test]
+    async fn the_pools_connection_is_kept_only_for_a_waiting_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let lease = store
+            .acquire_lease("engine-a", Utc::now(), Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .unwrap();
+        let sql = || Statement::from_string(DatabaseBackend::Sqlite, "SELECT count(*) FROM runs");
+        let pool_free = async || {
+            tokio::time::timeout(Duration::from_millis(300), store.db.query_one_raw(sql()))
+                .await
+                .is_ok()
+        };
+        let write = async |more: bool| {
+            store
+                .write_batch(&lease, Utc::now(), &[], &[], &mut |_| true, &|| more)
+                .await
+                .unwrap();
+        };
+
+        write(false).await;
+        assert!(pool_free().await, "nothing waits: the connection goes back");
+
+        write(true).await;
+        write(true).await;
+        assert!(
+            !pool_free().await,
+            "a batch waits: the connection is kept for it, and again within the hold time"
+        );
+        store.release_write_gate();
+        assert!(pool_free().await, "handed back when the writer is idle");
+
+        write(true).await;
+        tokio::time::sleep(super::GATE_HOLD * 2).await;
+        write(true).await;
+        assert!(
+            pool_free().await,
+            "held longer than the hold time: the others get a turn"
+        );
     }
 
     #[tokio::test]
