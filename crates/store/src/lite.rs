@@ -411,23 +411,29 @@ mod tests {
     use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
     use std::time::Duration;
 
-    /// A pool transaction that read before it writes must not meet a commit
-    /// of the writer's connection in between (SQLite would refuse its write):
-    /// the write path waits for the pool's connection.
-    #[tokio::test]
-    async fn the_write_path_waits_for_a_pool_transaction() {
+    /// A store on a fresh file, and the engine lease on it.
+    async fn leased() -> (tempfile::TempDir, Store, crate::Lease) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
         let store = Store::open(&url).await.unwrap();
-        assert!(
-            store.lite.is_some(),
-            "a file database gets the writer's connection"
-        );
         let lease = store
             .acquire_lease("engine-a", Utc::now(), Duration::from_secs(3600))
             .await
             .unwrap()
             .unwrap();
+        (dir, store, lease)
+    }
+
+    /// A pool transaction that read before it writes must not meet a commit
+    /// of the writer's connection in between (SQLite would refuse its write):
+    /// the write path waits for the pool's connection.
+    #[tokio::test]
+    async fn the_write_path_waits_for_a_pool_transaction() {
+        let (_dir, store, lease) = leased().await;
+        assert!(
+            store.lite.is_some(),
+            "a file database gets the writer's connection"
+        );
 
         let txn = store.db.begin().await.unwrap();
         let sql = |s: &str| Statement::from_string(DatabaseBackend::Sqlite, s);
@@ -460,14 +466,7 @@ mod tests {
     /// back when asked.
     #[tokio::test]
     async fn the_pools_connection_is_kept_only_for_a_waiting_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
-        let store = Store::open(&url).await.unwrap();
-        let lease = store
-            .acquire_lease("engine-a", Utc::now(), Duration::from_secs(3600))
-            .await
-            .unwrap()
-            .unwrap();
+        let (_dir, store, lease) = leased().await;
         let sql = || Statement::from_string(DatabaseBackend::Sqlite, "SELECT count(*) FROM runs");
         let pool_free = async || {
             tokio::time::timeout(Duration::from_millis(300), store.db.query_one_raw(sql()))
@@ -504,14 +503,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transaction_left_open_does_not_block_the_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
-        let store = Store::open(&url).await.unwrap();
-        let lease = store
-            .acquire_lease("engine-a", Utc::now(), Duration::from_secs(3600))
-            .await
-            .unwrap()
-            .unwrap();
+        let (_dir, store, lease) = leased().await;
         let lite = store.lite.as_deref().unwrap();
         lite.run("BEGIN").unwrap();
         store
