@@ -179,7 +179,7 @@ impl Store {
     ) -> Result<Vec<EventOutcome>, Error> {
         let txn = self.begin_write().await?;
         let outcomes = self.settle(&txn.tx(), now, items, admit).await?;
-        self.check_lease_in(&txn.tx(), lease, now).await?;
+        self.check_lease(&txn.tx(), lease, now).await?;
         txn.commit(&|| false).await?;
         self.after_commit().await;
         Ok(outcomes)
@@ -481,7 +481,7 @@ impl Store {
         changes: &[Transition],
     ) -> Result<Vec<bool>, Error> {
         let txn = self.begin_write().await?;
-        self.check_lease_in(&txn.tx(), lease, now).await?;
+        self.check_lease(&txn.tx(), lease, now).await?;
         let applied = self.apply_transitions(&txn.tx(), changes).await?;
         txn.commit(&|| false).await?;
         self.after_commit().await;
@@ -509,7 +509,7 @@ impl Store {
         let tx = txn.tx();
         let applied = self.apply_transitions(&tx, changes).await?;
         let outcomes = self.settle(&tx, now, items, admit).await?;
-        self.check_lease_in(&tx, lease, now).await?;
+        self.check_lease(&tx, lease, now).await?;
         txn.commit(more).await?;
         self.after_commit().await;
         Ok((applied, outcomes))

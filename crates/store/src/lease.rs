@@ -88,53 +88,37 @@ impl Store {
         Ok(())
     }
 
-    /// Fail with `LeaseLost` unless `lease` is still the current, unexpired lease.
-    pub(crate) async fn check_lease<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        lease: &Lease,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        let found = conn.query_one_raw(self.lease_query(lease, now)).await?;
-        still_held(found.is_some(), lease)
-    }
-
-    /// [`Store::check_lease`] inside a transaction of the engine's write path.
-    pub(crate) async fn check_lease_in(
+    /// Fail with `LeaseLost` unless `lease` is still the current, unexpired
+    /// lease, read inside `tx` (a pool transaction, or the engine's write path).
+    pub(crate) async fn check_lease(
         &self,
         tx: &Tx<'_>,
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let found = tx.query_one_raw(self.lease_query(lease, now)).await?;
-        still_held(found.is_some(), lease)
-    }
-
-    fn lease_query(&self, lease: &Lease, now: DateTime<Utc>) -> Statement {
         let p = self.placeholders(4);
         let sql = format!(
             "SELECT epoch FROM engine_lease WHERE name = {} AND holder = {} AND epoch = {} AND expires_at_ms > {}",
             p[0], p[1], p[2], p[3]
         );
-        Statement::from_sql_and_values(
-            self.db.get_database_backend(),
-            sql,
-            vec![
-                NAME.into(),
-                lease.holder.as_str().into(),
-                lease.epoch.into(),
-                ms(now).into(),
-            ],
-        )
+        let found = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                tx.get_database_backend(),
+                sql,
+                vec![
+                    NAME.into(),
+                    lease.holder.as_str().into(),
+                    lease.epoch.into(),
+                    ms(now).into(),
+                ],
+            ))
+            .await?;
+        if found.is_some() {
+            return Ok(());
+        }
+        Err(Error::LeaseLost {
+            holder: lease.holder.clone(),
+            epoch: lease.epoch,
+        })
     }
-}
-
-fn still_held(found: bool, lease: &Lease) -> Result<(), Error> {
-    if found {
-        return Ok(());
-    }
-    Err(Error::LeaseLost {
-        holder: lease.holder.clone(),
-        epoch: lease.epoch,
-    })
 }

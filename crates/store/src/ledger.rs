@@ -4,6 +4,7 @@
 
 use crate::claims::{Claim, ClaimKind};
 use crate::entity::{decision, run};
+use crate::lite::Tx;
 use crate::{Error, Store, epoch_ms as ms, from_epoch_ms as at};
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -312,7 +313,9 @@ impl DecisionTx<'_> {
 
     /// Make everything durable, if `lease` is still current.
     pub async fn commit(self, lease: &crate::Lease, now: DateTime<Utc>) -> Result<(), Error> {
-        self.store.check_lease(&self.txn, lease, now).await?;
+        self.store
+            .check_lease(&Tx::Orm(&self.txn), lease, now)
+            .await?;
         self.txn.commit().await?;
         Ok(())
     }
@@ -339,7 +342,7 @@ impl Store {
         u: RunUpdate,
     ) -> Result<RunRecord, Error> {
         let txn = self.db.begin().await?;
-        self.check_lease(&txn, lease, now).await?;
+        self.check_lease(&Tx::Orm(&txn), lease, now).await?;
         let non_terminal = [RunStatus::Queued.as_str(), RunStatus::Running.as_str()];
         let mut set = run::ActiveModel {
             status: Set(to.as_str().to_owned()),
