@@ -4,8 +4,12 @@
 //! Commands run from an argv array, never through a shell (a policy that
 //! wants a shell names it: `argv: [sh, -c, …]`). The environment is built from
 //! scratch: a fixed PATH and LANG, the variables in `env_allowlist`, and the
-//! action's `env`. Output is captured and truncated; the command is killed at
-//! its timeout, at the run's deadline, or when switchyard cancels.
+//! action's `env`. Output is captured and truncated. Each command runs in a
+//! process group of its own, killed as a whole at the command's timeout, at
+//! the run's deadline, when switchyard cancels, and once the command has
+//! exited: nothing a command starts outlives its run, and a background
+//! process holding the command's output open cannot hold the run (output is
+//! read for at most [`DRAIN`] after the command exits).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -112,20 +116,109 @@ fn locate(program: &str) -> Option<PathBuf> {
         .find(|p| executable(p))
 }
 
-/// Read a pipe to the end, keeping at most `max` bytes.
-async fn capture<R: tokio::io::AsyncRead + Unpin>(mut r: R, max: usize) -> (Vec<u8>, bool) {
-    let mut kept = Vec::new();
-    let mut truncated = false;
+/// What has been read from one of the command's pipes so far.
+#[derive(Debug, Default)]
+struct Captured {
+    kept: Vec<u8>,
+    truncated: bool,
+}
+
+type Shared = std::sync::Arc<std::sync::Mutex<Captured>>;
+
+/// Read a pipe to its end into `into`, keeping at most `max` bytes. What was
+/// read stays in `into` even if the reader is stopped early.
+async fn capture<R: tokio::io::AsyncRead + Unpin>(mut r: R, max: usize, into: Shared) {
     let mut buf = [0u8; 8192];
     while let Ok(n) = r.read(&mut buf).await {
         if n == 0 {
             break;
         }
-        let room = max.saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
-        truncated |= n > room;
+        let mut c = into
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let room = max.saturating_sub(c.kept.len());
+        c.kept.extend_from_slice(&buf[..n.min(room)]);
+        c.truncated |= n > room;
     }
-    (kept, truncated)
+}
+
+/// How long output is still read after the command exits: a background
+/// process that keeps the command's stdout or stderr open does not keep the
+/// run going past this.
+const DRAIN: Duration = Duration::from_millis(500);
+
+/// The command's process group. Dropping it kills the whole group, so no
+/// process a command started outlives its run — on exit, timeout, cancel,
+/// or when the adapter stops mid-run.
+struct Group(Option<nix::unistd::Pid>);
+
+impl Group {
+    /// Kill every process still in the group; `true` when some were.
+    fn kill(&mut self) -> bool {
+        match self.0.take() {
+            Some(pgid) => nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The two output readers of a command.
+struct Output {
+    out: (Shared, tokio::task::JoinHandle<()>),
+    err: (Shared, tokio::task::JoinHandle<()>),
+}
+
+impl Output {
+    fn start(child: &mut tokio::process::Child, max: usize) -> Output {
+        fn reader<R>(pipe: R, max: usize) -> (Shared, tokio::task::JoinHandle<()>)
+        where
+            R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        {
+            let shared = Shared::default();
+            let task = tokio::spawn(capture(pipe, max, std::sync::Arc::clone(&shared)));
+            (shared, task)
+        }
+        Output {
+            out: reader(child.stdout.take().expect("piped"), max),
+            err: reader(child.stderr.take().expect("piped"), max),
+        }
+    }
+
+    /// Wait up to `limit` for both pipes to close; `false` when one is
+    /// still held open (its reader is then stopped).
+    async fn finish(&mut self, limit: Duration) -> bool {
+        let both = async {
+            let _ = (&mut self.out.1).await;
+            let _ = (&mut self.err.1).await;
+        };
+        let closed = tokio::time::timeout(limit, both).await.is_ok();
+        if !closed {
+            self.out.1.abort();
+            self.err.1.abort();
+        }
+        closed
+    }
+
+    /// stdout and stderr as the run's output.
+    fn text(&self) -> String {
+        let take = |s: &Shared| {
+            let c = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (c.kept.clone(), c.truncated)
+        };
+        let (o, ot) = take(&self.out.0);
+        let (e, et) = take(&self.err.0);
+        format!(
+            "{}\n{}",
+            section("stdout", &o, ot),
+            section("stderr", &e, et)
+        )
+    }
 }
 
 fn section(name: &str, bytes: &[u8], truncated: bool) -> String {
@@ -235,6 +328,8 @@ impl Adapter for Exec {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, killed as a whole (see `Group`).
+            .process_group(0)
             .kill_on_drop(true);
         if let Some(cwd) = &p.cwd {
             cmd.current_dir(cwd);
@@ -250,14 +345,8 @@ impl Adapter for Exec {
             }
             _ => AdapterError::internal(format!("cannot start `{}`: {e}", p.argv[0])),
         })?;
-        let out = tokio::spawn(capture(
-            child.stdout.take().expect("piped"),
-            self.max_output,
-        ));
-        let err = tokio::spawn(capture(
-            child.stderr.take().expect("piped"),
-            self.max_output,
-        ));
+        let mut group = Group(child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32)));
+        let mut output = Output::start(&mut child, self.max_output);
         let limit = match (p.timeout_s.map(Duration::from_secs), ctx.remaining()) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b).unwrap_or(Duration::from_secs(3600)),
@@ -266,42 +355,49 @@ impl Adapter for Exec {
             s = child.wait() => Some(s.map_err(|e| AdapterError::internal(e.to_string()))?),
             () = tokio::time::sleep(limit) => None,
             () = ctx.cancelled() => {
+                group.kill();
                 let _ = child.kill().await;
                 return Err(AdapterError::transient("cancelled by switchyard"));
             }
         };
         let Some(status) = status else {
+            group.kill();
             let _ = child.kill().await;
-            let (o, ot) = out.await.unwrap_or_default();
-            let (e, et) = err.await.unwrap_or_default();
+            output.finish(DRAIN).await;
             return Ok(ExecuteResult {
                 ok: false,
                 effects: vec![],
-                output: Some(format!(
-                    "{}\n{}",
-                    section("stdout", &o, ot),
-                    section("stderr", &e, et)
+                output: Some(output.text()),
+                reason: Some(format!(
+                    "timed out after {} s; the command's process group was killed",
+                    limit.as_secs()
                 )),
-                reason: Some(format!("timed out after {} s; killed", limit.as_secs())),
             });
         };
-        let (o, ot) = out.await.unwrap_or_default();
-        let (e, et) = err.await.unwrap_or_default();
+        // The command has exited: read what is left, then make sure nothing
+        // it started goes on (a background process may still hold a pipe).
+        let closed = output.finish(DRAIN).await;
+        let leftovers = group.kill();
         let expect = p.expect_exit.unwrap_or_else(|| vec![0]);
         let ok = status.code().is_some_and(|c| expect.contains(&c));
         let reason = (!ok).then(|| match status.code() {
             Some(c) => format!("exited with status {c} (expected {expect:?})"),
             None => format!("terminated by a signal ({status})"),
         });
+        let mut text = output.text();
+        if leftovers {
+            ctx.log("processes the command left running were killed");
+            text.push_str(if closed {
+                "\n[processes the command left running were killed]"
+            } else {
+                "\n[a process the command left running held its output open; its process group was killed]"
+            });
+        }
         // A command's effects are unknown to the driver: none are claimed.
         Ok(ExecuteResult {
             ok,
             effects: vec![],
-            output: Some(format!(
-                "{}\n{}",
-                section("stdout", &o, ot),
-                section("stderr", &e, et)
-            )),
+            output: Some(text),
             reason,
         })
     }
