@@ -144,7 +144,10 @@ async fn working_directory_timeout_and_truncation() {
 
     let r = ok_run(&sup, json!({"argv": ["sleep", "30"], "timeout_s": 1})).await;
     assert!(!r.ok);
-    assert_eq!(r.reason.as_deref(), Some("timed out after 1 s; killed"));
+    assert_eq!(
+        r.reason.as_deref(),
+        Some("timed out after 1 s; the command's process group was killed")
+    );
 
     let r = ok_run(&sup, json!({"argv": ["head", "-c", "100000", "/dev/zero"]})).await;
     let out = r.output.unwrap();
