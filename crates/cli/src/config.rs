@@ -63,7 +63,7 @@ impl Default for NatsSection {
             stream: "SWITCHYARD_EVENTS".into(),
             consumer: "switchyard-engine".into(),
             ack_wait: "30s".into(),
-            max_deliver: 0,
+            max_deliver: 20,
             max_ack_pending: 1000,
             max_age: "7d".into(),
             max_in_flight: 1000,

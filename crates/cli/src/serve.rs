@@ -101,6 +101,10 @@ impl EventHandler for Handler {
                 Err(HandlerError::Unavailable(e.to_string()))
             }
             Err(WriteError::Closed) => Err(HandlerError::Transient("shutting down".into())),
+            Err(WriteError::Refused(message)) => Err(HandlerError::Rejected {
+                reason: "ledger_refused",
+                message,
+            }),
         }
     }
 }
@@ -189,11 +193,16 @@ async fn serve(config: Config) -> Result<()> {
     let ready: switchyard_api::ReadyCheck = {
         let (e, i) = (Arc::clone(&engine_cell), Arc::clone(&intake_cell));
         Arc::new(move || {
-            if e.get().is_none() {
+            let Some(engine) = e.get() else {
                 return Some(
                     "the engine is starting, or standing by while another instance holds the lease"
                         .into(),
                 );
+            };
+            if let Some(why) = engine.ledger_failing() {
+                return Some(format!(
+                    "ledger writes fail and are retried; no event is taken meanwhile: {why}"
+                ));
             }
             match i.get() {
                 None => Some("intake is not connected yet".into()),

@@ -487,17 +487,22 @@ impl Dispatcher {
                         tokio::time::sleep(backoff).await;
                         backoff = backoff.saturating_mul(2);
                         attempt += 1;
-                        // Recorded so a crash now is recovered with the right count.
-                        self.set(
-                            &run,
-                            RunStatus::Running,
-                            RunUpdate {
-                                attempt: Some(attempt as i32),
-                                reason: Some(format!("retry after {}", f.reason)),
-                                ..Default::default()
-                            },
-                        )
-                        .await;
+                        // Recorded so a crash now is recovered with the right count;
+                        // an attempt that cannot be recorded is not made.
+                        if !self
+                            .set(
+                                &run,
+                                RunStatus::Running,
+                                RunUpdate {
+                                    attempt: Some(attempt as i32),
+                                    reason: Some(format!("retry after {}", f.reason)),
+                                    ..Default::default()
+                                },
+                            )
+                            .await
+                        {
+                            return;
+                        }
                         continue;
                     }
                     let to = if f.timed_out {

@@ -120,8 +120,10 @@ struct Inner {
     lease_task: tokio::task::JoinHandle<()>,
     ledger: Arc<dyn Ledger>,
     lease: Arc<Lock<Lease>>,
-    /// Set by `abandon`: the writer refuses everything.
+    /// Set by `abandon` and `shutdown`: the writer refuses everything.
     closed: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether ledger writes fail now.
+    health: Arc<writer::Health>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -165,15 +167,20 @@ impl Engine {
             notices.clone(),
         ));
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let health = Arc::new(writer::Health::default());
         writer::runtime().spawn(writer::run(
+            writer::Writer {
+                ledger: Arc::clone(&ledger),
+                lease: Arc::clone(&lease),
+                dispatcher: Arc::clone(&dispatcher),
+                closed: Arc::clone(&closed),
+                lost: lost_rx.clone(),
+                health: Arc::clone(&health),
+            },
             jobs_rx,
-            Arc::clone(&closed),
-            Arc::clone(&ledger),
-            Arc::clone(&lease),
-            Arc::clone(&dispatcher),
             config.batch_max.max(1),
         ));
-        let (lost_tx, lost_rx) = watch::channel(false);
         let lease_task = tokio::spawn(keep_lease(
             Arc::clone(&ledger),
             Arc::clone(&lease),
@@ -200,6 +207,7 @@ impl Engine {
                     ledger: Arc::clone(&ledger),
                     lease: Arc::clone(&lease),
                     closed,
+                    health,
                 }),
             },
             recovery,
@@ -469,6 +477,12 @@ impl Engine {
         self.inner.lease_lost.clone()
     }
 
+    /// Why ledger writes fail, while they do: the writer retries them, no
+    /// event is decided meanwhile, and the engine is not ready.
+    pub fn ledger_failing(&self) -> Option<String> {
+        self.inner.health.reason()
+    }
+
     /// Cancel a queued run; `false` when it is not waiting in a queue.
     pub async fn cancel(&self, run_id: uuid::Uuid) -> bool {
         self.inner.dispatcher.cancel(run_id).await
@@ -500,6 +514,11 @@ impl Engine {
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let left = self.inner.dispatcher.drain(grace).await;
         self.inner.lease_task.abort();
+        // A write still retrying (the database is away) gives up: what it
+        // held is left for the next start's recovery.
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if left == 0 {
             // Nothing is running: hand the lease over now rather than after its TTL.
             let lease = self.inner.lease.lock().expect("lease lock").clone();
@@ -537,13 +556,18 @@ async fn keep_lease(
     config: EngineConfig,
     lost: watch::Sender<bool>,
 ) {
+    let every = config.lease_ttl / 3;
+    // After a failed renewal, try again soon: writes wait on an expired lease.
+    let retry = every.min(Duration::from_secs(1));
+    let mut wait = every;
     loop {
-        tokio::time::sleep(config.lease_ttl / 3).await;
+        tokio::time::sleep(wait).await;
         match ledger
             .acquire_lease(&config.holder, chrono::Utc::now(), config.lease_ttl)
             .await
         {
             Ok(Some(renewed)) => {
+                wait = every;
                 let mut held = lease.lock().expect("lease lock");
                 if renewed.epoch != held.epoch {
                     tracing::error!(
@@ -563,7 +587,10 @@ async fn keep_lease(
                 let _ = lost.send(true);
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "renewing the engine lease failed; retrying"),
+            Err(e) => {
+                wait = retry;
+                tracing::warn!(error = %e, "renewing the engine lease failed; retrying")
+            }
         }
     }
 }

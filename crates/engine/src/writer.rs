@@ -1,17 +1,34 @@
 //! The single writer: every decision and status change goes through one task
 //! that commits them in batches (group commit) as the lease holder.
+//!
+//! A write is never dropped. When a batch fails:
+//! - the database refused the data of one of its rows (a value it cannot
+//!   store): the batch is split in halves until the row is found; its event
+//!   is answered [`WriteError::Refused`] (intake dead-letters it) while the
+//!   rest commit, and a refused status change is written again without its
+//!   output and effects;
+//! - the lease is expired but not lost (the database was away while it was
+//!   due for renewal): the batch waits for the renewal;
+//! - anything else (the database is unreachable, the disk is full): the
+//!   batch is retried with backoff until it lands. Meanwhile nothing else is
+//!   written, `decide` does not return — intake stops taking events and
+//!   holds the ones in flight — and [`Health`] reports the failure for
+//!   readiness.
 
 use crate::decide::{DispatchMeta, Plan};
 use crate::dispatch::Dispatcher;
 use crate::ports::Ledger;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use switchyard_spec::metric_names as m;
 use switchyard_store::{
-    Error as StoreError, EventDecisions, EventOutcome, Lease, NewRun, Transition,
+    Error as StoreError, EventDecisions, EventOutcome, Lease, NewRun, RunUpdate, Transition,
 };
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Dispatch facts of one event's runs planned `queued`, in their order.
 pub(crate) type Metas = Vec<DispatchMeta>;
-use tokio::sync::{mpsc, oneshot};
 
 /// Why a write failed; the event is not acknowledged.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -22,6 +39,10 @@ pub enum WriteError {
     LeaseLost(String),
     #[error("the engine is shutting down")]
     Closed,
+    /// The database refused this event's decision (a value it cannot store)
+    /// while it took the rest of its batch: retrying cannot help.
+    #[error("the ledger refused the decision: {0}")]
+    Refused(String),
 }
 
 impl From<&StoreError> for WriteError {
@@ -45,6 +66,36 @@ pub(crate) enum Job {
 }
 
 pub(crate) type Lock<T> = std::sync::Mutex<T>;
+
+/// Whether ledger writes are failing now, for readiness.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    failing: Lock<Option<String>>,
+}
+
+impl Health {
+    fn failing(&self, why: &StoreError) {
+        let mut f = self.failing.lock().expect("health lock");
+        if f.is_none() {
+            tracing::error!(error = %why, "ledger writes fail; intake pauses and the writes are retried until the database takes them");
+            metrics::gauge!(m::LEDGER_FAILING).set(1.0);
+        }
+        *f = Some(why.to_string());
+    }
+
+    fn ok(&self) {
+        let mut f = self.failing.lock().expect("health lock");
+        if f.take().is_some() {
+            tracing::info!("ledger writes succeed again; intake resumes");
+            metrics::gauge!(m::LEDGER_FAILING).set(0.0);
+        }
+    }
+
+    /// Why writes fail, while they do.
+    pub(crate) fn reason(&self) -> Option<String> {
+        self.failing.lock().expect("health lock").clone()
+    }
+}
 
 /// Where every engine's writer runs: a single-threaded runtime on a thread of
 /// its own, alive for the whole process.
@@ -73,53 +124,200 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Handle {
     })
 }
 
+/// The writer's state.
+pub(crate) struct Writer {
+    pub ledger: Arc<dyn Ledger>,
+    pub lease: Arc<Lock<Lease>>,
+    pub dispatcher: Arc<Dispatcher>,
+    /// Set by `abandon` and `shutdown`: refuse everything, stop retrying.
+    pub closed: Arc<AtomicBool>,
+    /// Set once the lease is taken by another instance.
+    pub lost: watch::Receiver<bool>,
+    pub health: Arc<Health>,
+}
+
+/// One batch of jobs, as parallel lists (the store takes slices).
+#[derive(Default)]
+struct Batch {
+    changes: Vec<Transition>,
+    change_replies: Vec<oneshot::Sender<Result<bool, WriteError>>>,
+    items: Vec<EventDecisions>,
+    metas: Vec<Metas>,
+    plan_replies: Vec<oneshot::Sender<Result<EventOutcome, WriteError>>>,
+}
+
+impl Batch {
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Decide { plan, reply } => {
+                self.items.push(plan.decisions);
+                self.metas.push(plan.dispatch);
+                self.plan_replies.push(reply);
+            }
+            Job::Transition { change, reply } => {
+                self.changes.push(change);
+                self.change_replies.push(reply);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.changes.len() + self.items.len()
+    }
+
+    /// The first half (changes and items each cut in half, so every run's
+    /// changes and every event keep their order), and the rest.
+    fn split(mut self) -> (Batch, Batch) {
+        let c = self.changes.len().div_ceil(2);
+        let i = if self.changes.len() == 1 && self.items.len() == 1 {
+            0
+        } else {
+            self.items.len().div_ceil(2)
+        };
+        let rest = Batch {
+            changes: self.changes.split_off(c),
+            change_replies: self.change_replies.split_off(c),
+            items: self.items.split_off(i),
+            metas: self.metas.split_off(i),
+            plan_replies: self.plan_replies.split_off(i),
+        };
+        (self, rest)
+    }
+
+    fn fail(self, e: &WriteError) {
+        for reply in self.change_replies {
+            let _ = reply.send(Err(e.clone()));
+        }
+        for reply in self.plan_replies {
+            let _ = reply.send(Err(e.clone()));
+        }
+    }
+}
+
+/// First wait before writing a failed batch again; doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// Run until every sender is gone (on [`runtime`]).
-pub(crate) async fn run(
-    mut jobs: mpsc::Receiver<Job>,
-    closed: Arc<std::sync::atomic::AtomicBool>,
-    ledger: Arc<dyn Ledger>,
-    lease: Arc<Lock<Lease>>,
-    dispatcher: Arc<Dispatcher>,
-    batch_max: usize,
-) {
+pub(crate) async fn run(writer: Writer, mut jobs: mpsc::Receiver<Job>, batch_max: usize) {
     let mut buf: Vec<Job> = Vec::with_capacity(batch_max);
     while jobs.recv_many(&mut buf, batch_max).await > 0 {
-        if closed.load(std::sync::atomic::Ordering::SeqCst) {
-            ledger.write_idle();
-            for job in buf.drain(..) {
-                match job {
-                    Job::Decide { reply, .. } => {
-                        let _ = reply.send(Err(WriteError::Closed));
-                    }
-                    Job::Transition { reply, .. } => {
-                        let _ = reply.send(Err(WriteError::Closed));
-                    }
-                }
-            }
+        let mut batch = Batch::default();
+        for job in buf.drain(..) {
+            batch.push(job);
+        }
+        if writer.closed.load(Ordering::SeqCst) {
+            writer.ledger.write_idle();
+            batch.fail(&WriteError::Closed);
             continue;
         }
-        let mut items = Vec::new();
-        let mut metas = Vec::new();
-        let mut plan_replies = Vec::new();
-        let mut changes = Vec::new();
-        let mut change_replies = Vec::new();
-        for job in buf.drain(..) {
-            match job {
-                Job::Decide { plan, reply } => {
-                    items.push(plan.decisions);
-                    metas.push(plan.dispatch);
-                    plan_replies.push(reply);
+        let more = || !jobs.is_empty();
+        writer.commit(batch, &more).await;
+    }
+    writer.ledger.write_idle();
+}
+
+impl Writer {
+    /// Write `batch` until it lands, splitting out what the database refuses.
+    async fn commit(&self, batch: Batch, more: &(dyn Fn() -> bool + Sync)) {
+        let mut batch = batch;
+        let mut wait = RETRY_FIRST;
+        loop {
+            let (failed, e) = match self.try_write(batch, more).await {
+                Ok(()) => {
+                    self.health.ok();
+                    return;
                 }
-                Job::Transition { change, reply } => {
-                    changes.push(change);
-                    change_replies.push(reply);
-                }
+                Err(failed) => failed,
+            };
+            batch = failed;
+            if self.closed.load(Ordering::SeqCst) {
+                self.ledger.write_idle();
+                batch.fail(&WriteError::Closed);
+                return;
             }
+            if matches!(e, StoreError::LeaseLost { .. }) {
+                metrics::counter!(m::LEDGER_WRITE_FAILURES, "kind" => "lease").increment(1);
+                if *self.lost.borrow() {
+                    batch.fail(&WriteError::from(&e));
+                    return;
+                }
+                // Expired, not taken: the renewal will tell which.
+                tracing::warn!(error = %e, "the engine lease is expired; the write waits for its renewal");
+                self.ledger.write_idle();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            if e.is_refused_data() {
+                metrics::counter!(m::LEDGER_WRITE_FAILURES, "kind" => "refused").increment(1);
+                self.health.ok();
+                if batch.len() > 1 {
+                    let (first, rest) = batch.split();
+                    Box::pin(self.commit(first, more)).await;
+                    Box::pin(self.commit(rest, more)).await;
+                } else {
+                    self.refused(batch, &e, more).await;
+                }
+                return;
+            }
+            metrics::counter!(m::LEDGER_WRITE_FAILURES, "kind" => "outage").increment(1);
+            self.health.failing(&e);
+            self.ledger.write_idle();
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RETRY_MAX);
         }
-        let current = lease.lock().expect("lease lock").clone();
+    }
+
+    /// One event's decision, or one status change, that the database refused.
+    async fn refused(&self, mut batch: Batch, e: &StoreError, more: &(dyn Fn() -> bool + Sync)) {
+        if let Some(reply) = batch.plan_replies.pop() {
+            let event = batch.items.first().map(|i| i.event_id.clone());
+            tracing::error!(event = ?event, error = %e, "the ledger refused an event's decision; it is dead-lettered, the rest of its batch is recorded");
+            let _ = reply.send(Err(WriteError::Refused(e.to_string())));
+            return;
+        }
+        let Some(change) = batch.changes.pop() else {
+            return;
+        };
+        let reply = batch.change_replies.pop().expect("a reply per change");
+        let u = &change.update;
+        if u.output.is_none() && u.effects.is_none() && u.reason.is_none() {
+            tracing::error!(run = %change.run_id, to = change.to.as_str(), error = %e, "the ledger refused a run's status change");
+            let _ = reply.send(Err(WriteError::Store(e.to_string())));
+            return;
+        }
+        // Keep the status and the times; drop what the database would not take.
+        tracing::error!(run = %change.run_id, to = change.to.as_str(), error = %e, "the ledger refused a run's output; the status is recorded without it");
+        let plain = Transition {
+            run_id: change.run_id,
+            to: change.to,
+            update: RunUpdate {
+                output: Some(format!("[the ledger refused this run's output: {e}]")),
+                effects: None,
+                reason: u.reason.as_ref().map(|_| "unrecordable_reason".to_owned()),
+                ..u.clone()
+            },
+        };
+        let mut again = Batch::default();
+        again.push(Job::Transition {
+            change: plain,
+            reply,
+        });
+        Box::pin(self.commit(again, more)).await;
+    }
+
+    /// One attempt: on success every job is answered and queued runs go to
+    /// their hosts; on failure the batch comes back with the error.
+    async fn try_write(
+        &self,
+        mut batch: Batch,
+        more: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(), (Batch, StoreError)> {
+        let current = self.lease.lock().expect("lease lock").clone();
         let now = chrono::Utc::now();
-        stamp(&mut items, now);
+        stamp(&mut batch.items, now);
         let mut reserved: Vec<String> = Vec::new();
+        let dispatcher = &self.dispatcher;
         let mut admit = |run: &NewRun| {
             let ok = dispatcher.reserve(&run.host);
             if ok {
@@ -127,33 +325,44 @@ pub(crate) async fn run(
             }
             ok
         };
-        let more = || !jobs.is_empty();
-        let result = ledger
-            .write_batch(&current, now, &changes, &items, &mut admit, &more)
+        let result = self
+            .ledger
+            .write_batch(
+                &current,
+                now,
+                &batch.changes,
+                &batch.items,
+                &mut admit,
+                more,
+            )
             .await;
         match result {
             Ok((applied, outcomes)) => {
-                dispatcher.admit_committed(&reserved, items, metas, &outcomes);
+                let Batch {
+                    change_replies,
+                    items,
+                    metas,
+                    plan_replies,
+                    ..
+                } = batch;
+                self.dispatcher
+                    .admit_committed(&reserved, items, metas, &outcomes);
                 for (reply, ok) in change_replies.into_iter().zip(applied) {
                     let _ = reply.send(Ok(ok));
                 }
                 for (reply, outcome) in plan_replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
+                Ok(())
             }
             Err(e) => {
-                dispatcher.admit_committed(&reserved, Vec::new(), Vec::new(), &[]);
-                tracing::error!(error = %e, events = items.len(), changes = changes.len(), "the ledger write failed; the events are not acknowledged");
-                for reply in change_replies {
-                    let _ = reply.send(Err(WriteError::from(&e)));
-                }
-                for reply in plan_replies {
-                    let _ = reply.send(Err(WriteError::from(&e)));
-                }
+                self.dispatcher
+                    .admit_committed(&reserved, Vec::new(), Vec::new(), &[]);
+                tracing::warn!(error = %e, events = batch.items.len(), changes = batch.changes.len(), "a ledger write failed; nothing of it is acknowledged yet");
+                Err((batch, e))
             }
         }
     }
-    ledger.write_idle();
 }
 
 /// Give every run its place in the queue: `queued_at` is the commit time and

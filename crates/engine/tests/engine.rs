@@ -193,7 +193,17 @@ struct Setup {
 async fn setup(config: EngineConfig, hosts: &[&str], policies: Vec<ActivePolicy>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
-    let store = Store::open(&url).await.unwrap();
+    setup_at(&url, dir, config, hosts, policies).await
+}
+
+async fn setup_at(
+    url: &str,
+    dir: tempfile::TempDir,
+    config: EngineConfig,
+    hosts: &[&str],
+    policies: Vec<ActivePolicy>,
+) -> Setup {
+    let store = Store::open(url).await.unwrap();
     let recorder = Recorder::default();
     let routing = routing(hosts);
     let inventory = InventorySnapshot {
@@ -946,5 +956,62 @@ fn a_graceful_stop_hands_the_lease_over_at_once() {
             .expect("B holds it");
         assert_eq!(lease.epoch, 2, "a new holder bumps the epoch");
         b.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
+/// PostgreSQL refuses a NUL character in jsonb: an event whose params carry
+/// one fails its whole group-commit batch. The batch is split until that
+/// event is found; it alone is refused (intake dead-letters it) while every
+/// other event of its batch is recorded and carried out.
+#[test]
+fn a_row_the_database_refuses_is_split_out_of_its_batch() {
+    rt().block_on(async {
+        let pg = switchyard_test_support::Postgres::start();
+        let p = on_event_host(
+            "poke-host",
+            "thing.happened",
+            json!([{"capability": "thing", "verb": "poke", "params": {"tag": "{{ $.data.tag }}"}}]),
+            json!({}),
+        );
+        let hosts = ["h0", "h1", "h2", "h3"];
+        let s = setup_at(
+            &pg.url(),
+            tempfile::tempdir().unwrap(),
+            config(4),
+            &hosts,
+            vec![p],
+        )
+        .await;
+        // Decided concurrently, as intake does, so they share batches.
+        let mut tasks = Vec::new();
+        for i in 0..120usize {
+            let tag = if i % 40 == 7 {
+                format!("bad\u{0}{i}")
+            } else {
+                format!("ok-{i}")
+            };
+            let e = s.engine.clone();
+            let ev = event("thing.happened", hosts[i % 4], json!({"tag": tag}));
+            tasks.push(tokio::spawn(async move { (i, e.decide(ev).await) }));
+        }
+        let (mut refused, mut recorded) = (Vec::new(), 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                (_, Ok(Decided::Recorded { queued: 1, .. })) => recorded += 1,
+                (i, Err(switchyard_engine::WriteError::Refused(_))) => refused.push(i),
+                (i, other) => panic!("event {i}: {other:?}"),
+            }
+        }
+        refused.sort();
+        assert_eq!(
+            refused,
+            vec![7, 47, 87],
+            "only the events with a NUL are refused"
+        );
+        assert_eq!(recorded, 117);
+        let runs = settle(&s.store).await;
+        assert_eq!(runs.len(), 117);
+        assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
+        assert!(s.engine.ledger_failing().is_none());
     });
 }

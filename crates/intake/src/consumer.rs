@@ -251,7 +251,19 @@ impl Intake {
                 while tasks.try_join_next().is_some() {}
             }
         }
-        while tasks.join_next().await.is_some() {}
+        // Events in flight get a bounded time to be decided; one that is not
+        // (the database is away) stays unacknowledged and is redelivered.
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.inner.opts.drain_timeout, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = tasks.len(),
+                "events still being decided at shutdown are left unacknowledged; they will be redelivered"
+            );
+            tasks.abort_all();
+        }
         Ok(())
     }
 

@@ -37,6 +37,9 @@ pub struct IntakeOptions {
     pub nak_delay: Duration,
     /// Upper bound of that delay.
     pub nak_delay_max: Duration,
+    /// At shutdown, how long events in flight may take to be decided before
+    /// they are left unacknowledged (and redelivered to the next engine).
+    pub drain_timeout: Duration,
 }
 
 impl Default for IntakeOptions {
@@ -58,6 +61,7 @@ impl Default for IntakeOptions {
             limits: Limits::default(),
             nak_delay: Duration::from_millis(500),
             nak_delay_max: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }

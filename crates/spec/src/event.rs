@@ -86,6 +86,10 @@ pub enum Error {
         "unknown field `{field}`; an event has id, kind, source, host, time, severity and data"
     )]
     UnknownField { field: String },
+    #[error(
+        "`{path}` holds a NUL character (U+0000), which the ledger cannot store; send text without it"
+    )]
+    NulCharacter { path: String },
 }
 
 impl Error {
@@ -102,6 +106,7 @@ impl Error {
             Error::ReservedKind => "reserved_kind",
             Error::InvalidField { .. } => "invalid_field",
             Error::UnknownField { .. } => "unknown_field",
+            Error::NulCharacter { .. } => "nul_character",
         }
     }
 }
@@ -158,10 +163,46 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Event, Error> {
         offset: e.valid_up_to(),
     })?;
     // Most events are native ones with the usual members: read in place.
-    if let Some(event) = fast_native(text, limits) {
-        return event;
+    let event = match fast_native(text, limits) {
+        Some(event) => event?,
+        None => parse_tree(text, limits)?,
+    };
+    // JSON can carry U+0000 only escaped (a raw NUL byte is not valid JSON),
+    // so text without the escape needs no walk. The envelope's own strings
+    // refuse control characters already; `data` and extensions are free-form.
+    if text.contains("\\u0000") {
+        let found = event
+            .data
+            .iter()
+            .find_map(|(k, v)| nul_in(k, v, "data"))
+            .or_else(|| {
+                event
+                    .extensions
+                    .iter()
+                    .find_map(|(k, v)| nul_in(k, v, "extensions"))
+            });
+        if let Some(path) = found {
+            return Err(Error::NulCharacter { path });
+        }
     }
-    parse_tree(text, limits)
+    Ok(event)
+}
+
+/// The path of the first key or string under `key` that holds U+0000.
+fn nul_in(key: &str, value: &Value, parent: &str) -> Option<String> {
+    let here = format!("{parent}.{key}");
+    if key.contains('\0') {
+        return Some(here);
+    }
+    match value {
+        Value::String(s) => s.contains('\0').then_some(here),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_in(&i.to_string(), v, &here)),
+        Value::Object(members) => members.iter().find_map(|(k, v)| nul_in(k, v, &here)),
+        _ => None,
+    }
 }
 
 /// The general path: the whole payload as a JSON tree, then normalized.

@@ -52,6 +52,15 @@ pub const POLICY_RELOAD_DURATION: &str = "switchyard_policy_reload_duration_seco
 /// failed, dropped).
 pub const WEBHOOK_DELIVERIES: &str = "switchyard_webhook_deliveries_total";
 
+/// Ledger writes that failed (label `kind`: `outage` — retried until the
+/// database takes them; `refused` — one event's decision or one status change
+/// the database refused, split out of its batch; `lease` — written while the
+/// lease was expired or lost).
+pub const LEDGER_WRITE_FAILURES: &str = "switchyard_ledger_write_failures_total";
+/// 1 while ledger writes fail and the engine retries them (intake paused,
+/// readiness false); 0 otherwise.
+pub const LEDGER_FAILING: &str = "switchyard_ledger_failing";
+
 /// Every name, for the documentation check.
 pub const ALL: &[&str] = &[
     INTAKE_RECEIVED,
@@ -76,4 +85,6 @@ pub const ALL: &[&str] = &[
     POLICY_RELOADS,
     POLICY_RELOAD_DURATION,
     WEBHOOK_DELIVERIES,
+    LEDGER_WRITE_FAILURES,
+    LEDGER_FAILING,
 ];

@@ -913,7 +913,7 @@ fn transition_values(u: &crate::RunUpdate) -> [Value; 7] {
         Value::BigInt(u.started_at.map(ms)),
         Value::BigInt(u.finished_at.map(ms)),
         Value::String(u.severity.clone()),
-        Value::String(u.reason.clone()),
+        Value::String(u.reason.clone().map(crate::ledger::without_nul)),
         Value::Json(u.effects.clone().map(Box::new)),
         Value::String(u.output.clone().map(crate::ledger::truncate)),
         Value::Int(u.attempt),

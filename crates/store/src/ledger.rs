@@ -175,7 +175,18 @@ pub(crate) fn correlated(ids: &[String]) -> Option<String> {
 /// Largest output kept on a run.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
-pub(crate) fn truncate(mut s: String) -> String {
+/// Text as stored: NUL characters replaced by U+FFFD (PostgreSQL cannot
+/// store them in text, and both backends keep the same text).
+pub(crate) fn without_nul(s: String) -> String {
+    match s.contains('\0') {
+        true => s.replace('\0', "\u{FFFD}"),
+        false => s,
+    }
+}
+
+/// Output as stored: without NUL characters, truncated.
+pub(crate) fn truncate(s: String) -> String {
+    let mut s = without_nul(s);
     if s.len() > MAX_OUTPUT_BYTES {
         s.truncate(s.floor_char_boundary(MAX_OUTPUT_BYTES));
         s.push_str("\n[truncated]");

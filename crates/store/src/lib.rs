@@ -91,6 +91,43 @@ pub enum Error {
     Db(#[from] sea_orm::DbErr),
 }
 
+impl Error {
+    /// The database refused the data of a statement — a value it cannot
+    /// store (PostgreSQL's data exceptions, SQLSTATE class 22, such as a NUL
+    /// character in text), a constraint (class 23), SQLite's constraint,
+    /// size and type errors — as opposed to failing to run it at all. The
+    /// same write fails the same way on every retry; a connection, disk or
+    /// server failure is not this.
+    pub fn is_refused_data(&self) -> bool {
+        use sea_orm::{DbErr, RuntimeErr};
+        let Error::Db(DbErr::Exec(e) | DbErr::Query(e)) = self else {
+            return false;
+        };
+        match e {
+            RuntimeErr::SqlxError(e) => match &**e {
+                sea_orm::sqlx::Error::Database(db) => {
+                    let code = db.code().unwrap_or_default();
+                    if db
+                        .try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>()
+                        .is_some()
+                    {
+                        code.starts_with("22") || code.starts_with("23")
+                    } else {
+                        // SQLite: the extended result code; the primary one is its low byte.
+                        let primary = code.parse::<i64>().unwrap_or_default() & 0xff;
+                        // SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH
+                        matches!(primary, 18..=20)
+                    }
+                }
+                _ => false,
+            },
+            RuntimeErr::Internal(text) => text.starts_with(lite::REFUSED),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+}
+
 /// Store settings.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {

@@ -61,8 +61,24 @@ impl std::fmt::Debug for Lite {
     }
 }
 
+/// How an error of the writer's connection begins when SQLite refused the
+/// data itself (a constraint, a value too big, a type mismatch, a value that
+/// does not bind): see [`crate::Error::is_refused_data`].
+pub(crate) const REFUSED: &str = "sqlite refused the data: ";
+
 fn db_err(e: rusqlite::Error) -> DbErr {
-    DbErr::Query(RuntimeErr::Internal(format!("sqlite: {e}")))
+    use rusqlite::ErrorCode as C;
+    let refused = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => {
+            matches!(f.code, C::ConstraintViolation | C::TooBig | C::TypeMismatch)
+        }
+        rusqlite::Error::ToSqlConversionFailure(_) => true,
+        _ => false,
+    };
+    match refused {
+        true => DbErr::Query(RuntimeErr::Internal(format!("{REFUSED}{e}"))),
+        false => DbErr::Query(RuntimeErr::Internal(format!("sqlite: {e}"))),
+    }
 }
 
 impl Lite {

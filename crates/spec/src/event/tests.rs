@@ -111,12 +111,42 @@ fn refusals_have_stable_reasons() {
             b"{\"specversion\":\"1.0\",\"type\":\"a\",\"datacontenttype\":\"text/plain\"}".to_vec(),
             "invalid_field",
         ),
+        (
+            br#"{"kind":"a","data":{"n":"x\u0000y"}}"#.to_vec(),
+            "nul_character",
+        ),
+        (
+            br#"{"kind":"a","data":{"deep":[1,{"k\u0000":2}]}}"#.to_vec(),
+            "nul_character",
+        ),
+        (
+            br#"{"specversion":"1.0","type":"a","source":"s","id":"1","note":"\u0000"}"#.to_vec(),
+            "nul_character",
+        ),
+        (
+            br#"{"kind":"a","host":"x\u0000"}"#.to_vec(),
+            "invalid_field",
+        ),
     ];
     for (bytes, reason) in cases {
         let err = parse(&bytes, Limits::default()).expect_err(reason);
         assert_eq!(err.reason(), reason, "{err}");
         assert!(!err.to_string().is_empty());
     }
+}
+
+#[test]
+fn a_nul_character_is_refused_with_its_path_and_an_escaped_backslash_is_not() {
+    let err = parse_str(r#"{"kind":"a","data":{"list":["ok","a\u0000"]}}"#).unwrap_err();
+    assert_eq!(
+        err,
+        Error::NulCharacter {
+            path: "data.list.1".into()
+        }
+    );
+    // `\\u0000` is a backslash followed by `u0000`: ordinary text.
+    let ok = parse_str(r#"{"kind":"a","data":{"path":"C:\\u0000"}}"#).unwrap();
+    assert_eq!(ok.data["path"], "C:\\u0000");
 }
 
 #[test]
