@@ -11,6 +11,7 @@ mod m20261124_000003_ledger;
 mod m20261124_000004_lease;
 mod m20261124_000005_inventory_audit;
 mod m20261124_000006_correlated_events;
+mod m20261204_000007_run_deadline;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_lease::Migration),
             Box::new(m20261124_000005_inventory_audit::Migration),
             Box::new(m20261124_000006_correlated_events::Migration),
+            Box::new(m20261204_000007_run_deadline::Migration),
         ]
     }
 }

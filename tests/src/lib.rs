@@ -56,8 +56,8 @@ pub struct RigOptions {
     pub backend: Backend,
     /// Hosts `h-00`, `h-01`, … on the recording driver.
     pub hosts: usize,
-    /// Extra hosts on the exec driver, by id.
-    pub exec_hosts: Vec<String>,
+    /// Extra hosts: (id, driver).
+    pub extra_hosts: Vec<(String, String)>,
     /// Lines under `[engine]`.
     pub engine: Vec<String>,
     /// Lines under `[nats]`, besides the URL.
@@ -71,7 +71,7 @@ impl RigOptions {
         RigOptions {
             backend,
             hosts,
-            exec_hosts: Vec::new(),
+            extra_hosts: Vec::new(),
             engine: Vec::new(),
             nats: Vec::new(),
             ledger: Vec::new(),
@@ -97,8 +97,14 @@ impl RigOptions {
     }
 
     /// Add a host on the exec driver.
-    pub fn exec_host(mut self, id: &str) -> Self {
-        self.exec_hosts.push(id.to_owned());
+    pub fn exec_host(self, id: &str) -> Self {
+        self.host(id, "exec")
+    }
+
+    /// Add a host on `driver` (`exec`, `recorder`, or `stubborn`: the
+    /// recorder's effect in an adapter that does not stop with its engine).
+    pub fn host(mut self, id: &str, driver: &str) -> Self {
+        self.extra_hosts.push((id.to_owned(), driver.to_owned()));
         self
     }
 }
@@ -147,7 +153,8 @@ impl Rig {
              [engine]\n{}\n\
              [ledger]\n{}\n\
              [drivers]\npaths = [\"{}\", \"{}\"]\n\
-             [drivers.config.recorder]\nlog = \"{}\"\nlocks = \"{}\"\n\
+             [drivers.config.recorder]\nlog = \"{log}\"\nlocks = \"{locks}\"\n\
+             [drivers.config.stubborn]\nlog = \"{log}\"\nlocks = \"{locks}\"\n\
              [policies]\ndir = \"policies\"\n",
             rig.db_url(),
             rig.nats.url(),
@@ -156,14 +163,14 @@ impl Rig {
             opts.ledger.join("\n"),
             repo("tests/drivers").display(),
             repo("drivers").display(),
-            rig.path("effects.jsonl").display(),
-            rig.path("locks").display(),
+            log = rig.path("effects.jsonl").display(),
+            locks = rig.path("locks").display(),
         );
         for h in &rig.hosts {
             toml.push_str(&format!("[[hosts]]\nid = \"{h}\"\ndriver = \"recorder\"\n"));
         }
-        for h in &opts.exec_hosts {
-            toml.push_str(&format!("[[hosts]]\nid = \"{h}\"\ndriver = \"exec\"\n"));
+        for (h, driver) in &opts.extra_hosts {
+            toml.push_str(&format!("[[hosts]]\nid = \"{h}\"\ndriver = \"{driver}\"\n"));
         }
         std::fs::write(rig.path("switchyard.toml"), toml).expect("switchyard.toml");
         rig
@@ -332,14 +339,34 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// A policy on `kind` that runs `effect.<verb>` for `ms` milliseconds on the
-/// event's host, tagged with the event's `data.n`; `extra` is appended
-/// (windows, say).
+/// event's host, tagged with the event's `data.n`, with a timeout 3 s longer;
+/// `extra` is appended (windows, say).
 pub fn effect_policy(name: &str, kind: &str, verb: &str, ms: u64, extra: &str) -> String {
+    let timeout = ms / 1000 + 3;
     format!(
         "version: 1\nname: {name}\nenabled: true\n\
          trigger_group:\n  triggers:\n    - kind: {kind}\n\
          targets:\n  - selector: \"{{{{ $.host }}}}\"\n\
-         actions:\n  - capability: effect\n    verb: {verb}\n    driver: recorder\n    timeout: 30s\n\
+         actions:\n  - capability: effect\n    verb: {verb}\n    driver: recorder\n    timeout: {timeout}s\n\
          \x20   params: {{ ms: {ms}, tag: \"{{{{ $.data.n }}}}\" }}\n{extra}"
     )
+}
+
+/// Processes started by the serve whose process id is `serve_pid` (the
+/// supervisor names itself to every adapter in `SWITCHYARD_PARENT_PID`).
+pub fn adapters_of(serve_pid: u32) -> Vec<u32> {
+    let needle = format!("SWITCHYARD_PARENT_PID={serve_pid}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|var| var == needle.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
 }

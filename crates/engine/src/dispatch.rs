@@ -38,6 +38,9 @@ pub struct QueuedRun {
     /// The attempt this run starts with (1, or more after recovery).
     pub attempt: u32,
     pub meta: DispatchMeta,
+    /// Not carried out before this (recovery: the deadline of an attempt a
+    /// crashed engine left running); the run holds its host meanwhile.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl QueuedRun {
@@ -194,6 +197,7 @@ impl Dispatcher {
                         queued_at: r.queued_at,
                         attempt: 1,
                         meta,
+                        not_before: None,
                     });
                 }
             }
@@ -371,6 +375,7 @@ impl Dispatcher {
                 effects,
                 output,
                 attempt: Some(attempt as i32),
+                deadline_at: None,
             },
         )
         .await;
@@ -404,22 +409,21 @@ impl Dispatcher {
             .await;
             return;
         }
-        let started = Utc::now();
-        let mut attempt = run.attempt;
-        if !self
-            .set(
-                &run,
-                RunStatus::Running,
-                RunUpdate {
-                    started_at: Some(started),
-                    attempt: Some(attempt as i32),
-                    ..Default::default()
-                },
-            )
-            .await
-        {
-            return;
+        if let Some(not_before) = run.not_before {
+            // An earlier attempt of this run may still be going (its engine
+            // crashed): the host stays held until that attempt's deadline.
+            let wait = (not_before - Utc::now()).to_std().unwrap_or_default();
+            if !wait.is_zero() {
+                tracing::info!(run = %run.id, host = %run.host, wait_ms = wait.as_millis() as u64, "waiting for the previous attempt's deadline before retrying");
+                tokio::time::sleep(wait).await;
+            }
+            if self.draining.load(Ordering::SeqCst) {
+                return;
+            }
         }
+        let mut started = None;
+        let mut attempt = run.attempt;
+        let mut retried_after: Option<String> = None;
         let max_attempts = self.config.max_attempts.max(1);
         let mut backoff = self.config.retry_backoff;
         loop {
@@ -429,6 +433,28 @@ impl Dispatcher {
                     .acquire()
                     .await
                     .expect("the semaphore is never closed");
+                // `running` means calling the adapter. Each attempt records
+                // when it must be over, and is not made unless recorded.
+                let now = Utc::now();
+                let deadline = now
+                    + chrono::Duration::from_std(run.meta.timeout).unwrap_or(chrono::Duration::MAX);
+                if !self
+                    .set(
+                        &run,
+                        RunStatus::Running,
+                        RunUpdate {
+                            started_at: started.is_none().then_some(now),
+                            attempt: Some(attempt as i32),
+                            reason: retried_after.take(),
+                            deadline_at: Some(deadline),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                {
+                    return;
+                }
+                started.get_or_insert(now);
                 self.drivers
                     .execute(ExecRequest {
                         driver: run.driver.clone(),
@@ -439,7 +465,8 @@ impl Dispatcher {
                         verb: run.verb.clone(),
                         params: run.params.clone(),
                         idempotency_key: run.idempotency_key.clone(),
-                        timeout: run.meta.timeout,
+                        // What is left of the recorded deadline.
+                        timeout: (deadline - Utc::now()).to_std().unwrap_or_default(),
                     })
                     .await
             };
@@ -471,7 +498,7 @@ impl Dispatcher {
                             output,
                             effects,
                             attempt,
-                            started: Some(started),
+                            started,
                         },
                     )
                     .await;
@@ -487,22 +514,7 @@ impl Dispatcher {
                         tokio::time::sleep(backoff).await;
                         backoff = backoff.saturating_mul(2);
                         attempt += 1;
-                        // Recorded so a crash now is recovered with the right count;
-                        // an attempt that cannot be recorded is not made.
-                        if !self
-                            .set(
-                                &run,
-                                RunStatus::Running,
-                                RunUpdate {
-                                    attempt: Some(attempt as i32),
-                                    reason: Some(format!("retry after {}", f.reason)),
-                                    ..Default::default()
-                                },
-                            )
-                            .await
-                        {
-                            return;
-                        }
+                        retried_after = Some(format!("retry after {}", f.reason));
                         continue;
                     }
                     let to = if f.timed_out {
@@ -519,7 +531,7 @@ impl Dispatcher {
                             output,
                             effects: None,
                             attempt,
-                            started: Some(started),
+                            started,
                         },
                     )
                     .await;

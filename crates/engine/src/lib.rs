@@ -161,7 +161,7 @@ impl Engine {
         let (jobs_tx, jobs_rx) = mpsc::channel(config.batch_max.max(1) * 4);
         let dispatcher = Arc::new(Dispatcher::new(
             config.clone(),
-            drivers,
+            Arc::clone(&drivers),
             &routing,
             jobs_tx.clone(),
             notices.clone(),
@@ -190,6 +190,7 @@ impl Engine {
         let routing = Arc::new(routing);
         let correlations =
             correlate::Correlations::load(ledger.correlation_state(chrono::Utc::now()).await?);
+        drivers.stop_leftovers().await;
         let recovery = recover(&*ledger, &dispatcher, &jobs_tx, &routing, &config).await?;
         Ok((
             Engine {
@@ -595,9 +596,15 @@ async fn keep_lease(
     }
 }
 
+/// How long after a crashed attempt's deadline recovery waits before
+/// carrying the run out again: the SDK stops a request at its deadline, the
+/// margin covers its clock and its exit.
+pub const RECOVERY_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
+
 /// DESIGN §5 recovery: queued runs first in `queued_at` order; running runs
-/// of idempotent verbs retried with `attempt + 1` (bounded); other running
-/// runs `interrupted` — never silently re-run.
+/// of idempotent verbs retried with `attempt + 1` (bounded), each once the
+/// deadline of the attempt the crash left has passed (it holds its host
+/// until then); other running runs `interrupted` — never silently re-run.
 async fn recover(
     ledger: &dyn Ledger,
     dispatcher: &Arc<Dispatcher>,
@@ -636,7 +643,15 @@ async fn recover(
                             ..Default::default()
                         },
                     });
-                    retry.push(queued_from(&r, v, next as u32));
+                    // Not before the crashed attempt's deadline (when the
+                    // SDK stops it, if its adapter outlived the engine).
+                    let deadline = r.deadline_at.unwrap_or_else(|| {
+                        chrono::Utc::now()
+                            + chrono::Duration::from_std(v.timeout).unwrap_or_default()
+                    });
+                    let mut q = queued_from(&r, v, next as u32);
+                    q.not_before = Some(deadline + RECOVERY_MARGIN);
+                    retry.push(q);
                     report.retried += 1;
                 }
                 _ => {
@@ -705,6 +720,7 @@ fn queued_from(r: &RunRecord, v: &routing::VerbInfo, attempt: u32) -> QueuedRun 
         idempotency_key: r.idempotency_key.clone().unwrap_or_default(),
         queued_at: r.queued_at,
         attempt,
+        not_before: None,
         meta: DispatchMeta {
             timeout: v.timeout,
             idempotent: v.idempotent,

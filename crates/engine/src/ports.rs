@@ -168,6 +168,12 @@ pub trait Drivers: Send + Sync + 'static {
         let _ = (driver, host);
         Box::pin(async { true })
     }
+
+    /// Make sure nothing an earlier engine started is still carrying out an
+    /// action: asked once the lease is held, before recovery.
+    fn stop_leftovers(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 impl std::fmt::Debug for dyn Drivers {
@@ -184,6 +190,22 @@ pub struct SupervisedDrivers {
 }
 
 impl Drivers for SupervisedDrivers {
+    fn stop_leftovers(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {
+            let reaped = tokio::task::spawn_blocking(|| {
+                switchyard_plugin::supervisor::reap_orphans(Duration::from_secs(5))
+            })
+            .await
+            .unwrap_or_default();
+            if !reaped.is_empty() {
+                tracing::warn!(
+                    adapters = reaped.len(),
+                    "killed adapters an earlier engine left running"
+                );
+            }
+        })
+    }
+
     fn health<'a>(&'a self, driver: &'a str, host: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             let Some(spec) = self.hosts.get(host) else {

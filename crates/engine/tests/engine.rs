@@ -51,6 +51,8 @@ struct Log {
     max_running: usize,
     /// (host, run id) in start order.
     starts: Vec<(String, String)>,
+    /// When each run id's calls began.
+    started_at: Vec<(String, chrono::DateTime<chrono::Utc>)>,
     /// Calls per run id.
     calls: HashMap<String, u32>,
     /// Health probes, in order with the starts: ("health", host).
@@ -88,6 +90,7 @@ impl Drivers for Recorder {
                 l.running += 1;
                 l.max_running = l.max_running.max(l.running);
                 l.starts.push((req.host.clone(), req.run_id.clone()));
+                l.started_at.push((req.run_id.clone(), chrono::Utc::now()));
                 l.events.push(("execute", req.host.clone()));
                 l.timeouts.push((req.verb.clone(), req.timeout));
                 let c = l.calls.entry(req.run_id.clone()).or_default();
@@ -407,14 +410,20 @@ fn a_suppressed_decision_leaves_the_next_ones_dispatch_facts_in_place() {
             "{runs:?}"
         );
         let log = s.recorder.log.lock().unwrap();
-        let mut timeouts = log.timeouts.clone();
+        // Each call gets what is left of its action's timeout, counted from
+        // the moment its attempt was recorded `running`.
+        let mut timeouts: Vec<(String, u64)> = log
+            .timeouts
+            .iter()
+            .map(|(verb, t)| (verb.clone(), t.as_secs_f64().ceil() as u64))
+            .collect();
         timeouts.sort();
         assert_eq!(
             timeouts,
             [
-                ("poke".to_owned(), Duration::from_secs(7)),
-                ("zap".to_owned(), Duration::from_secs(3)),
-                ("zap".to_owned(), Duration::from_secs(3)),
+                ("poke".to_owned(), 7),
+                ("zap".to_owned(), 3),
+                ("zap".to_owned(), 3),
             ]
         );
     });
@@ -681,7 +690,7 @@ fn a_second_engine_stands_by_then_recovers_what_the_first_left() {
         let poke = on_event_host(
             "poke",
             "thing.poke",
-            json!([{"capability": "thing", "verb": "poke", "params": {"ms": 2500}}]),
+            json!([{"capability": "thing", "verb": "poke", "params": {"ms": 2500}, "timeout": "1s"}]),
             json!({}),
         );
         let cfg = |holder: &str| EngineConfig {
@@ -731,6 +740,14 @@ fn a_second_engine_stands_by_then_recovers_what_the_first_left() {
             (b, recovery, second, started.elapsed())
         });
         a.abandon();
+        // The idempotent run A left running, and when its attempt had to end.
+        let left = all_runs(&store)
+            .await
+            .into_iter()
+            .find(|r| r.host == "h1")
+            .unwrap();
+        assert_eq!(left.status, RunStatus::Running);
+        let deadline = left.deadline_at.expect("a running attempt records its deadline");
         let (_b, recovery, second, waited) = standby.await.unwrap();
         assert!(
             waited >= Duration::from_millis(1500),
@@ -758,6 +775,17 @@ fn a_second_engine_stands_by_then_recovers_what_the_first_left() {
         let log = second.log.lock().unwrap();
         assert_eq!(log.starts.len(), 2);
         assert!(log.starts.iter().all(|(_, id)| *id != zap.id.to_string()));
+        // The retry waited for the crashed attempt's deadline (A's adapter
+        // call could have gone on until then), and a margin.
+        let (_, retry_began) = log
+            .started_at
+            .iter()
+            .find(|(id, _)| *id == retried.id.to_string())
+            .unwrap();
+        assert!(
+            *retry_began >= deadline + switchyard_engine::RECOVERY_MARGIN,
+            "retried at {retry_began}, the crashed attempt's deadline was {deadline}"
+        );
     });
 }
 

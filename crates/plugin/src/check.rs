@@ -285,6 +285,7 @@ pub async fn check_driver(dir: &Path, options: &CheckOptions) -> Vec<Check> {
                                 params: ex.params.clone(),
                                 idempotency_key: run_id.clone(),
                                 deadline_ms: options.timeout.as_millis() as u64,
+                                deadline_at_ms: None,
                             },
                         )
                         .await;

@@ -215,6 +215,11 @@ pub struct ExecuteParams {
     pub idempotency_key: String,
     /// Remaining time budget in milliseconds.
     pub deadline_ms: u64,
+    /// The same deadline as a time: milliseconds since the Unix epoch. The
+    /// SDK refuses a request received past it and stops one still running
+    /// at it, whatever became of the engine that sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_at_ms: Option<u64>,
 }
 
 /// `execute` result. `ok: false` is a failed run, not retried.

@@ -27,10 +27,23 @@
 //! ```
 //!
 //! The SDK reads requests from stdin, runs each in its own task (requests may
-//! be concurrent), writes responses to stdout one per line, turns `cancel`
-//! notifications into [`Context::cancelled`], and exits when stdin closes and
-//! the requests in flight have finished. Log with [`Context::log`]: the line
-//! goes to stderr tagged with the run id, and switchyard attaches it to that run.
+//! be concurrent), writes responses to stdout one per line, and turns `cancel`
+//! notifications into [`Context::cancelled`]. Log with [`Context::log`]: the
+//! line goes to stderr tagged with the run id, and switchyard attaches it to
+//! that run.
+//!
+//! An adapter never outlives the engine that started it, and no request
+//! outlives its deadline:
+//! - When stdin closes, or the process that started the adapter is gone
+//!   (checked every 100 ms on a thread of its own, so a handler that blocks
+//!   does not delay it), requests in flight are cancelled, every
+//!   [`ProcessGroup`] still open is killed, and the adapter exits.
+//! - An `execute` carries its deadline as a time (`deadline_at_ms`): one
+//!   received past it is refused, one still running at it is stopped (its
+//!   future dropped, its process groups killed) and answered with a
+//!   transient error.
+//! - A handler that panics is answered with an internal error; the adapter
+//!   and its other requests go on.
 
 use crate::protocol::{
     CancelParams, DiscoverParams, DiscoverResult, DryRunParams, DryRunResult, ExecuteParams,
@@ -236,10 +249,96 @@ async fn dispatch<A: Adapter>(
     }
 }
 
-/// Serve the adapter protocol on stdin/stdout until stdin closes.
+/// Process groups started by this adapter and not yet ended (see [`ProcessGroup`]).
+static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn groups() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    GROUPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Kill every process group still open: the adapter is stopping.
+fn kill_all_groups() {
+    for pgid in groups().drain(..) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// A process group a handler started (a child spawned with
+/// `process_group(0)` leads one). Every process in it is killed when this is
+/// dropped or [`ProcessGroup::kill`]ed, and when the adapter stops — at
+/// stdin's end, or when switchyard is gone — so nothing a request started
+/// outlives it.
+#[derive(Debug)]
+pub struct ProcessGroup(Option<i32>);
+
+impl ProcessGroup {
+    /// Track the group led by the child `pid`.
+    pub fn new(pid: u32) -> ProcessGroup {
+        let pgid = i32::try_from(pid).ok().filter(|p| *p > 1);
+        if let Some(pgid) = pgid {
+            groups().push(pgid);
+        }
+        ProcessGroup(pgid)
+    }
+
+    /// Kill every process still in the group; `true` when there were some.
+    pub fn kill(&mut self) -> bool {
+        let Some(pgid) = self.0.take() else {
+            return false;
+        };
+        groups().retain(|g| *g != pgid);
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .is_ok()
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Stop the adapter when the process that started it is gone. A thread of its
+/// own, so a handler that blocks the runtime cannot delay it. switchyard names
+/// itself in `SWITCHYARD_PARENT_PID`; without it, the parent at start counts.
+fn watch_parent() {
+    use nix::unistd::{Pid, getppid};
+    let named = std::env::var("SWITCHYARD_PARENT_PID")
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+        .map(Pid::from_raw);
+    let parent = named.unwrap_or_else(getppid);
+    let _ = std::thread::Builder::new()
+        .name("switchyard-parent-watch".into())
+        .spawn(move || {
+            loop {
+                if getppid() != parent {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "switchyard (pid {parent}) is gone; stopping every request and exiting"
+                    );
+                    kill_all_groups();
+                    std::process::exit(1);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+}
+
+/// Serve the adapter protocol on stdin/stdout until stdin closes or the
+/// process that started the adapter is gone.
 pub async fn serve<A: Adapter>() {
     use std::os::fd::AsFd;
     use tokio::net::unix::pipe;
+    watch_parent();
     // Under switchyard stdin and stdout are pipes: use them non-blocking.
     // tokio's stdin/stdout go through a blocking thread per read and write,
     // which costs a thread handoff on every request.
@@ -257,6 +356,64 @@ pub async fn serve<A: Adapter>() {
         Ok((rx, tx)) => serve_io::<A, _, _>(rx, tx).await,
         Err(_) => serve_io::<A, _, _>(tokio::io::stdin(), tokio::io::stdout()).await,
     }
+}
+
+/// How long requests in flight get, once stdin has closed, to stop on their
+/// cancellation before they are dropped.
+const EOF_GRACE: Duration = Duration::from_secs(1);
+
+/// A future whose panic becomes an `Err` with the panic's message.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned()))),
+        }
+    }
+}
+
+/// When a request must be done: the earlier of its budget (`deadline_ms`,
+/// from now) and its deadline as a time (`deadline_at_ms`). `Err` when that
+/// time has passed already.
+fn deadline_of(params: &Value) -> Result<Option<Instant>, AdapterError> {
+    let now = Instant::now();
+    let budget = params
+        .get("deadline_ms")
+        .and_then(Value::as_u64)
+        .map(|ms| now + Duration::from_millis(ms));
+    let at = match params.get("deadline_at_ms").and_then(Value::as_u64) {
+        None => None,
+        Some(at_ms) => {
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64;
+            if at_ms <= wall {
+                return Err(AdapterError::transient(format!(
+                    "the request's deadline passed {} ms ago; it was not started",
+                    wall - at_ms
+                )));
+            }
+            Some(now + Duration::from_millis(at_ms - wall))
+        }
+    };
+    Ok(match (budget, at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 /// Serve on any reader and writer (tests use in-memory pipes).
@@ -282,6 +439,7 @@ where
     let cancels: Arc<Mutex<HashMap<u64, watch::Sender<bool>>>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     while let Ok(Some(line)) = lines.next_line().await {
+        while tasks.try_join_next().is_some() {}
         if line.trim().is_empty() {
             continue;
         }
@@ -336,6 +494,13 @@ where
             ));
             continue;
         };
+        let deadline = match deadline_of(&request.params) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = out_tx.send(response(Some(id), Err(e)));
+                continue;
+            }
+        };
         let (cancel_tx, cancel_rx) = watch::channel(false);
         cancels
             .lock()
@@ -347,17 +512,33 @@ where
                 .get("run_id")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            deadline: request
-                .params
-                .get("deadline_ms")
-                .and_then(Value::as_u64)
-                .map(|ms| Instant::now() + Duration::from_millis(ms)),
+            deadline,
             cancel: cancel_rx,
         };
         let out_tx = out_tx.clone();
         let cancels = Arc::clone(&cancels);
         tasks.spawn(async move {
-            let result = dispatch(adapter.as_ref(), &request.method, request.params, ctx).await;
+            let work = CatchUnwind(Box::pin(dispatch(
+                adapter.as_ref(),
+                &request.method,
+                request.params,
+                ctx,
+            )));
+            let result = match deadline {
+                Some(at) => tokio::time::timeout_at(at.into(), work)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Ok(Err(AdapterError::transient(
+                            "the request reached its deadline and was stopped",
+                        )))
+                    }),
+                None => work.await,
+            }
+            .unwrap_or_else(|panic| {
+                Err(AdapterError::internal(format!(
+                    "the adapter panicked: {panic}"
+                )))
+            });
             cancels
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -365,7 +546,21 @@ where
             let _ = out_tx.send(response(Some(id), result));
         });
     }
-    while tasks.join_next().await.is_some() {}
+    // stdin closed: switchyard stopped, or is gone. Nothing in flight may go
+    // on without it: cancel, give the requests a moment, then drop them.
+    for tx in cancels
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .values()
+    {
+        let _ = tx.send(true);
+    }
+    let stopped = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(EOF_GRACE, stopped).await.is_err() {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    kill_all_groups();
     drop(out_tx);
     let _ = writer.await;
 }

@@ -896,7 +896,7 @@ impl Store {
 
 /// The columns a status change may write besides `status`, in the order
 /// [`transition_values`] gives their values.
-const TRANSITION_COLUMNS: [&str; 7] = [
+const TRANSITION_COLUMNS: [&str; 8] = [
     "started_at_ms",
     "finished_at_ms",
     "severity",
@@ -904,11 +904,12 @@ const TRANSITION_COLUMNS: [&str; 7] = [
     "effects",
     "output",
     "attempt",
+    "deadline_at_ms",
 ];
 
 /// A status change's values for [`TRANSITION_COLUMNS`]; NULL where it keeps
 /// the column. Typed NULLs, so PostgreSQL knows each VALUES column's type.
-fn transition_values(u: &crate::RunUpdate) -> [Value; 7] {
+fn transition_values(u: &crate::RunUpdate) -> [Value; 8] {
     [
         Value::BigInt(u.started_at.map(ms)),
         Value::BigInt(u.finished_at.map(ms)),
@@ -917,6 +918,7 @@ fn transition_values(u: &crate::RunUpdate) -> [Value; 7] {
         Value::Json(u.effects.clone().map(Box::new)),
         Value::String(u.output.clone().map(crate::ledger::truncate)),
         Value::Int(u.attempt),
+        Value::BigInt(u.deadline_at.map(ms)),
     ]
 }
 

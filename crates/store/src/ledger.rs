@@ -140,6 +140,8 @@ pub struct RunRecord {
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
     pub inverse_of: Option<Uuid>,
+    /// When the current (or last) attempt had to be over.
+    pub deadline_at: Option<DateTime<Utc>>,
 }
 
 /// What a status change writes besides the status.
@@ -153,6 +155,8 @@ pub struct RunUpdate {
     /// Truncated to 64 KiB by the store.
     pub output: Option<String>,
     pub attempt: Option<i32>,
+    /// When this attempt must be over (set as a run starts an attempt).
+    pub deadline_at: Option<DateTime<Utc>>,
 }
 
 /// Ledger query filters (all optional, combined with AND).
@@ -238,6 +242,7 @@ fn to_record(r: run::Model, d: &decision::Model) -> Result<RunRecord, Error> {
             _ => None,
         },
         inverse_of: r.inverse_of,
+        deadline_at: r.deadline_at_ms.map(at),
     })
 }
 
@@ -317,6 +322,7 @@ impl DecisionTx<'_> {
             started_at_ms: Set(None),
             finished_at_ms: Set(None),
             inverse_of: Set(r.inverse_of),
+            deadline_at_ms: Set(None),
         });
         run::Entity::insert_many(models).exec(&self.txn).await?;
         Ok(())
@@ -379,6 +385,9 @@ impl Store {
         }
         if let Some(a) = u.attempt {
             set.attempt = Set(a);
+        }
+        if let Some(t) = u.deadline_at {
+            set.deadline_at_ms = Set(Some(ms(t)));
         }
         let res = run::Entity::update_many()
             .set(set)

@@ -147,27 +147,6 @@ async fn capture<R: tokio::io::AsyncRead + Unpin>(mut r: R, max: usize, into: Sh
 /// run going past this.
 const DRAIN: Duration = Duration::from_millis(500);
 
-/// The command's process group. Dropping it kills the whole group, so no
-/// process a command started outlives its run — on exit, timeout, cancel,
-/// or when the adapter stops mid-run.
-struct Group(Option<nix::unistd::Pid>);
-
-impl Group {
-    /// Kill every process still in the group; `true` when some were.
-    fn kill(&mut self) -> bool {
-        match self.0.take() {
-            Some(pgid) => nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).is_ok(),
-            None => false,
-        }
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// The two output readers of a command.
 struct Output {
     out: (Shared, tokio::task::JoinHandle<()>),
@@ -328,7 +307,7 @@ impl Adapter for Exec {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own process group, killed as a whole (see `Group`).
+            // Its own process group, killed as a whole (`sdk::ProcessGroup`).
             .process_group(0)
             .kill_on_drop(true);
         if let Some(cwd) = &p.cwd {
@@ -345,7 +324,9 @@ impl Adapter for Exec {
             }
             _ => AdapterError::internal(format!("cannot start `{}`: {e}", p.argv[0])),
         })?;
-        let mut group = Group(child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32)));
+        // Killed as a whole at the end of the run, and by the SDK if the
+        // adapter stops first: nothing the command started outlives it.
+        let mut group = sdk::ProcessGroup::new(child.id().unwrap_or_default());
         let mut output = Output::start(&mut child, self.max_output);
         let limit = match (p.timeout_s.map(Duration::from_secs), ctx.remaining()) {
             (Some(a), Some(b)) => a.min(b),

@@ -6,7 +6,10 @@
 //! belong to. Secrets in host config are resolved at use and redacted from
 //! everything that comes back.
 
+mod orphans;
 mod process;
+
+pub use orphans::{Orphan, find_orphans, reap_orphans};
 
 use crate::manifest::LoadedManifest;
 use crate::protocol::{
@@ -204,11 +207,47 @@ struct SlotState {
 struct Pool {
     spec: AdapterSpec,
     slots: Vec<tokio::sync::Mutex<SlotState>>,
+    /// Per slot: calls share it; a suspect's call holds it alone.
+    gates: Vec<tokio::sync::RwLock<()>>,
 }
 
 struct Inner {
     options: SupervisorOptions,
     pools: HashMap<String, Pool>,
+    suspects: std::sync::Mutex<Suspects>,
+}
+
+/// Runs that were in flight when their adapter crashed or broke the
+/// protocol. Any of them may be what broke it; the others lost their call to
+/// it. The next call of a suspect runs alone on its adapter, so a run that
+/// breaks the adapter again takes nothing else with it, and the runs it hit
+/// are retried beside nothing that can break them.
+#[derive(Default)]
+struct Suspects {
+    order: std::collections::VecDeque<String>,
+    set: std::collections::HashSet<String>,
+}
+
+/// Suspects remembered at most (the oldest are forgotten first).
+const MAX_SUSPECTS: usize = 4096;
+
+impl Suspects {
+    fn add(&mut self, run: &str) {
+        if self.set.insert(run.to_owned()) {
+            self.order.push_back(run.to_owned());
+            while self.order.len() > MAX_SUSPECTS {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, run: &str) {
+        if self.set.remove(run) {
+            self.order.retain(|r| r != run);
+        }
+    }
 }
 
 /// A cheap, cloneable handle to the adapters of every configured driver.
@@ -248,11 +287,18 @@ impl Supervisor {
                         })
                     })
                     .collect();
-                (spec.driver.clone(), Pool { spec, slots })
+                let gates = (0..spec.instances.max(1))
+                    .map(|_| tokio::sync::RwLock::new(()))
+                    .collect();
+                (spec.driver.clone(), Pool { spec, slots, gates })
             })
             .collect();
         Supervisor {
-            inner: Arc::new(Inner { options, pools }),
+            inner: Arc::new(Inner {
+                options,
+                pools,
+                suspects: Default::default(),
+            }),
         }
     }
 
@@ -462,6 +508,30 @@ impl Supervisor {
                 });
             }
         };
+        let suspect = run_id.as_ref().is_some_and(|r| {
+            self.inner
+                .suspects
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .set
+                .contains(r)
+        });
+        let gate = &self.inner.pools[driver].gates[slot];
+        let (_shared, _alone) = if suspect {
+            tracing::info!(driver, run = ?run_id, "the run was in flight when its adapter broke; it runs alone this time");
+            match tokio::time::timeout_at(deadline.into(), gate.write()).await {
+                Ok(g) => (None, Some(g)),
+                Err(_) => {
+                    return fail(CallError::Timeout {
+                        method: method.to_owned(),
+                        after_ms: timeout.as_millis() as u64,
+                        killed: false,
+                    });
+                }
+            }
+        } else {
+            (Some(gate.read().await), None)
+        };
         let process = match self.process(driver, slot, deadline).await {
             Ok(p) => p,
             Err(e) => return fail(e),
@@ -478,7 +548,7 @@ impl Supervisor {
                 &process,
                 method,
                 to_value(&build(wire_host)),
-                run_id,
+                run_id.clone(),
                 deadline,
             )
             .await;
@@ -487,6 +557,18 @@ impl Supervisor {
             state.failures = 0;
         }
         drop(state);
+        if let Some(run) = &run_id {
+            let mut suspects = self
+                .inner
+                .suspects
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &reply.result {
+                Err(CallError::Crashed { .. } | CallError::Protocol { .. }) => suspects.add(run),
+                _ if suspect => suspects.remove(run),
+                _ => {}
+            }
+        }
         Outcome {
             // Whatever the adapter says goes through the secrets it was sent.
             result: reply
@@ -554,7 +636,8 @@ impl Supervisor {
         .await
     }
 
-    /// `execute` an action; `deadline_ms` sent to the adapter is the whole timeout.
+    /// `execute` an action; `deadline_ms` sent to the adapter is the whole
+    /// timeout, `deadline_at_ms` the time it ends.
     #[allow(clippy::too_many_arguments)]
     pub async fn execute(
         &self,
@@ -569,6 +652,10 @@ impl Supervisor {
         timeout: Duration,
     ) -> Outcome<ExecuteResult> {
         let deadline_ms = timeout.as_millis() as u64;
+        let deadline_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|now| (now + timeout).as_millis() as u64)
+            .ok();
         self.call(
             driver,
             host,
@@ -584,6 +671,7 @@ impl Supervisor {
                 params,
                 idempotency_key: idempotency_key.to_owned(),
                 deadline_ms,
+                deadline_at_ms,
             },
         )
         .await

@@ -105,6 +105,8 @@ impl Process {
         cmd.args(&launch.argv[1..])
             .current_dir(&launch.cwd)
             .env("SWITCHYARD_DRIVER", &launch.driver)
+            // The SDK stops an adapter whose parent is no longer this process.
+            .env("SWITCHYARD_PARENT_PID", std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -26,6 +26,7 @@ pub struct Model {
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
     pub inverse_of: Option<Uuid>,
+    pub deadline_at_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
