@@ -20,6 +20,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use switchyard_test_support::{NatsServer, Postgres, free_port};
 
+/// The full fault matrix (`make faults`, `SWITCHYARD_FAULTS_FULL=1`) rather
+/// than the shorter variants `make test` runs.
+pub fn full() -> bool {
+    std::env::var("SWITCHYARD_FAULTS_FULL").is_ok_and(|v| v == "1")
+}
+
 /// A path in the repository.
 pub fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)

@@ -22,7 +22,7 @@ async fn store_with_runs(dir: &std::path::Path) -> Store {
     let url = format!("sqlite://{}?mode=rwc", dir.join("api.db").display());
     let store = Store::open(&url).await.unwrap();
     let lease = store
-        .acquire_lease("api-test", chrono::Utc::now(), Duration::from_secs(600))
+        .acquire_lease("api-test", Duration::from_secs(600))
         .await
         .unwrap()
         .unwrap();

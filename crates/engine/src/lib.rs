@@ -538,7 +538,7 @@ async fn acquire(ledger: &dyn Ledger, config: &EngineConfig) -> Result<Lease, St
     let mut announced = false;
     loop {
         if let Some(lease) = ledger
-            .acquire_lease(&config.holder, chrono::Utc::now(), config.lease_ttl)
+            .acquire_lease(&config.holder, config.lease_ttl)
             .await?
         {
             return Ok(lease);
@@ -563,10 +563,7 @@ async fn keep_lease(
     let mut wait = every;
     loop {
         tokio::time::sleep(wait).await;
-        match ledger
-            .acquire_lease(&config.holder, chrono::Utc::now(), config.lease_ttl)
-            .await
-        {
+        match ledger.acquire_lease(&config.holder, config.lease_ttl).await {
             Ok(Some(renewed)) => {
                 wait = every;
                 let mut held = lease.lock().expect("lease lock");

@@ -15,10 +15,10 @@ use switchyard_store::{
 
 /// Where decisions and status changes become durable.
 pub trait Ledger: Send + Sync + 'static {
+    /// Take or renew the lease for `ttl`; expiry is the database's to judge.
     fn acquire_lease<'a>(
         &'a self,
         holder: &'a str,
-        now: chrono::DateTime<chrono::Utc>,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>>;
 
@@ -56,10 +56,9 @@ impl Ledger for Store {
     fn acquire_lease<'a>(
         &'a self,
         holder: &'a str,
-        now: chrono::DateTime<chrono::Utc>,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<Lease>, StoreError>> {
-        Box::pin(Store::acquire_lease(self, holder, now, ttl))
+        Box::pin(Store::acquire_lease(self, holder, ttl))
     }
 
     fn correlation_state(

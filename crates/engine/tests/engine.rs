@@ -978,7 +978,7 @@ fn a_graceful_stop_hands_the_lease_over_at_once() {
             .expect("engine B takes the released lease without waiting for the TTL")
             .unwrap();
         let lease = store
-            .acquire_lease("engine-b", chrono::Utc::now(), Duration::from_secs(600))
+            .acquire_lease("engine-b", Duration::from_secs(600))
             .await
             .unwrap()
             .expect("B holds it");

@@ -46,7 +46,7 @@ fn run_for(host: &str, i: u64, tag: Uuid, at: DateTime<Utc>, mixed: bool) -> New
 /// (filling a ledger to query) instead of every run being queued.
 async fn write_rate(store: &Store, n: u64, batch: u64, mixed: bool) -> f64 {
     let lease = store
-        .acquire_lease("bench", Utc::now(), Duration::from_secs(36_000))
+        .acquire_lease("bench", Duration::from_secs(36_000))
         .await
         .unwrap()
         .unwrap();

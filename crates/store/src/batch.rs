@@ -178,8 +178,8 @@ impl Store {
         admit: &mut (dyn FnMut(&NewRun) -> bool + Send),
     ) -> Result<Vec<EventOutcome>, Error> {
         let txn = self.begin_write().await?;
+        self.check_lease(&txn.tx(), lease).await?;
         let outcomes = self.settle(&txn.tx(), now, items, admit).await?;
-        self.check_lease(&txn.tx(), lease, now).await?;
         txn.commit(&|| false).await?;
         self.after_commit().await;
         Ok(outcomes)
@@ -477,11 +477,10 @@ impl Store {
     pub async fn transition_many(
         &self,
         lease: &Lease,
-        now: DateTime<Utc>,
         changes: &[Transition],
     ) -> Result<Vec<bool>, Error> {
         let txn = self.begin_write().await?;
-        self.check_lease(&txn.tx(), lease, now).await?;
+        self.check_lease(&txn.tx(), lease).await?;
         let applied = self.apply_transitions(&txn.tx(), changes).await?;
         txn.commit(&|| false).await?;
         self.after_commit().await;
@@ -507,9 +506,10 @@ impl Store {
     ) -> Result<Written, Error> {
         let txn = self.begin_write().await?;
         let tx = txn.tx();
+        // First: on PostgreSQL the lease row stays locked until the commit.
+        self.check_lease(&tx, lease).await?;
         let applied = self.apply_transitions(&tx, changes).await?;
         let outcomes = self.settle(&tx, now, items, admit).await?;
-        self.check_lease(&tx, lease, now).await?;
         txn.commit(more).await?;
         self.after_commit().await;
         Ok((applied, outcomes))

@@ -329,10 +329,8 @@ impl DecisionTx<'_> {
     }
 
     /// Make everything durable, if `lease` is still current.
-    pub async fn commit(self, lease: &crate::Lease, now: DateTime<Utc>) -> Result<(), Error> {
-        self.store
-            .check_lease(&Tx::Orm(&self.txn), lease, now)
-            .await?;
+    pub async fn commit(self, lease: &crate::Lease) -> Result<(), Error> {
+        self.store.check_lease(&Tx::Orm(&self.txn), lease).await?;
         self.txn.commit().await?;
         Ok(())
     }
@@ -353,13 +351,12 @@ impl Store {
     pub async fn transition(
         &self,
         lease: &crate::Lease,
-        now: DateTime<Utc>,
         run_id: Uuid,
         to: RunStatus,
         u: RunUpdate,
     ) -> Result<RunRecord, Error> {
         let txn = self.db.begin().await?;
-        self.check_lease(&Tx::Orm(&txn), lease, now).await?;
+        self.check_lease(&Tx::Orm(&txn), lease).await?;
         let non_terminal = [RunStatus::Queued.as_str(), RunStatus::Running.as_str()];
         let mut set = run::ActiveModel {
             status: Set(to.as_str().to_owned()),

@@ -433,7 +433,7 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
         let store = Store::open(&url).await.unwrap();
         let lease = store
-            .acquire_lease("engine-a", Utc::now(), Duration::from_secs(3600))
+            .acquire_lease("engine-a", Duration::from_secs(3600))
             .await
             .unwrap()
             .unwrap();
@@ -460,7 +460,7 @@ mod tests {
         let writer = {
             let store = store.clone();
             let lease = lease.clone();
-            tokio::spawn(async move { store.transition_many(&lease, Utc::now(), &[]).await })
+            tokio::spawn(async move { store.transition_many(&lease, &[]).await })
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
@@ -523,7 +523,7 @@ mod tests {
         let lite = store.lite.as_deref().unwrap();
         lite.run("BEGIN").unwrap();
         store
-            .transition_many(&lease, Utc::now(), &[])
+            .transition_many(&lease, &[])
             .await
             .expect("the stray transaction is rolled back first");
         assert!(lite.with(|c| Ok(c.is_autocommit())).unwrap());

@@ -17,7 +17,7 @@ fn t(s: i64) -> DateTime<Utc> {
 
 async fn lease(store: &Store) -> Lease {
     store
-        .acquire_lease("engine-a", t(0), Duration::from_secs(3600))
+        .acquire_lease("engine-a", Duration::from_secs(3600))
         .await
         .unwrap()
         .expect("a free lease")
@@ -278,9 +278,15 @@ async fn a_full_queue_fails_the_run(store: Store) {
 }
 
 async fn a_lost_lease_records_nothing(store: Store) {
-    let old = lease(&store).await;
+    let old = store
+        .acquire_lease("engine-a", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    // engine-a stalls past expiry (by the database's clock); engine-b takes over.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     store
-        .acquire_lease("engine-b", t(4000), Duration::from_secs(3600))
+        .acquire_lease("engine-b", Duration::from_secs(3600))
         .await
         .unwrap()
         .expect("the expired lease is taken over");
@@ -297,6 +303,59 @@ async fn a_lost_lease_records_nothing(store: Store) {
     assert!(all_runs(&store).await.is_empty());
     // Nothing half-done: the inbox row and the windows were rolled back too.
     assert!(store.record_delivery("S|1", "e1", t(4001)).await.unwrap());
+}
+
+/// A takeover cannot slip in while a write is in progress: the write holds
+/// the lease row (PostgreSQL: `FOR SHARE`; SQLite: the write lock) until it
+/// commits, so the new holder's recovery, which reads right after its
+/// takeover, sees everything the old holder wrote.
+async fn a_takeover_waits_for_the_write_in_progress(store: Store) {
+    let a = store
+        .acquire_lease("engine-a", Duration::from_millis(500))
+        .await
+        .unwrap()
+        .unwrap();
+    let batch = vec![item(
+        "S|1",
+        0,
+        vec![planned("e1", 0, None, &["pve-01"], None)],
+    )];
+    let b_store = store.clone();
+    let rt = tokio::runtime::Handle::current();
+    let mut takeover = None;
+    let mut admit = |_: &NewRun| {
+        // Mid-transaction: the lease expires, and engine-b takes over and
+        // reads what is open, as its recovery would.
+        std::thread::sleep(Duration::from_millis(600));
+        let b_store = b_store.clone();
+        takeover = Some(rt.spawn(async move {
+            let b = b_store
+                .acquire_lease("engine-b", Duration::from_secs(3600))
+                .await
+                .unwrap()
+                .expect("the expired lease is taken over");
+            let open = b_store
+                .list_runs(&RunFilter::default(), None, 100)
+                .await
+                .unwrap()
+                .0;
+            (b, open)
+        }));
+        // Time enough for a takeover that does not wait to commit and read.
+        std::thread::sleep(Duration::from_millis(500));
+        true
+    };
+    store
+        .record_batch(&a, t(0), &batch, &mut admit)
+        .await
+        .expect("the lease was valid when the write began");
+    let (b, open) = takeover.unwrap().await.unwrap();
+    assert_eq!(b.epoch, a.epoch + 1);
+    assert_eq!(
+        open.len(),
+        1,
+        "the new holder saw the old holder's last write"
+    );
 }
 
 async fn transitions_apply_in_one_transaction(store: Store) {
@@ -333,13 +392,13 @@ async fn transitions_apply_in_one_transaction(store: Store) {
         },
     };
     let applied = store
-        .transition_many(&lease, t(1), &[running(a), running(b), done(a)])
+        .transition_many(&lease, &[running(a), running(b), done(a)])
         .await
         .unwrap();
     assert_eq!(applied, [true, true, true]);
     // A finished run does not change again.
     let applied = store
-        .transition_many(&lease, t(4), &[running(a), done(b)])
+        .transition_many(&lease, &[running(a), done(b)])
         .await
         .unwrap();
     assert_eq!(applied, [false, true]);
@@ -380,5 +439,6 @@ switchyard_test_support::backend_suite!(
     idempotency_keys_deduplicate_across_batches,
     a_full_queue_fails_the_run,
     a_lost_lease_records_nothing,
+    a_takeover_waits_for_the_write_in_progress,
     transitions_apply_in_one_transaction
 );

@@ -16,7 +16,7 @@ fn t(s: i64) -> DateTime<Utc> {
 
 async fn lease(store: &Store) -> Lease {
     store
-        .acquire_lease("engine-a", t(0), Duration::from_secs(3600))
+        .acquire_lease("engine-a", Duration::from_secs(3600))
         .await
         .unwrap()
         .expect("a free lease")
@@ -118,7 +118,7 @@ async fn a_decision_commits_whole_or_not_at_all(store: Store) {
     )
     .await
     .unwrap();
-    tx.commit(&lease, t(1)).await.unwrap();
+    tx.commit(&lease).await.unwrap();
 
     let (runs, next) = store
         .list_runs(&RunFilter::default(), None, 10)
@@ -154,11 +154,10 @@ async fn transitions_are_guarded(store: Store) {
     tx.insert(&decision(Uuid::now_v7(), "e", 0), &[r])
         .await
         .unwrap();
-    tx.commit(&lease, t(1)).await.unwrap();
+    tx.commit(&lease).await.unwrap();
     let running = store
         .transition(
             &lease,
-            t(6),
             id,
             RunStatus::Running,
             RunUpdate {
@@ -169,7 +168,7 @@ async fn transitions_are_guarded(store: Store) {
         .await
         .unwrap();
     assert_eq!(running.status, RunStatus::Running);
-    let done = store.transition(&lease, t(6), id,
+    let done = store.transition(&lease, id,
             RunStatus::Succeeded,
             RunUpdate {
                 finished_at: Some(t(7)),
@@ -189,7 +188,7 @@ async fn transitions_are_guarded(store: Store) {
             && done.output.unwrap().ends_with("[truncated]")
     );
     match store
-        .transition(&lease, t(6), id, RunStatus::Failed, RunUpdate::default())
+        .transition(&lease, id, RunStatus::Failed, RunUpdate::default())
         .await
     {
         Err(Error::TerminalRun {
@@ -221,7 +220,7 @@ async fn queries_filter_and_page(store: Store) {
         )
         .await
         .unwrap();
-        tx.commit(&lease, t(1)).await.unwrap();
+        tx.commit(&lease).await.unwrap();
     }
     let all = |f: RunFilter| {
         let store = store.clone();
@@ -299,48 +298,41 @@ async fn queries_filter_and_page(store: Store) {
 }
 
 async fn a_stale_lease_cannot_write(store: Store) {
-    let a = store
-        .acquire_lease("engine-a", t(0), Duration::from_secs(10))
-        .await
-        .unwrap()
-        .unwrap();
+    // Expiry is the database's to judge: the engines pass no clock.
+    let ttl = Duration::from_millis(600);
+    let a = store.acquire_lease("engine-a", ttl).await.unwrap().unwrap();
     assert_eq!(a.epoch, 1);
     assert!(
         store
-            .acquire_lease("engine-b", t(5), Duration::from_secs(10))
+            .acquire_lease("engine-b", ttl)
             .await
             .unwrap()
             .is_none(),
         "held and unexpired"
     );
-    let renewed = store
-        .acquire_lease("engine-a", t(8), Duration::from_secs(10))
-        .await
-        .unwrap()
-        .unwrap();
+    let renewed = store.acquire_lease("engine-a", ttl).await.unwrap().unwrap();
     assert_eq!(renewed.epoch, 1, "renewal keeps the epoch");
+    assert!(
+        renewed.expires_at >= a.expires_at,
+        "renewal extends the lease"
+    );
     let tx = store.begin_decision().await.unwrap();
     let r = run("pve-01", "100", RunStatus::Queued, 8);
     let id = r.id;
     tx.insert(&decision(Uuid::now_v7(), "e", 8), &[r])
         .await
         .unwrap();
-    tx.commit(&renewed, t(9)).await.unwrap();
+    tx.commit(&renewed).await.unwrap();
     // engine-a stalls past expiry; engine-b takes over with a new epoch.
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
     let b = store
-        .acquire_lease("engine-b", t(19), Duration::from_secs(10))
+        .acquire_lease("engine-b", Duration::from_secs(10))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(b.epoch, 2);
     match store
-        .transition(
-            &renewed,
-            t(20),
-            id,
-            RunStatus::Running,
-            RunUpdate::default(),
-        )
+        .transition(&renewed, id, RunStatus::Running, RunUpdate::default())
         .await
     {
         Err(Error::LeaseLost { epoch: 1, .. }) => {}
@@ -354,7 +346,7 @@ async fn a_stale_lease_cannot_write(store: Store) {
     .await
     .unwrap();
     assert!(matches!(
-        tx.commit(&renewed, t(20)).await,
+        tx.commit(&renewed).await,
         Err(Error::LeaseLost { .. })
     ));
     assert_eq!(
@@ -368,7 +360,7 @@ async fn a_stale_lease_cannot_write(store: Store) {
         "the stale decision was not recorded"
     );
     let running = store
-        .transition(&b, t(21), id, RunStatus::Running, RunUpdate::default())
+        .transition(&b, id, RunStatus::Running, RunUpdate::default())
         .await
         .unwrap();
     assert_eq!(running.status, RunStatus::Running);

@@ -53,7 +53,7 @@ async fn record(
         correlated_event_ids: Vec::new(),
     };
     tx.insert(&d, &runs).await.unwrap();
-    tx.commit(lease, t(at)).await.unwrap();
+    tx.commit(lease).await.unwrap();
     ids
 }
 
@@ -76,7 +76,7 @@ async fn count(store: &Store, status: RunStatus) -> usize {
 async fn a_suppression_storm_keeps_the_failures(store: Store) {
     use RunStatus::*;
     let lease = store
-        .acquire_lease("e", t(0), Duration::from_secs(1_000_000))
+        .acquire_lease("e", Duration::from_secs(1_000_000))
         .await
         .unwrap()
         .unwrap();
@@ -160,7 +160,7 @@ async fn a_suppression_storm_keeps_the_failures(store: Store) {
 
 async fn suppressions_aggregate_into_one_record(store: Store) {
     let lease = store
-        .acquire_lease("e", t(0), Duration::from_secs(1_000))
+        .acquire_lease("e", Duration::from_secs(1_000))
         .await
         .unwrap()
         .unwrap();

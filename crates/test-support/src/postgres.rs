@@ -70,32 +70,7 @@ impl Postgres {
                 "--no-sync",
             ],
         );
-        let log = pg.data.parent().unwrap().join("postgres.log");
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            pg.data.parent().unwrap().display()
-        );
-        pg.cmd(
-            "pg_ctl",
-            &[
-                "-D",
-                pg.data.to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ],
-        );
-        if let Err(e) = wait_for_port(port, Duration::from_secs(30)) {
-            panic!(
-                "postgres did not start: {e}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
+        pg.launch();
         pg.cmd(
             "createdb",
             &[
@@ -109,6 +84,58 @@ impl Postgres {
             ],
         );
         pg
+    }
+
+    /// `pg_ctl start` on the cluster's port; waits until it accepts connections.
+    fn launch(&self) {
+        let log = self.data.parent().unwrap().join("postgres.log");
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.data.parent().unwrap().display()
+        );
+        self.cmd(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+        if let Err(e) = wait_for_port(self.port, Duration::from_secs(30)) {
+            panic!(
+                "postgres did not start: {e}; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+    }
+
+    /// Stop the server at once (`pg_ctl stop -m immediate`: connections
+    /// are cut, as in a crash or a network outage). The data stays.
+    pub fn stop(&self) {
+        self.cmd(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// Start it again after [`Postgres::stop`], on the same port.
+    pub fn start_again(&self) {
+        self.launch();
     }
 
     fn cmd(&self, program: &str, args: &[&str]) {

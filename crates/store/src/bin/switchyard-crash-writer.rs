@@ -20,7 +20,7 @@ async fn main() {
         .expect("usage: switchyard-crash-writer <database url>");
     let store = Store::open(&url).await.expect("open the store");
     let lease = store
-        .acquire_lease("crash-writer", Utc::now(), Duration::from_secs(3600))
+        .acquire_lease("crash-writer", Duration::from_secs(3600))
         .await
         .expect("lease query")
         .expect("a free lease");
@@ -61,7 +61,7 @@ async fn main() {
         if n % 2 == 0 {
             let tx = store.begin_decision().await.expect("begin");
             tx.insert(&decision, &runs).await.expect("insert");
-            tx.commit(&lease, now).await.expect("commit");
+            tx.commit(&lease).await.expect("commit");
         } else {
             let item = EventDecisions {
                 delivery_key: format!("CRASH|{n}"),
