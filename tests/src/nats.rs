@@ -53,6 +53,24 @@ impl Js {
         ack.await.map(|a| a.sequence).map_err(|e| e.to_string())
     }
 
+    /// Publish with `Nats-Msg-Id` set, as switchyard's publishers do; `Ok(true)`
+    /// when the stream dropped it as a duplicate.
+    pub async fn publish_with_id(
+        &self,
+        subject: &str,
+        payload: Vec<u8>,
+        msg_id: &str,
+    ) -> Result<bool, String> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        let ack = self
+            .js
+            .publish_with_headers(subject.to_owned(), headers, payload.into())
+            .await
+            .map_err(|e| e.to_string())?;
+        ack.await.map(|a| a.duplicate).map_err(|e| e.to_string())
+    }
+
     /// Publish many (subject, payload) pairs with up to `window` awaiting
     /// their acks at once; returns how many the stream acknowledged.
     pub async fn publish_all(&self, items: Vec<(String, Vec<u8>)>, window: usize) -> usize {

@@ -54,6 +54,7 @@ pub struct NatsSection {
     pub max_ack_pending: i64,
     pub max_age: String,
     pub max_in_flight: usize,
+    pub duplicate_window: String,
 }
 
 impl Default for NatsSection {
@@ -67,6 +68,7 @@ impl Default for NatsSection {
             max_ack_pending: 1000,
             max_age: "7d".into(),
             max_in_flight: 1000,
+            duplicate_window: "2m".into(),
         }
     }
 }

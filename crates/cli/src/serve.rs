@@ -369,6 +369,7 @@ async fn serve(config: Config) -> Result<()> {
         max_ack_pending: config.nats.max_ack_pending,
         max_age: Config::duration(&config.nats.max_age),
         max_in_flight: config.nats.max_in_flight.max(1),
+        duplicate_window: Config::duration(&config.nats.duplicate_window),
         ..IntakeOptions::default()
     };
     let intake = Intake::start(&config.nats.url, opts)
