@@ -11,6 +11,7 @@
 pub mod effects;
 pub mod ledger;
 pub mod nats;
+pub mod proxy;
 
 pub use effects::{Effect, Effects};
 pub use ledger::Ledger;
@@ -70,6 +71,8 @@ pub struct RigOptions {
     pub nats: Vec<String>,
     /// Lines under `[ledger]`.
     pub ledger: Vec<String>,
+    /// serve reaches NATS through a [`proxy::Proxy`] the test can cut.
+    pub proxy: bool,
 }
 
 impl RigOptions {
@@ -81,7 +84,14 @@ impl RigOptions {
             engine: Vec::new(),
             nats: Vec::new(),
             ledger: Vec::new(),
+            proxy: false,
         }
+    }
+
+    /// serve reaches NATS through a proxy (`Rig::proxy`) the test can cut.
+    pub fn through_proxy(mut self) -> Self {
+        self.proxy = true;
+        self
     }
 
     /// Add a line under `[engine]`.
@@ -127,6 +137,8 @@ pub struct Rig {
     pub dir: tempfile::TempDir,
     pub nats: NatsServer,
     pub pg: Option<Postgres>,
+    /// Between serve and nats-server, when asked for.
+    pub proxy: Option<proxy::Proxy>,
     pub api: u16,
     pub hosts: Vec<String>,
     serve: Option<Serve>,
@@ -142,10 +154,12 @@ impl Rig {
         let pg = (opts.backend == Backend::Postgres).then(Postgres::start);
         let api = free_port();
         let hosts: Vec<String> = (0..opts.hosts).map(|i| format!("h-{i:02}")).collect();
+        let proxy = opts.proxy.then(|| proxy::Proxy::start(nats.port));
         let rig = Rig {
             dir,
             nats,
             pg,
+            proxy,
             api,
             hosts,
             serve: None,
@@ -163,7 +177,9 @@ impl Rig {
              [drivers.config.stubborn]\nlog = \"{log}\"\nlocks = \"{locks}\"\n\
              [policies]\ndir = \"policies\"\n",
             rig.db_url(),
-            rig.nats.url(),
+            rig.proxy
+                .as_ref()
+                .map_or_else(|| rig.nats.url(), proxy::Proxy::url),
             opts.nats.join("\n"),
             opts.engine.join("\n"),
             opts.ledger.join("\n"),
