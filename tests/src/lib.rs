@@ -73,6 +73,8 @@ pub struct RigOptions {
     pub ledger: Vec<String>,
     /// serve reaches NATS through a [`proxy::Proxy`] the test can cut.
     pub proxy: bool,
+    /// Environment variables serve is started with.
+    pub env: Vec<(String, String)>,
 }
 
 impl RigOptions {
@@ -85,7 +87,14 @@ impl RigOptions {
             nats: Vec::new(),
             ledger: Vec::new(),
             proxy: false,
+            env: Vec::new(),
         }
+    }
+
+    /// Start serve with this environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// serve reaches NATS through a proxy (`Rig::proxy`) the test can cut.
@@ -143,6 +152,7 @@ pub struct Rig {
     pub hosts: Vec<String>,
     serve: Option<Serve>,
     starts: usize,
+    env: Vec<(String, String)>,
 }
 
 impl Rig {
@@ -164,6 +174,7 @@ impl Rig {
             hosts,
             serve: None,
             starts: 0,
+            env: opts.env.clone(),
         };
         std::fs::create_dir_all(rig.path("policies")).expect("policies dir");
         let mut toml = format!(
@@ -198,6 +209,11 @@ impl Rig {
         rig
     }
 
+    /// Start serve with this environment variable from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// A path in the rig's folder.
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
@@ -228,6 +244,7 @@ impl Rig {
             .args(["serve", "--config"])
             .arg(self.path("switchyard.toml"))
             .env("SWITCHYARD_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("serve log"))

@@ -93,7 +93,8 @@ impl EventHandler for Handler {
             ),
             event_id: d.event_id,
             event,
-            received_at: d.received_at,
+            // Windows and staleness are measured on the engine's clock.
+            received_at: switchyard_engine::clock::now(),
         };
         match self.engine.decide(incoming).await {
             Ok(_) => Ok(()),
@@ -581,7 +582,7 @@ async fn prune_loop(store: Store, max_per_policy: usize, max_age: Duration, ever
     loop {
         tokio::time::sleep(every).await;
         match store
-            .prune_ledger(chrono::Utc::now(), max_per_policy, max_age)
+            .prune_ledger(switchyard_engine::clock::now(), max_per_policy, max_age)
             .await
         {
             Ok(r) if r.decisions > 0 => {
@@ -590,7 +591,7 @@ async fn prune_loop(store: Store, max_per_policy: usize, max_age: Duration, ever
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning the ledger failed"),
         }
-        if let Err(e) = store.prune_claims(chrono::Utc::now()).await {
+        if let Err(e) = store.prune_claims(switchyard_engine::clock::now()).await {
             tracing::warn!(error = %e, "pruning expired windows failed");
         }
     }

@@ -326,7 +326,7 @@ impl Dispatcher {
                     status: to.as_str(),
                     reason,
                     attempt,
-                    at: Utc::now(),
+                    at: crate::clock::now(),
                 });
                 true
             }
@@ -356,7 +356,7 @@ impl Dispatcher {
         );
         if let Some(started) = started {
             metrics::histogram!(switchyard_spec::metric_names::RUN_DURATION, "driver" => run.driver.clone())
-                .record((Utc::now() - started).to_std().unwrap_or_default().as_secs_f64());
+                .record((crate::clock::now() - started).to_std().unwrap_or_default().as_secs_f64());
         }
         if failed && run.meta.stop_on_error {
             self.stopped
@@ -369,7 +369,7 @@ impl Dispatcher {
             to,
             RunUpdate {
                 started_at: started,
-                finished_at: Some(Utc::now()),
+                finished_at: Some(crate::clock::now()),
                 severity: failed.then(|| "error".to_owned()),
                 reason,
                 effects,
@@ -393,7 +393,7 @@ impl Dispatcher {
                 &run,
                 RunStatus::Skipped,
                 RunUpdate {
-                    finished_at: Some(Utc::now()),
+                    finished_at: Some(crate::clock::now()),
                     reason: Some("earlier_action_failed".into()),
                     ..Default::default()
                 },
@@ -412,7 +412,9 @@ impl Dispatcher {
         if let Some(not_before) = run.not_before {
             // An earlier attempt of this run may still be going (its engine
             // crashed): the host stays held until that attempt's deadline.
-            let wait = (not_before - Utc::now()).to_std().unwrap_or_default();
+            let wait = (not_before - crate::clock::now())
+                .to_std()
+                .unwrap_or_default();
             if !wait.is_zero() {
                 tracing::info!(run = %run.id, host = %run.host, wait_ms = wait.as_millis() as u64, "waiting for the previous attempt's deadline before retrying");
                 tokio::time::sleep(wait).await;
@@ -435,7 +437,7 @@ impl Dispatcher {
                     .expect("the semaphore is never closed");
                 // `running` means calling the adapter. Each attempt records
                 // when it must be over, and is not made unless recorded.
-                let now = Utc::now();
+                let now = crate::clock::now();
                 let deadline = now
                     + chrono::Duration::from_std(run.meta.timeout).unwrap_or(chrono::Duration::MAX);
                 if !self
@@ -466,13 +468,15 @@ impl Dispatcher {
                         params: run.params.clone(),
                         idempotency_key: run.idempotency_key.clone(),
                         // What is left of the recorded deadline.
-                        timeout: (deadline - Utc::now()).to_std().unwrap_or_default(),
+                        timeout: (deadline - crate::clock::now())
+                            .to_std()
+                            .unwrap_or_default(),
                     })
                     .await
             };
             let transient = matches!(&report.result, Err(f) if f.transient);
             self.breakers
-                .record(&run.host, &run.driver, transient, Utc::now());
+                .record(&run.host, &run.driver, transient, crate::clock::now());
             let stderr = (!report.stderr.is_empty()).then(|| report.stderr.join("\n"));
             match report.result {
                 Ok(done) => {
@@ -548,7 +552,7 @@ impl Dispatcher {
             + chrono::Duration::from_std(self.config.max_queue_time)
                 .unwrap_or(chrono::Duration::MAX);
         loop {
-            let now = Utc::now();
+            let now = crate::clock::now();
             if now > deadline {
                 return false;
             }
@@ -557,7 +561,7 @@ impl Dispatcher {
                 Verdict::Probe => {
                     let healthy = self.drivers.health(&run.driver, &run.host).await;
                     self.breakers
-                        .probed(&run.host, &run.driver, healthy, Utc::now());
+                        .probed(&run.host, &run.driver, healthy, crate::clock::now());
                 }
                 Verdict::Wait(d) => {
                     let left = (deadline - now).to_std().unwrap_or_default();
@@ -565,7 +569,9 @@ impl Dispatcher {
                 }
             }
         }
-        let left = (deadline - Utc::now()).to_std().unwrap_or_default();
+        let left = (deadline - crate::clock::now())
+            .to_std()
+            .unwrap_or_default();
         tokio::time::timeout(left, self.limits.until_ready(&run.driver, &run.host))
             .await
             .is_ok()

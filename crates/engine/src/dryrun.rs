@@ -82,7 +82,7 @@ fn finding(out: &mut Vec<Finding>, severity: Severity, code: &str, path: String,
 
 /// Dry-run `policy` (enabled or not) against `input.event`.
 pub async fn dry_run(policy: &ActivePolicy, input: DryRunInput<'_>) -> DryRun {
-    let now = Utc::now();
+    let now = crate::clock::now();
     let mut findings = Vec::new();
     let envelope = input.event.to_envelope(now);
     let ir = &policy.ir;

@@ -10,6 +10,7 @@
 //! The engine knows nothing about NATS, HTTP or SQL: it persists through the
 //! [`Ledger`] port and calls drivers through the [`Drivers`] port.
 
+pub mod clock;
 pub mod config;
 pub mod correlate;
 pub mod decide;
@@ -189,7 +190,7 @@ impl Engine {
         ));
         let routing = Arc::new(routing);
         let correlations =
-            correlate::Correlations::load(ledger.correlation_state(chrono::Utc::now()).await?);
+            correlate::Correlations::load(ledger.correlation_state(clock::now()).await?);
         drivers.stop_leftovers().await;
         let recovery = recover(&*ledger, &dispatcher, &jobs_tx, &routing, &config).await?;
         Ok((
@@ -299,7 +300,7 @@ impl Engine {
                 Some(&driver),
             )
             .map_err(|e| UndoError::Route(e.reason()))?;
-        let now = chrono::Utc::now();
+        let now = clock::now();
         let target = switchyard_spec::selector::TargetRef {
             host: run.host.clone(),
             target_type: run.target_type.clone(),
@@ -392,7 +393,7 @@ impl Engine {
                 data,
                 extensions: Default::default(),
             },
-            received_at: chrono::Utc::now(),
+            received_at: clock::now(),
         };
         let inventory = Arc::clone(&self.inner.inventory.read().expect("inventory lock"));
         let Some(plan) = decide::plan_tick(
@@ -643,8 +644,7 @@ async fn recover(
                     // Not before the crashed attempt's deadline (when the
                     // SDK stops it, if its adapter outlived the engine).
                     let deadline = r.deadline_at.unwrap_or_else(|| {
-                        chrono::Utc::now()
-                            + chrono::Duration::from_std(v.timeout).unwrap_or_default()
+                        clock::now() + chrono::Duration::from_std(v.timeout).unwrap_or_default()
                     });
                     let mut q = queued_from(&r, v, next as u32);
                     q.not_before = Some(deadline + RECOVERY_MARGIN);
@@ -691,7 +691,7 @@ fn settle(r: &RunRecord, to: RunStatus, reason: &str) -> Transition {
         run_id: r.id,
         to,
         update: RunUpdate {
-            finished_at: Some(chrono::Utc::now()),
+            finished_at: Some(clock::now()),
             severity: Some("error".into()),
             reason: Some(reason.into()),
             ..Default::default()

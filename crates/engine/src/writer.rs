@@ -314,7 +314,7 @@ impl Writer {
         more: &(dyn Fn() -> bool + Sync),
     ) -> Result<(), (Batch, StoreError)> {
         let current = self.lease.lock().expect("lease lock").clone();
-        let now = chrono::Utc::now();
+        let now = crate::clock::now();
         stamp(&mut batch.items, now);
         let mut reserved: Vec<String> = Vec::new();
         let dispatcher = &self.dispatcher;
