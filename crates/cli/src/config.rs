@@ -136,6 +136,8 @@ pub struct LedgerSection {
     pub max_per_policy: usize,
     pub max_age: String,
     pub prune_interval: String,
+    /// How long a decided delivery is remembered (redeliveries recognized).
+    pub inbox_max_age: String,
 }
 
 impl Default for LedgerSection {
@@ -144,6 +146,7 @@ impl Default for LedgerSection {
             max_per_policy: 30,
             max_age: "30d".into(),
             prune_interval: "1m".into(),
+            inbox_max_age: "8d".into(),
         }
     }
 }

@@ -396,6 +396,7 @@ async fn serve(config: Config) -> Result<()> {
         store.clone(),
         config.ledger.max_per_policy,
         Config::duration(&config.ledger.max_age),
+        Config::duration(&config.ledger.inbox_max_age),
         Config::duration(&config.ledger.prune_interval).max(Duration::from_secs(1)),
     ));
     // Inventory refresh on an interval.
@@ -578,7 +579,13 @@ pub async fn load_policies(store: &Store) -> Result<PolicySet> {
     Ok(PolicySet::new(active))
 }
 
-async fn prune_loop(store: Store, max_per_policy: usize, max_age: Duration, every: Duration) {
+async fn prune_loop(
+    store: Store,
+    max_per_policy: usize,
+    max_age: Duration,
+    inbox_max_age: Duration,
+    every: Duration,
+) {
     loop {
         tokio::time::sleep(every).await;
         match store
@@ -593,6 +600,13 @@ async fn prune_loop(store: Store, max_per_policy: usize, max_age: Duration, ever
         }
         if let Err(e) = store.prune_claims(switchyard_engine::clock::now()).await {
             tracing::warn!(error = %e, "pruning expired windows failed");
+        }
+        let before = switchyard_engine::clock::now()
+            - chrono::Duration::from_std(inbox_max_age).unwrap_or(chrono::Duration::MAX);
+        match store.prune_inbox(before).await {
+            Ok(n) if n > 0 => tracing::info!(deliveries = n, "inbox pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning the inbox failed"),
         }
     }
 }

@@ -18,14 +18,14 @@ fn migrate(url: &str) -> (Option<i32>, String, String) {
 fn migrate_creates_then_reports_up_to_date() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
-    assert_eq!(migrate(&url).1.trim(), "applied 7 migration(s)");
+    assert_eq!(migrate(&url).1.trim(), "applied 8 migration(s)");
     assert!(dir.path().join("s.db").exists());
     assert_eq!(migrate(&url).1.trim(), "database is up to date");
 
     let pg = switchyard_test_support::Postgres::start();
     let (code, out, err) = migrate(&pg.url());
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.trim(), "applied 7 migration(s)");
+    assert_eq!(out.trim(), "applied 8 migration(s)");
 
     let (code, _, err) = migrate("mysql://nope");
     assert_eq!(code, Some(1));

@@ -343,6 +343,25 @@ async fn stderr_lines_go_to_the_run_they_name() {
 }
 
 #[tokio::test]
+async fn a_huge_stderr_line_is_cut_not_held() {
+    let sup = supervisor();
+    let out = exec(
+        &sup,
+        "h1",
+        "run-long",
+        json!({"action": "long_stderr", "bytes": 8 * 1024 * 1024}),
+        10_000,
+    )
+    .await;
+    assert!(out.result.is_ok(), "{:?}", out.result);
+    assert_eq!(out.stderr.len(), 1);
+    let line = &out.stderr[0];
+    assert!(line.ends_with(" [line truncated]"), "{}", &line[line.len() - 40..]);
+    assert!(line.len() < 17 * 1024, "{} bytes kept", line.len());
+    sup.shutdown().await;
+}
+
+#[tokio::test]
 async fn secrets_are_resolved_at_use_and_never_come_back() {
     let sup = supervisor();
     let secret = std::env::var("CARGO_PKG_NAME").unwrap();

@@ -202,6 +202,37 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// Forget deliveries received before `before` (the inbox recognizes a
+    /// redelivery only as long as it remembers the delivery: keep it at least
+    /// as long as the stream keeps events). In slices of 10,000 rows, by
+    /// the `received_at_ms` index; returns how many.
+    pub async fn prune_inbox(&self, before: DateTime<Utc>) -> Result<u64, Error> {
+        const SLICE: u64 = 10_000;
+        let p = self.placeholders(1);
+        let backend = self.db.get_database_backend();
+        let sql = format!(
+            "DELETE FROM inbox WHERE delivery_key IN \
+             (SELECT delivery_key FROM inbox WHERE received_at_ms < {} ORDER BY received_at_ms LIMIT {SLICE})",
+            p[0]
+        );
+        let mut total = 0;
+        loop {
+            let n = self
+                .db
+                .execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    sql.clone(),
+                    vec![ms(before).into()],
+                ))
+                .await?
+                .rows_affected();
+            total += n;
+            if n < SLICE {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Remove expired claims; returns how many.
     pub async fn prune_claims(&self, now: DateTime<Utc>) -> Result<u64, Error> {
         let p = self.placeholders(1);

@@ -80,6 +80,21 @@ async fn the_inbox_recognizes_redeliveries(store: Store) {
     );
 }
 
+async fn the_inbox_forgets_old_deliveries(store: Store) {
+    for i in 0..25_000 {
+        store
+            .record_delivery(&format!("S|{i}"), "e", t(i / 1000))
+            .await
+            .unwrap();
+    }
+    // Older than t(20): 20,000 rows, removed in two full slices and an empty one.
+    assert_eq!(store.prune_inbox(t(20)).await.unwrap(), 20_000);
+    assert_eq!(store.prune_inbox(t(20)).await.unwrap(), 0);
+    // What it forgot is decided again; what it remembers is not.
+    assert!(store.record_delivery("S|0", "e", t(30)).await.unwrap());
+    assert!(!store.record_delivery("S|24999", "e", t(30)).await.unwrap());
+}
+
 async fn racing_writers_claim_once(store: Store) {
     let store = Arc::new(store);
     let mut tasks = Vec::new();
@@ -112,5 +127,6 @@ switchyard_test_support::backend_suite!(
 
     claims_hold_until_they_expire,
     the_inbox_recognizes_redeliveries,
+    the_inbox_forgets_old_deliveries,
     racing_writers_claim_once
 );

@@ -181,7 +181,7 @@ async fn migrations_go_down_and_up_again(store: Store) {
     store.migrate_down_all().await.unwrap();
     assert_eq!(
         store.migrate().await.unwrap(),
-        7,
+        8,
         "every migration re-applied"
     );
     assert!(store.list_policies().await.unwrap().is_empty());

@@ -260,13 +260,24 @@ impl Adapter for Http {
             }
         })?;
         let status = resp.status().as_u16();
-        let mut body = resp
-            .bytes()
-            .await
-            .map_err(|e| AdapterError::transient(format!("reading the response: {e}")))?
-            .to_vec();
-        let truncated = body.len() > self.max_body;
-        body.truncate(self.max_body);
+        // Read at most `max_body` bytes: a huge or endless body costs nothing more.
+        let mut resp = resp;
+        let mut body = Vec::new();
+        let mut truncated = false;
+        loop {
+            let chunk = tokio::select! {
+                c = resp.chunk() => c.map_err(|e| AdapterError::transient(format!("reading the response: {e}")))?,
+                () = ctx.cancelled() => return Err(AdapterError::transient("cancelled by switchyard")),
+            };
+            let Some(chunk) = chunk else { break };
+            let room = self.max_body - body.len();
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
         let mut output = format!("{status}\n{}", String::from_utf8_lossy(&body));
         if truncated {
             output.push_str("\n[truncated]");

@@ -20,7 +20,8 @@ struct Seen {
 }
 
 /// A real HTTP/1.1 server: `/echo` returns the request as JSON, `/status/N`
-/// answers N, `/slow` waits 10 s, anything else answers 200 `ok`.
+/// answers N, `/slow` waits 10 s, `/endless` sends a body without end,
+/// anything else answers 200 `ok`.
 fn serve() -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
@@ -65,6 +66,13 @@ fn serve() -> (String, Arc<Mutex<Vec<Seen>>>) {
                     body: String::from_utf8_lossy(&body).into_owned(),
                 };
                 log.lock().unwrap().push(seen.clone());
+                if target == "/endless" {
+                    // A body that never ends: only the reader's limit stops it.
+                    let _ = write!(stream, "HTTP/1.1 200 X\r\nconnection: close\r\n\r\n");
+                    let chunk = vec![b'z'; 64 * 1024];
+                    while stream.write_all(&chunk).is_ok() {}
+                    return;
+                }
                 let (status, text) = if target.contains("/echo") {
                     (200, json!({"method": seen.method, "target": seen.target, "headers": seen.headers, "body": seen.body}).to_string())
                 } else if let Some(code) = target.strip_prefix("/status/") {
@@ -236,6 +244,25 @@ async fn post_json_and_expected_status() {
     .result
     .unwrap_err();
     assert!(e.is_transient(), "{e}");
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_endless_body_is_read_up_to_its_limit() {
+    let (addr, _) = serve();
+    let sup = supervisor();
+    let out = call(
+        &sup,
+        &host(&addr, json!({})),
+        "get",
+        json!({"path": "/endless"}),
+        Duration::from_secs(30),
+    )
+    .await;
+    let r = out.result.expect("answered without waiting for the end of the body");
+    let output = r.output.unwrap();
+    assert!(output.ends_with("[truncated]"), "{}", &output[output.len() - 40..]);
+    assert!(output.len() < 70 * 1024, "{} bytes kept", output.len());
     sup.shutdown().await;
 }
 

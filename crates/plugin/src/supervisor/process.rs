@@ -98,6 +98,40 @@ async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
+/// Longest stderr line kept; the rest of a longer one is read and dropped.
+const MAX_STDERR_LINE: usize = 16 * 1024;
+
+/// Read one line into `buf`, keeping at most `max` bytes of it; `None` at
+/// the end of the stream, else whether the line was cut. Memory stays bounded
+/// however long the line.
+async fn read_line_capped<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut truncated = false;
+    let mut any = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(any.then_some(truncated));
+        }
+        any = true;
+        let (take, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(pos) => (pos, true),
+            None => (available.len(), false),
+        };
+        let room = max.saturating_sub(buf.len());
+        buf.extend_from_slice(&available[..take.min(room)]);
+        truncated |= take > room;
+        reader.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(Some(truncated));
+        }
+    }
+}
+
 impl Process {
     /// Spawn the adapter (argv, never a shell) and start its reader tasks.
     pub fn spawn(launch: Launch) -> Result<Arc<Process>, CallError> {
@@ -337,13 +371,16 @@ impl Process {
     }
 
     async fn read_stderr(self: Arc<Self>, mut reader: BufReader<tokio::process::ChildStderr>) {
-        let mut line = String::new();
+        let mut line = Vec::new();
         loop {
-            line.clear();
-            match reader.read_line(&mut line).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    let text = self.redact(line.trim_end());
+            match read_line_capped(&mut reader, &mut line, MAX_STDERR_LINE).await {
+                Ok(None) | Err(_) => return,
+                Ok(Some(truncated)) => {
+                    let mut text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                    if truncated {
+                        text.push_str(" [line truncated]");
+                    }
+                    let text = self.redact(&text);
                     tracing::info!(driver = %self.launch.driver, instance = self.launch.instance, line = %text, "adapter stderr");
                     self.attach_stderr(text);
                 }

@@ -70,6 +70,10 @@ def execute(rid, p):
         sys.stderr.flush()
         time.sleep(params.get("hold_ms", 0) / 1000)
         reply(rid, {"ok": True})
+    elif action == "long_stderr":
+        sys.stderr.write("[%s] " % run + "e" * params.get("bytes", 10) + "\n")
+        sys.stderr.flush()
+        reply(rid, {"ok": True})
     elif action == "leak":
         secret = p["host"]["config"].get("token", "")
         sys.stderr.write("token is %s\n" % secret)
