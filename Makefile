@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help build test lint fmt bench demo api-fuzz clean
+.PHONY: help build test faults lint fmt bench demo api-fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ test: lint ## lint, the doc tests, every other test, then schemathesis against a
 	$(CARGO) test --locked --workspace --doc
 	$(CARGO) nextest run --locked --workspace --no-fail-fast
 	scripts/api-fuzz.sh
+
+faults: ## the fault matrix at full length (tests/: 10 kills of serve under 10,000 events, 100 during SQLite writes, a 60 s database outage)
+	SWITCHYARD_FAULTS_FULL=1 $(CARGO) nextest run --locked --workspace --no-fail-fast -E 'package(switchyard-system-tests)'
 
 api-fuzz: ## schemathesis against a live switchyard serve (the read endpoints of /api/openapi.json)
 	scripts/api-fuzz.sh
