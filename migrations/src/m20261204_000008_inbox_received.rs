@@ -22,7 +22,12 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_index(Index::drop().name("inbox_received").table("inbox").to_owned())
+            .drop_index(
+                Index::drop()
+                    .name("inbox_received")
+                    .table("inbox")
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -391,21 +391,46 @@ pub fn effect_policy(name: &str, kind: &str, verb: &str, ms: u64, extra: &str) -
     )
 }
 
-/// Processes started by the serve whose process id is `serve_pid` (the
-/// supervisor names itself to every adapter in `SWITCHYARD_PARENT_PID`).
-pub fn adapters_of(serve_pid: u32) -> Vec<u32> {
-    let needle = format!("SWITCHYARD_PARENT_PID={serve_pid}");
+/// Every process now: (pid, command line, environment), as `/proc` shows
+/// them to this user.
+pub fn processes() -> Vec<(u32, String, Vec<String>)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
+        let read = |f: &str| std::fs::read(entry.path().join(f)).unwrap_or_default();
+        let split = |raw: Vec<u8>| -> Vec<String> {
+            raw.split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
         };
-        if env.split(|b| *b == 0).any(|var| var == needle.as_bytes()) {
-            found.push(pid);
-        }
+        found.push((
+            pid,
+            split(read("cmdline")).join(" "),
+            split(read("environ")),
+        ));
     }
     found
+}
+
+/// Processes started by the serve whose process id is `serve_pid` (the
+/// supervisor names itself to every adapter in `SWITCHYARD_PARENT_PID`).
+pub fn adapters_of(serve_pid: u32) -> Vec<u32> {
+    let var = format!("SWITCHYARD_PARENT_PID={serve_pid}");
+    processes()
+        .into_iter()
+        .filter(|(_, _, env)| env.contains(&var))
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// A counter's value from serve's `/metrics` (0 when it was never counted).
+pub fn metric(api: u16, name: &str) -> f64 {
+    let (_, text) = http_get(api, "/metrics").expect("/metrics answers");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

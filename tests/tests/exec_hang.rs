@@ -9,17 +9,11 @@ use switchyard_system_tests::{Backend, Rig, RigOptions, nats};
 
 /// Processes whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(needle) {
-            found.push(format!("{}: {cmd}", entry.file_name().to_string_lossy()));
-        }
-    }
-    found
+    switchyard_system_tests::processes()
+        .into_iter()
+        .filter(|(_, cmd, _)| cmd.contains(needle))
+        .map(|(pid, cmd, _)| format!("{pid}: {cmd}"))
+        .collect()
 }
 
 /// A policy running `argv` on `host`; the command's own `timeout_s`, and the

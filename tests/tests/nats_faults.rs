@@ -65,14 +65,6 @@ async fn check(rig: &Rig, acked: &[String]) {
     assert_eq!(effects.completed(), acked.len());
 }
 
-/// A counter's value from serve's `/metrics`.
-fn metric(rig: &Rig, name: &str) -> f64 {
-    let (_, text) = switchyard_system_tests::http_get(rig.api, "/metrics").expect("/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 /// Row 2: `kill -9` of nats-server five times while a producer publishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_server_killed_while_publishing_loses_no_acknowledged_event() {
@@ -119,7 +111,7 @@ async fn a_cut_nats_connection_causes_no_duplicate_effect() {
     let acked = producer.await.unwrap();
     check(&rig, &acked).await;
     // Messages were pulled again after the cut, and recognized.
-    let received = metric(&rig, "switchyard_intake_received_total");
+    let received = switchyard_system_tests::metric(rig.api, "switchyard_intake_received_total");
     assert!(
         received > acked.len() as f64,
         "the cut caused redeliveries ({received} received for {} events)",

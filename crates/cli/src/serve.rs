@@ -93,8 +93,8 @@ impl EventHandler for Handler {
             ),
             event_id: d.event_id,
             event,
-            // Windows and staleness are measured on the engine's clock.
-            received_at: switchyard_engine::clock::now(),
+            // Staleness compares it with the producer's time: the wall clock.
+            received_at: d.received_at,
         };
         match self.engine.decide(incoming).await {
             Ok(_) => Ok(()),
@@ -165,7 +165,13 @@ async fn serve(config: Config) -> Result<()> {
                 .map_err(|p| anyhow!("driver `{name}`: {}", p.join("; ")))?,
         );
     }
-    let supervisor = Supervisor::new(SupervisorOptions::default(), specs);
+    let supervisor = Supervisor::new(
+        SupervisorOptions {
+            deployment: Some(deployment(&url)),
+            ..SupervisorOptions::default()
+        },
+        specs,
+    );
     let stale_after = Config::duration(&config.inventory.stale_after);
     let fleet = Arc::new(Fleet::new(
         Arc::clone(&registry),
@@ -505,6 +511,13 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// What names this deployment to its adapters (`SWITCHYARD_DEPLOYMENT`):
+/// one engine per database, so a digest of the database URL.
+fn deployment(database_url: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(database_url.as_bytes())[..8])
 }
 
 fn redact_url(url: &str) -> String {

@@ -16,7 +16,15 @@ use std::time::Instant;
 pub fn now() -> DateTime<Utc> {
     static ANCHOR: OnceLock<(DateTime<Utc>, Instant)> = OnceLock::new();
     let (wall, mono) = ANCHOR.get_or_init(|| (Utc::now(), Instant::now()));
-    *wall + chrono::Duration::from_std(mono.elapsed()).unwrap_or(chrono::Duration::MAX)
+    after(*wall, mono.elapsed())
+}
+
+/// `t` plus `d`, or the end of time where that does not fit.
+pub fn after(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]
@@ -29,5 +37,16 @@ mod tests {
         assert!(b - a >= chrono::Duration::milliseconds(20));
         // Anchored on the wall clock.
         assert!((chrono::Utc::now() - b).num_seconds().abs() < 60);
+    }
+
+    #[test]
+    fn after_saturates_at_the_end_of_time() {
+        let now = super::now();
+        let year = std::time::Duration::from_secs(365 * 86_400);
+        assert!(super::after(now, year) > now);
+        assert_eq!(
+            super::after(now, year * 1_000_000),
+            chrono::DateTime::<chrono::Utc>::MAX_UTC
+        );
     }
 }

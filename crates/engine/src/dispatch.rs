@@ -60,6 +60,34 @@ impl QueuedRun {
     }
 }
 
+/// A run just committed `queued`, as its host's queue holds it.
+fn queued_run(
+    decision: &switchyard_store::NewDecision,
+    r: switchyard_store::NewRun,
+    meta: DispatchMeta,
+) -> QueuedRun {
+    QueuedRun {
+        id: r.id,
+        decision_id: decision.id,
+        policy_id: decision.policy_id,
+        policy_name: decision.policy_name.clone(),
+        host: r.host,
+        target: Target {
+            target_type: r.target_type,
+            id: r.target_id,
+        },
+        driver: r.driver.unwrap_or_default(),
+        capability: r.capability,
+        verb: r.verb,
+        params: r.params,
+        idempotency_key: r.idempotency_key.unwrap_or_default(),
+        queued_at: r.queued_at,
+        attempt: 1,
+        meta,
+        not_before: None,
+    }
+}
+
 /// A run status change, as the API streams it and NATS carries it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunNotice {
@@ -178,31 +206,46 @@ impl Dispatcher {
                     if sr.is_none_or(|sr| sr.status != RunStatus::Queued) {
                         continue;
                     }
-                    let r = pr.run;
-                    runs.push(QueuedRun {
-                        id: r.id,
-                        decision_id: decision.id,
-                        policy_id: decision.policy_id,
-                        policy_name: decision.policy_name.clone(),
-                        host: r.host,
-                        target: Target {
-                            target_type: r.target_type,
-                            id: r.target_id,
-                        },
-                        driver: r.driver.unwrap_or_default(),
-                        capability: r.capability,
-                        verb: r.verb,
-                        params: r.params,
-                        idempotency_key: r.idempotency_key.unwrap_or_default(),
-                        queued_at: r.queued_at,
-                        attempt: 1,
-                        meta,
-                        not_before: None,
-                    });
+                    runs.push(queued_run(&decision, pr.run, meta));
                 }
             }
         }
         self.enqueue(reserved, runs);
+    }
+
+    /// Queue the runs of events whose decisions turned out to be committed
+    /// already — by an earlier attempt of the same batch whose commit was
+    /// reported failed (the connection dropped as it committed). `queued` says
+    /// which of the planned runs the ledger holds as `queued`.
+    pub(crate) fn admit_found(
+        self: &Arc<Self>,
+        items: Vec<EventDecisions>,
+        metas: Vec<Metas>,
+        queued: &HashSet<Uuid>,
+    ) {
+        let mut runs = Vec::new();
+        for (item, metas) in items.into_iter().zip(metas) {
+            let mut metas = metas.into_iter();
+            for planned in item.decisions {
+                let decision = planned.decision;
+                for pr in planned.runs {
+                    if pr.run.status != RunStatus::Queued {
+                        continue;
+                    }
+                    let Some(meta) = metas.next() else { break };
+                    if queued.contains(&pr.run.id) {
+                        runs.push(queued_run(&decision, pr.run, meta));
+                    }
+                }
+            }
+        }
+        if !runs.is_empty() {
+            tracing::warn!(
+                runs = runs.len(),
+                "a commit reported failed had landed; its queued runs go to their hosts now"
+            );
+        }
+        self.enqueue(&[], runs);
     }
 
     /// Queue runs found at recovery (already `queued` in the ledger).
@@ -438,8 +481,7 @@ impl Dispatcher {
                 // `running` means calling the adapter. Each attempt records
                 // when it must be over, and is not made unless recorded.
                 let now = crate::clock::now();
-                let deadline = now
-                    + chrono::Duration::from_std(run.meta.timeout).unwrap_or(chrono::Duration::MAX);
+                let deadline = crate::clock::after(now, run.meta.timeout);
                 if !self
                     .set(
                         &run,
@@ -548,9 +590,7 @@ impl Dispatcher {
     /// The circuit breaker, then the rate limits. `false`: the run waited past
     /// `max_queue_time` (its queue time counts from `queued_at`).
     async fn pass_gates(&self, run: &QueuedRun) -> bool {
-        let deadline = run.queued_at
-            + chrono::Duration::from_std(self.config.max_queue_time)
-                .unwrap_or(chrono::Duration::MAX);
+        let deadline = crate::clock::after(run.queued_at, self.config.max_queue_time);
         loop {
             let now = crate::clock::now();
             if now > deadline {

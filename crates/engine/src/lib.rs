@@ -170,6 +170,7 @@ impl Engine {
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (lost_tx, lost_rx) = watch::channel(false);
         let health = Arc::new(writer::Health::default());
+        let renew = Arc::new(tokio::sync::Notify::new());
         writer::runtime().spawn(writer::run(
             writer::Writer {
                 ledger: Arc::clone(&ledger),
@@ -177,6 +178,7 @@ impl Engine {
                 dispatcher: Arc::clone(&dispatcher),
                 closed: Arc::clone(&closed),
                 lost: lost_rx.clone(),
+                renew: Arc::clone(&renew),
                 health: Arc::clone(&health),
             },
             jobs_rx,
@@ -187,6 +189,7 @@ impl Engine {
             Arc::clone(&lease),
             config.clone(),
             lost_tx,
+            renew,
         ));
         let routing = Arc::new(routing);
         let correlations =
@@ -393,7 +396,7 @@ impl Engine {
                 data,
                 extensions: Default::default(),
             },
-            received_at: clock::now(),
+            received_at: chrono::Utc::now(),
         };
         let inventory = Arc::clone(&self.inner.inventory.read().expect("inventory lock"));
         let Some(plan) = decide::plan_tick(
@@ -557,13 +560,17 @@ async fn keep_lease(
     lease: Arc<Lock<Lease>>,
     config: EngineConfig,
     lost: watch::Sender<bool>,
+    renew_now: Arc<tokio::sync::Notify>,
 ) {
     let every = config.lease_ttl / 3;
     // After a failed renewal, try again soon: writes wait on an expired lease.
     let retry = every.min(Duration::from_secs(1));
     let mut wait = every;
     loop {
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = renew_now.notified() => {}
+        }
         match ledger.acquire_lease(&config.holder, config.lease_ttl).await {
             Ok(Some(renewed)) => {
                 wait = every;
@@ -597,7 +604,7 @@ async fn keep_lease(
 /// How long after a crashed attempt's deadline recovery waits before
 /// carrying the run out again: the SDK stops a request at its deadline, the
 /// margin covers its clock and its exit.
-pub const RECOVERY_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
+pub const RECOVERY_MARGIN: Duration = Duration::from_secs(5);
 
 /// DESIGN §5 recovery: queued runs first in `queued_at` order; running runs
 /// of idempotent verbs retried with `attempt + 1` (bounded), each once the
@@ -643,11 +650,11 @@ async fn recover(
                     });
                     // Not before the crashed attempt's deadline (when the
                     // SDK stops it, if its adapter outlived the engine).
-                    let deadline = r.deadline_at.unwrap_or_else(|| {
-                        clock::now() + chrono::Duration::from_std(v.timeout).unwrap_or_default()
-                    });
+                    let deadline = r
+                        .deadline_at
+                        .unwrap_or_else(|| clock::after(clock::now(), v.timeout));
                     let mut q = queued_from(&r, v, next as u32);
-                    q.not_before = Some(deadline + RECOVERY_MARGIN);
+                    q.not_before = Some(clock::after(deadline, RECOVERY_MARGIN));
                     retry.push(q);
                     report.retried += 1;
                 }

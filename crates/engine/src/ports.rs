@@ -45,6 +45,12 @@ pub trait Ledger: Send + Sync + 'static {
     /// Every run still `queued` or `running`, oldest first.
     fn open_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
 
+    /// The status of each of these runs that exists.
+    fn run_statuses<'a>(
+        &'a self,
+        ids: &'a [uuid::Uuid],
+    ) -> BoxFuture<'a, Result<HashMap<uuid::Uuid, RunStatus>, StoreError>>;
+
     /// Unexpired `ALL`-group correlation state.
     fn correlation_state(
         &self,
@@ -88,6 +94,13 @@ impl Ledger for Store {
 
     fn write_idle(&self) {
         self.release_write_gate();
+    }
+
+    fn run_statuses<'a>(
+        &'a self,
+        ids: &'a [uuid::Uuid],
+    ) -> BoxFuture<'a, Result<HashMap<uuid::Uuid, RunStatus>, StoreError>> {
+        Box::pin(Store::run_statuses(self, ids))
     }
 
     fn open_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
@@ -191,8 +204,9 @@ pub struct SupervisedDrivers {
 impl Drivers for SupervisedDrivers {
     fn stop_leftovers(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {
-            let reaped = tokio::task::spawn_blocking(|| {
-                switchyard_plugin::supervisor::reap_orphans(Duration::from_secs(5))
+            let supervisor = self.supervisor.clone();
+            let reaped = tokio::task::spawn_blocking(move || {
+                supervisor.reap_orphans(Duration::from_secs(5))
             })
             .await
             .unwrap_or_default();

@@ -74,13 +74,13 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    fn failing(&self, why: &StoreError) {
+    fn failing(&self, why: String) {
         let mut f = self.failing.lock().expect("health lock");
         if f.is_none() {
-            tracing::error!(error = %why, "ledger writes fail; intake pauses and the writes are retried until the database takes them");
+            tracing::error!(why = %why, "ledger writes fail; intake pauses and the writes are retried until they land");
             metrics::gauge!(m::LEDGER_FAILING).set(1.0);
         }
-        *f = Some(why.to_string());
+        *f = Some(why);
     }
 
     fn ok(&self) {
@@ -133,6 +133,8 @@ pub(crate) struct Writer {
     pub closed: Arc<AtomicBool>,
     /// Set once the lease is taken by another instance.
     pub lost: watch::Receiver<bool>,
+    /// Wakes the lease keeper to renew at once (a write found it expired).
+    pub renew: Arc<tokio::sync::Notify>,
     pub health: Arc<Health>,
 }
 
@@ -144,6 +146,9 @@ struct Batch {
     items: Vec<EventDecisions>,
     metas: Vec<Metas>,
     plan_replies: Vec<oneshot::Sender<Result<EventOutcome, WriteError>>>,
+    /// A status change written again without its output after a refusal:
+    /// refused once more, it is given up.
+    last_resort: bool,
 }
 
 impl Batch {
@@ -180,6 +185,7 @@ impl Batch {
             items: self.items.split_off(i),
             metas: self.metas.split_off(i),
             plan_replies: self.plan_replies.split_off(i),
+            last_resort: false,
         };
         (self, rest)
     }
@@ -211,19 +217,24 @@ pub(crate) async fn run(writer: Writer, mut jobs: mpsc::Receiver<Job>, batch_max
             batch.fail(&WriteError::Closed);
             continue;
         }
+        // Once per batch: a retry writes the same runs, with the same ids.
+        stamp(&mut batch.items, crate::clock::now());
         let more = || !jobs.is_empty();
-        writer.commit(batch, &more).await;
+        writer.commit(batch, &more, false).await;
     }
     writer.ledger.write_idle();
 }
 
 impl Writer {
     /// Write `batch` until it lands, splitting out what the database refuses.
-    async fn commit(&self, batch: Batch, more: &(dyn Fn() -> bool + Sync)) {
+    /// `uncertain`: an earlier attempt failed in a way that may have
+    /// committed it after all.
+    async fn commit(&self, batch: Batch, more: &(dyn Fn() -> bool + Sync), uncertain: bool) {
         let mut batch = batch;
+        let mut uncertain = uncertain;
         let mut wait = RETRY_FIRST;
         loop {
-            let (failed, e) = match self.try_write(batch, more).await {
+            let (failed, e) = match self.try_write(batch, more, uncertain).await {
                 Ok(()) => {
                     self.health.ok();
                     return;
@@ -242,10 +253,12 @@ impl Writer {
                     batch.fail(&WriteError::from(&e));
                     return;
                 }
-                // Expired, not taken: the renewal will tell which.
-                tracing::warn!(error = %e, "the engine lease is expired; the write waits for its renewal");
-                self.ledger.write_idle();
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                // Expired, not taken (the database was away when it was due):
+                // renew now; the renewal also tells whether it was taken.
+                self.health
+                    .failing("the engine lease expired; waiting for its renewal".into());
+                self.renew.notify_one();
+                self.pause(Duration::from_millis(250)).await;
                 continue;
             }
             if e.is_refused_data() {
@@ -253,19 +266,26 @@ impl Writer {
                 self.health.ok();
                 if batch.len() > 1 {
                     let (first, rest) = batch.split();
-                    Box::pin(self.commit(first, more)).await;
-                    Box::pin(self.commit(rest, more)).await;
+                    Box::pin(self.commit(first, more, uncertain)).await;
+                    Box::pin(self.commit(rest, more, uncertain)).await;
                 } else {
                     self.refused(batch, &e, more).await;
                 }
                 return;
             }
             metrics::counter!(m::LEDGER_WRITE_FAILURES, "kind" => "outage").increment(1);
-            self.health.failing(&e);
-            self.ledger.write_idle();
-            tokio::time::sleep(wait).await;
+            self.health.failing(e.to_string());
+            // The connection may have dropped as the commit landed.
+            uncertain = true;
+            self.pause(wait).await;
             wait = (wait * 2).min(RETRY_MAX);
         }
+    }
+
+    /// Give back what a write keeps for the next batch, and wait.
+    async fn pause(&self, d: Duration) {
+        self.ledger.write_idle();
+        tokio::time::sleep(d).await;
     }
 
     /// One event's decision, or one status change, that the database refused.
@@ -280,14 +300,16 @@ impl Writer {
             return;
         };
         let reply = batch.change_replies.pop().expect("a reply per change");
-        let u = &change.update;
-        if u.output.is_none() && u.effects.is_none() && u.reason.is_none() {
-            tracing::error!(run = %change.run_id, to = change.to.as_str(), error = %e, "the ledger refused a run's status change");
+        if batch.last_resort {
+            // Even the bare status change is refused: recovery at the next
+            // start settles the run.
+            tracing::error!(run = %change.run_id, to = change.to.as_str(), error = %e, "the ledger refused a run's status change; recovery will settle the run");
             let _ = reply.send(Err(WriteError::Store(e.to_string())));
             return;
         }
         // Keep the status and the times; drop what the database would not take.
-        tracing::error!(run = %change.run_id, to = change.to.as_str(), error = %e, "the ledger refused a run's output; the status is recorded without it");
+        tracing::error!(run = %change.run_id, to = change.to.as_str(), error = %e, "the ledger refused a run's status change; it is recorded without its output, effects and reason");
+        let u = change.update;
         let plain = Transition {
             run_id: change.run_id,
             to: change.to,
@@ -295,27 +317,30 @@ impl Writer {
                 output: Some(format!("[the ledger refused this run's output: {e}]")),
                 effects: None,
                 reason: u.reason.as_ref().map(|_| "unrecordable_reason".to_owned()),
-                ..u.clone()
+                ..u
             },
         };
-        let mut again = Batch::default();
+        let mut again = Batch {
+            last_resort: true,
+            ..Batch::default()
+        };
         again.push(Job::Transition {
             change: plain,
             reply,
         });
-        Box::pin(self.commit(again, more)).await;
+        Box::pin(self.commit(again, more, false)).await;
     }
 
     /// One attempt: on success every job is answered and queued runs go to
     /// their hosts; on failure the batch comes back with the error.
     async fn try_write(
         &self,
-        mut batch: Batch,
+        batch: Batch,
         more: &(dyn Fn() -> bool + Sync),
+        uncertain: bool,
     ) -> Result<(), (Batch, StoreError)> {
         let current = self.lease.lock().expect("lease lock").clone();
         let now = crate::clock::now();
-        stamp(&mut batch.items, now);
         let mut reserved: Vec<String> = Vec::new();
         let dispatcher = &self.dispatcher;
         let mut admit = |run: &NewRun| {
@@ -336,30 +361,71 @@ impl Writer {
                 more,
             )
             .await;
-        match result {
-            Ok((applied, outcomes)) => {
-                let Batch {
-                    change_replies,
-                    items,
-                    metas,
-                    plan_replies,
-                    ..
-                } = batch;
-                self.dispatcher
-                    .admit_committed(&reserved, items, metas, &outcomes);
-                for (reply, ok) in change_replies.into_iter().zip(applied) {
-                    let _ = reply.send(Ok(ok));
-                }
-                for (reply, outcome) in plan_replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-                Ok(())
-            }
+        let (applied, outcomes) = match result {
+            Ok(written) => written,
             Err(e) => {
                 self.dispatcher
                     .admit_committed(&reserved, Vec::new(), Vec::new(), &[]);
                 tracing::warn!(error = %e, events = batch.items.len(), changes = batch.changes.len(), "a ledger write failed; nothing of it is acknowledged yet");
-                Err((batch, e))
+                return Err((batch, e));
+            }
+        };
+        let Batch {
+            change_replies,
+            items,
+            metas,
+            plan_replies,
+            ..
+        } = batch;
+        // After an attempt that may have committed, an event now found
+        // decided before may be this batch's own: its runs, if the ledger
+        // holds them `queued`, have not reached their hosts yet.
+        let found: Vec<(EventDecisions, Metas)> = if uncertain {
+            items
+                .iter()
+                .zip(&metas)
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, EventOutcome::Redelivered))
+                .map(|((i, m), _)| (i.clone(), m.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.dispatcher
+            .admit_committed(&reserved, items, metas, &outcomes);
+        for (reply, ok) in change_replies.into_iter().zip(applied) {
+            let _ = reply.send(Ok(ok));
+        }
+        for (reply, outcome) in plan_replies.into_iter().zip(outcomes) {
+            let _ = reply.send(Ok(outcome));
+        }
+        if !found.is_empty() {
+            self.admit_found(found).await;
+        }
+        Ok(())
+    }
+
+    /// Queue the runs a commit reported failed had recorded `queued`.
+    async fn admit_found(&self, found: Vec<(EventDecisions, Metas)>) {
+        let ids: Vec<uuid::Uuid> = found
+            .iter()
+            .flat_map(|(i, _)| &i.decisions)
+            .flat_map(|d| &d.runs)
+            .filter(|r| r.run.status == switchyard_store::RunStatus::Queued)
+            .map(|r| r.run.id)
+            .collect();
+        match self.ledger.run_statuses(&ids).await {
+            Ok(statuses) => {
+                let queued = statuses
+                    .into_iter()
+                    .filter(|(_, s)| *s == switchyard_store::RunStatus::Queued)
+                    .map(|(id, _)| id)
+                    .collect();
+                let (items, metas) = found.into_iter().unzip();
+                self.dispatcher.admit_found(items, metas, &queued);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, runs = ids.len(), "cannot read back runs a commit reported failed may have recorded; recovery at the next start queues them")
             }
         }
     }

@@ -122,6 +122,18 @@ impl Drivers for Recorder {
                     output: Some("refused".into()),
                     reason: Some("precondition_failed".into()),
                 }),
+                // An effect PostgreSQL cannot store (U+0000 in jsonb).
+                Some("nul_effect") => Ok(Executed {
+                    ok: true,
+                    effects: vec![switchyard_plugin::protocol::Effect {
+                        target: req.target.id.clone(),
+                        field: "state\u{0}".into(),
+                        from: Value::Null,
+                        to: json!("on"),
+                    }],
+                    output: Some("done".into()),
+                    reason: None,
+                }),
                 _ => Ok(Executed {
                     ok: true,
                     effects: vec![],
@@ -783,7 +795,7 @@ fn a_second_engine_stands_by_then_recovers_what_the_first_left() {
             .find(|(id, _)| *id == retried.id.to_string())
             .unwrap();
         assert!(
-            *retry_began >= deadline + switchyard_engine::RECOVERY_MARGIN,
+            *retry_began >= switchyard_engine::clock::after(deadline, switchyard_engine::RECOVERY_MARGIN),
             "retried at {retry_began}, the crashed attempt's deadline was {deadline}"
         );
     });
@@ -1041,5 +1053,51 @@ fn a_row_the_database_refuses_is_split_out_of_its_batch() {
         assert_eq!(runs.len(), 117);
         assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
         assert!(s.engine.ledger_failing().is_none());
+    });
+}
+
+/// A status change the database refuses (an adapter reported an effect
+/// PostgreSQL cannot store) is recorded without its effects and output,
+/// instead of being lost; the other runs of its batch are recorded as they are.
+#[test]
+fn a_status_change_the_database_refuses_is_recorded_without_its_output() {
+    rt().block_on(async {
+        let pg = switchyard_test_support::Postgres::start();
+        let p = on_event_host(
+            "poke-host",
+            "thing.happened",
+            json!([{"capability": "thing", "verb": "poke", "params": {"fail": "{{ $.data.fail }}"}}]),
+            json!({}),
+        );
+        let hosts = ["h0", "h1", "h2"];
+        let s = setup_at(
+            &pg.url(),
+            tempfile::tempdir().unwrap(),
+            config(4),
+            &hosts,
+            vec![p],
+        )
+        .await;
+        for (i, h) in hosts.iter().enumerate() {
+            let fail = if i == 1 { "nul_effect" } else { "no" };
+            s.engine
+                .decide(event("thing.happened", h, json!({"fail": fail})))
+                .await
+                .unwrap();
+        }
+        let runs = settle(&s.store).await;
+        assert_eq!(runs.len(), 3);
+        assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded), "{runs:?}");
+        let refused = runs.iter().find(|r| r.host == "h1").unwrap();
+        assert!(refused.effects.is_none(), "{refused:?}");
+        assert!(
+            refused
+                .output
+                .as_deref()
+                .is_some_and(|o| o.starts_with("[the ledger refused this run's output")),
+            "{refused:?}"
+        );
+        let fine = runs.iter().find(|r| r.host == "h0").unwrap();
+        assert_eq!(fine.output.as_deref(), Some("done on h0"));
     });
 }

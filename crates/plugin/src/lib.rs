@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod manifest;
+mod procs;
 pub mod protocol;
 pub mod registry;
 pub mod sdk;

@@ -39,9 +39,9 @@
 //!   does not delay it), requests in flight are cancelled, every
 //!   [`ProcessGroup`] still open is killed, and the adapter exits.
 //! - An `execute` carries its deadline as a time (`deadline_at_ms`): one
-//!   received past it is refused, one still running at it is stopped (its
-//!   future dropped, its process groups killed) and answered with a
-//!   transient error.
+//!   received past it is refused; one still running a second after it is
+//!   stopped (its future dropped, its process groups killed) and answered
+//!   with a transient error.
 //! - A handler that panics is answered with an internal error; the adapter
 //!   and its other requests go on.
 
@@ -261,10 +261,7 @@ fn groups() -> std::sync::MutexGuard<'static, Vec<i32>> {
 /// Kill every process group still open: the adapter is stopping.
 fn kill_all_groups() {
     for pgid in groups().drain(..) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pgid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        crate::procs::kill_group(pgid);
     }
 }
 
@@ -292,11 +289,7 @@ impl ProcessGroup {
             return false;
         };
         groups().retain(|g| *g != pgid);
-        nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pgid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .is_ok()
+        crate::procs::kill_group(pgid)
     }
 }
 
@@ -309,18 +302,26 @@ impl Drop for ProcessGroup {
 /// Stop the adapter when the process that started it is gone. A thread of its
 /// own, so a handler that blocks the runtime cannot delay it. switchyard names
 /// itself in `SWITCHYARD_PARENT_PID`; without it, the parent at start counts.
+/// An adapter started directly by switchyard also stops when it is no longer
+/// its child (reparented: switchyard died, whatever became of its pid).
 fn watch_parent() {
-    use nix::unistd::{Pid, getppid};
+    use nix::unistd::getppid;
+    let at_start = getppid().as_raw() as u32;
     let named = std::env::var("SWITCHYARD_PARENT_PID")
         .ok()
-        .and_then(|p| p.parse::<i32>().ok())
-        .map(Pid::from_raw);
-    let parent = named.unwrap_or_else(getppid);
+        .and_then(|p| p.parse::<u32>().ok());
+    let parent = named.unwrap_or(at_start);
+    let direct = at_start == parent;
     let _ = std::thread::Builder::new()
         .name("switchyard-parent-watch".into())
         .spawn(move || {
             loop {
-                if getppid() != parent {
+                let gone = if direct {
+                    getppid().as_raw() as u32 != parent
+                } else {
+                    !crate::procs::alive(parent)
+                };
+                if gone {
                     let _ = writeln!(
                         std::io::stderr(),
                         "switchyard (pid {parent}) is gone; stopping every request and exiting"
@@ -361,6 +362,10 @@ pub async fn serve<A: Adapter>() {
 /// How long requests in flight get, once stdin has closed, to stop on their
 /// cancellation before they are dropped.
 const EOF_GRACE: Duration = Duration::from_secs(1);
+
+/// How long after its deadline a handler that ignores its cancellation is
+/// dropped (switchyard times the request out and cancels it at the deadline).
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// A future whose panic becomes an `Err` with the panic's message.
 struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
@@ -525,7 +530,10 @@ where
                 ctx,
             )));
             let result = match deadline {
-                Some(at) => tokio::time::timeout_at(at.into(), work)
+                // Past the deadline switchyard has cancelled the request and
+                // counts it timed out; a handler that ignored the cancel is
+                // dropped a moment later.
+                Some(at) => tokio::time::timeout_at((at + STOP_GRACE).into(), work)
                     .await
                     .unwrap_or_else(|_| {
                         Ok(Err(AdapterError::transient(

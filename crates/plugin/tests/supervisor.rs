@@ -356,7 +356,11 @@ async fn a_huge_stderr_line_is_cut_not_held() {
     assert!(out.result.is_ok(), "{:?}", out.result);
     assert_eq!(out.stderr.len(), 1);
     let line = &out.stderr[0];
-    assert!(line.ends_with(" [line truncated]"), "{}", &line[line.len() - 40..]);
+    assert!(
+        line.ends_with(" [line truncated]"),
+        "{}",
+        &line[line.len() - 40..]
+    );
     assert!(line.len() < 17 * 1024, "{} bytes kept", line.len());
     sup.shutdown().await;
 }

@@ -424,6 +424,26 @@ impl Store {
         to_record(r, &d)
     }
 
+    /// The status of each of these runs that exists.
+    pub async fn run_statuses(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, RunStatus>, Error> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let rows = run::Entity::find()
+                .filter(run::Column::Id.is_in(chunk.iter().copied()))
+                .all(&self.db)
+                .await?;
+            for r in rows {
+                if let Some(status) = RunStatus::parse(&r.status) {
+                    out.insert(r.id, status);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A page of runs, newest first, and the cursor of the next page.
     pub async fn list_runs(
         &self,

@@ -188,7 +188,17 @@ impl Store {
         // parsed again.
         opts.sqlx_logging(false)
             .connect_timeout(Duration::from_secs(10))
-            .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(STATEMENT_CACHE));
+            .map_sqlx_postgres_opts(|o| {
+                // A session that stops in the middle of a transaction (its
+                // engine frozen, its network gone) would hold the lease row
+                // it locked until the server noticed: PostgreSQL ends it
+                // after 10 s idle, so a standby can take over. A statement
+                // that waits for a lock that long fails, and is retried.
+                o.statement_cache_capacity(STATEMENT_CACHE).options([
+                    ("idle_in_transaction_session_timeout", "10s"),
+                    ("lock_timeout", "10s"),
+                ])
+            });
         if sqlite {
             // One writer; readers do not block it (WAL); writers wait instead of
             // failing. The writer never checkpoints the WAL itself (a checkpoint

@@ -259,9 +259,15 @@ async fn an_endless_body_is_read_up_to_its_limit() {
         Duration::from_secs(30),
     )
     .await;
-    let r = out.result.expect("answered without waiting for the end of the body");
+    let r = out
+        .result
+        .expect("answered without waiting for the end of the body");
     let output = r.output.unwrap();
-    assert!(output.ends_with("[truncated]"), "{}", &output[output.len() - 40..]);
+    assert!(
+        output.ends_with("[truncated]"),
+        "{}",
+        &output[output.len() - 40..]
+    );
     assert!(output.len() < 70 * 1024, "{} bytes kept", output.len());
     sup.shutdown().await;
 }

@@ -9,7 +9,7 @@
 mod orphans;
 mod process;
 
-pub use orphans::{Orphan, find_orphans, reap_orphans};
+pub use orphans::{Orphan, find_orphans};
 
 use crate::manifest::LoadedManifest;
 use crate::protocol::{
@@ -123,6 +123,10 @@ pub struct SupervisorOptions {
     pub max_line_bytes: usize,
     /// Stderr lines kept per request.
     pub stderr_lines_per_call: usize,
+    /// Names the deployment (serve passes a digest of its database URL) to
+    /// every adapter, as `SWITCHYARD_DEPLOYMENT`: at start, serve stops only
+    /// the orphaned adapters of its own deployment.
+    pub deployment: Option<String>,
 }
 
 impl Default for SupervisorOptions {
@@ -134,6 +138,7 @@ impl Default for SupervisorOptions {
             restart_backoff_max: Duration::from_secs(30),
             max_line_bytes: protocol::MAX_LINE_BYTES,
             stderr_lines_per_call: 200,
+            deployment: None,
         }
     }
 }
@@ -207,8 +212,6 @@ struct SlotState {
 struct Pool {
     spec: AdapterSpec,
     slots: Vec<tokio::sync::Mutex<SlotState>>,
-    /// Per slot: calls share it; a suspect's call holds it alone.
-    gates: Vec<tokio::sync::RwLock<()>>,
 }
 
 struct Inner {
@@ -217,11 +220,12 @@ struct Inner {
     suspects: std::sync::Mutex<Suspects>,
 }
 
-/// Runs that were in flight when their adapter crashed or broke the
-/// protocol. Any of them may be what broke it; the others lost their call to
-/// it. The next call of a suspect runs alone on its adapter, so a run that
-/// breaks the adapter again takes nothing else with it, and the runs it hit
-/// are retried beside nothing that can break them.
+/// Runs that were in flight when their adapter crashed, broke the protocol
+/// or was killed for ignoring a cancel. Any of them may be what broke it;
+/// the others lost their call to it. The next call of a suspect runs alone,
+/// in a fresh adapter process of its own (stopped after the call), so a run
+/// that breaks its adapter again takes nothing else with it, and the runs it
+/// hit are retried beside nothing that can break them.
 #[derive(Default)]
 struct Suspects {
     order: std::collections::VecDeque<String>,
@@ -287,10 +291,7 @@ impl Supervisor {
                         })
                     })
                     .collect();
-                let gates = (0..spec.instances.max(1))
-                    .map(|_| tokio::sync::RwLock::new(()))
-                    .collect();
-                (spec.driver.clone(), Pool { spec, slots, gates })
+                (spec.driver.clone(), Pool { spec, slots })
             })
             .collect();
         Supervisor {
@@ -345,6 +346,26 @@ impl Supervisor {
                 tokio::time::sleep_until(not_before.into()).await;
             }
         }
+        match self.launch(driver, pool, slot).await {
+            Ok(process) => {
+                state.process = Some(Arc::clone(&process));
+                Ok(process)
+            }
+            Err(e) => {
+                note_failure(&mut state, opts, e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Start an adapter process for `slot` and initialize it.
+    async fn launch(
+        &self,
+        driver: &str,
+        pool: &Pool,
+        slot: usize,
+    ) -> Result<Arc<Process>, CallError> {
+        let opts = &self.inner.options;
         let launch = Launch {
             driver: driver.to_owned(),
             instance: slot,
@@ -352,14 +373,9 @@ impl Supervisor {
             cwd: pool.spec.cwd.clone(),
             max_line_bytes: opts.max_line_bytes,
             stderr_lines_per_call: opts.stderr_lines_per_call,
+            deployment: opts.deployment.clone(),
         };
-        let process = match Process::spawn(launch) {
-            Ok(p) => p,
-            Err(e) => {
-                note_failure(&mut state, opts, e.to_string());
-                return Err(e);
-            }
-        };
+        let process = Process::spawn(launch)?;
         let init = InitializeParams {
             protocol_version: protocol::PROTOCOL_VERSION,
             driver_config: pool.spec.driver_config.clone(),
@@ -374,7 +390,6 @@ impl Supervisor {
         {
             Ok(info) => {
                 tracing::info!(driver, instance = slot, adapter = %info.name, version = %info.version, "adapter initialized");
-                state.process = Some(Arc::clone(&process));
                 Ok(process)
             }
             Err(e) => {
@@ -385,13 +400,18 @@ impl Supervisor {
                         reason: reason.clone(),
                     })
                     .await;
-                note_failure(&mut state, opts, reason.clone());
                 Err(CallError::Init {
                     driver: driver.to_owned(),
                     reason,
                 })
             }
         }
+    }
+
+    /// Stop every adapter of this deployment that a dead serve left on
+    /// this machine (see [`orphans`]); returns the ones found.
+    pub fn reap_orphans(&self, limit: Duration) -> Vec<Orphan> {
+        orphans::reap_orphans(self.inner.options.deployment.as_deref(), limit)
     }
 
     /// Send one request and wait for its reply until `deadline`; on timeout,
@@ -516,25 +536,18 @@ impl Supervisor {
                 .set
                 .contains(r)
         });
-        let gate = &self.inner.pools[driver].gates[slot];
-        let (_shared, _alone) = if suspect {
-            tracing::info!(driver, run = ?run_id, "the run was in flight when its adapter broke; it runs alone this time");
-            match tokio::time::timeout_at(deadline.into(), gate.write()).await {
-                Ok(g) => (None, Some(g)),
-                Err(_) => {
-                    return fail(CallError::Timeout {
-                        method: method.to_owned(),
-                        after_ms: timeout.as_millis() as u64,
-                        killed: false,
-                    });
-                }
+        let process = if suspect {
+            tracing::info!(driver, run = ?run_id, "the run was in flight when its adapter broke; it runs alone this time, in an adapter of its own");
+            let pool = &self.inner.pools[driver];
+            match self.launch(driver, pool, slot).await {
+                Ok(p) => p,
+                Err(e) => return fail(e),
             }
         } else {
-            (Some(gate.read().await), None)
-        };
-        let process = match self.process(driver, slot, deadline).await {
-            Ok(p) => p,
-            Err(e) => return fail(e),
+            match self.process(driver, slot, deadline).await {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            }
         };
         process.add_secrets(resolved.secret_values());
         let wire_host = protocol::Host {
@@ -552,11 +565,14 @@ impl Supervisor {
                 deadline,
             )
             .await;
-        let mut state = self.inner.pools[driver].slots[slot].lock().await;
-        if reply.result.is_ok() {
-            state.failures = 0;
+        if suspect {
+            // Its own adapter goes with it.
+            let grace = self.inner.options.cancel_grace;
+            let p = Arc::clone(&process);
+            tokio::spawn(async move { p.shutdown(grace).await });
+        } else if reply.result.is_ok() {
+            self.inner.pools[driver].slots[slot].lock().await.failures = 0;
         }
-        drop(state);
         if let Some(run) = &run_id {
             let mut suspects = self
                 .inner
@@ -564,7 +580,11 @@ impl Supervisor {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             match &reply.result {
-                Err(CallError::Crashed { .. } | CallError::Protocol { .. }) => suspects.add(run),
+                Err(
+                    CallError::Crashed { .. }
+                    | CallError::Protocol { .. }
+                    | CallError::Timeout { killed: true, .. },
+                ) => suspects.add(run),
                 _ if suspect => suspects.remove(run),
                 _ => {}
             }

@@ -1,14 +1,16 @@
 //! Adapters a crashed switchyard left behind.
 //!
 //! Every adapter is started with `SWITCHYARD_PARENT_PID` naming the serve
-//! that started it. An adapter built on the SDK exits as soon as that
-//! process is gone; one that does not (a script that ignores the end of its
-//! stdin) could still be carrying out an action. Before recovery carries
-//! any run out again, `serve` kills every such orphan on this machine, with
-//! the process groups it leads, so no earlier attempt goes on beside the
-//! new one.
+//! that started it, `SWITCHYARD_DRIVER`, and `SWITCHYARD_DEPLOYMENT` naming
+//! the deployment (a digest of its database URL). An adapter built on the
+//! SDK exits as soon as its serve is gone; one that does not (a script that
+//! ignores the end of its stdin) could still be carrying out an action.
+//! Before recovery carries any run out again, serve kills every such orphan
+//! of its own deployment on this machine, with the process group it leads,
+//! so no earlier attempt goes on beside the new one. Adapters of other
+//! deployments, and of serves still running, are left alone.
 
-use std::path::Path;
+use crate::procs;
 use std::time::{Duration, Instant};
 
 /// An adapter whose switchyard is gone.
@@ -21,8 +23,8 @@ pub struct Orphan {
     pub driver: String,
 }
 
-/// Adapters on this machine whose named parent no longer runs.
-pub fn find_orphans() -> Vec<Orphan> {
+/// Adapters of `deployment` on this machine whose serve no longer runs.
+pub fn find_orphans(deployment: Option<&str>) -> Vec<Orphan> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return found;
@@ -31,77 +33,62 @@ pub fn find_orphans() -> Vec<Orphan> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        // Only processes this user may read; others are not ours to stop.
+        // Processes whose environment this user cannot read are not ours.
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        let mut parent = None;
-        let mut driver = String::new();
+        let (mut parent, mut driver, mut deploy) = (None, None, None);
         for var in environ.split(|b| *b == 0) {
-            if let Some(v) = var.strip_prefix(b"SWITCHYARD_PARENT_PID=") {
-                parent = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|v| v.parse::<u32>().ok());
-            } else if let Some(v) = var.strip_prefix(b"SWITCHYARD_DRIVER=") {
-                driver = String::from_utf8_lossy(v).into_owned();
+            let text = String::from_utf8_lossy(var);
+            if let Some(v) = text.strip_prefix("SWITCHYARD_PARENT_PID=") {
+                parent = v.parse::<u32>().ok();
+            } else if let Some(v) = text.strip_prefix("SWITCHYARD_DRIVER=") {
+                driver = Some(v.to_owned());
+            } else if let Some(v) = text.strip_prefix("SWITCHYARD_DEPLOYMENT=") {
+                deploy = Some(v.to_owned());
             }
         }
-        let Some(parent) = parent else { continue };
-        // Its switchyard is gone (a reused pid is no parent of it either).
-        // A process an adapter started may carry the same variable: it is
-        // an orphan only once that switchyard is gone too.
-        if parent != std::process::id()
-            && (!alive(parent) || ppid(pid) == Some(1))
-            && ppid(pid) != Some(parent)
-        {
-            found.push(Orphan {
-                pid,
-                parent,
-                driver,
-            });
+        let (Some(parent), Some(driver)) = (parent, driver) else {
+            continue;
+        };
+        if deploy.as_deref() != deployment || parent == std::process::id() {
+            continue;
         }
+        let Some(stat) = procs::stat(pid) else {
+            continue;
+        };
+        // Still the child of its serve: not an orphan. Otherwise its serve
+        // is gone — or the pid was taken by another process, which is not
+        // this adapter's parent either.
+        if stat.ppid == parent || stat.state == 'Z' {
+            continue;
+        }
+        if procs::alive(parent) && stat.ppid != 1 {
+            // Its serve runs (the adapter was started through a wrapper).
+            continue;
+        }
+        found.push(Orphan {
+            pid,
+            parent,
+            driver,
+        });
     }
     found
 }
 
-/// The parent process id, from `/proc/<pid>/stat`.
-fn ppid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Kill every orphaned adapter (and the process groups it leads) and wait
-/// up to `limit` for them to be gone; returns the ones found.
-pub fn reap_orphans(limit: Duration) -> Vec<Orphan> {
-    use nix::sys::signal::{Signal, kill, killpg};
-    use nix::unistd::Pid;
-    let orphans = find_orphans();
+/// Kill every orphaned adapter of `deployment` (and the process group it
+/// leads) and wait up to `limit` for them to be gone; returns the ones found.
+pub fn reap_orphans(deployment: Option<&str>, limit: Duration) -> Vec<Orphan> {
+    let orphans = find_orphans(deployment);
     for o in &orphans {
         tracing::warn!(pid = o.pid, driver = %o.driver, engine_pid = o.parent, "an adapter outlived the switchyard that started it; killing it before recovery");
-        let pid = Pid::from_raw(o.pid as i32);
         // Its own process group, when it leads one (the processes it started).
-        let _ = killpg(pid, Signal::SIGKILL);
-        let _ = kill(pid, Signal::SIGKILL);
+        procs::kill_group(o.pid as i32);
+        procs::kill_process(o.pid);
     }
     let until = Instant::now() + limit;
-    while orphans.iter().any(|o| alive(o.pid) && !zombie(o.pid)) && Instant::now() < until {
+    while orphans.iter().any(|o| procs::alive(o.pid)) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
     orphans
-}
-
-/// A process that has exited and waits for its parent to collect it.
-fn zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }

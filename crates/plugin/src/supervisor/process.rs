@@ -33,6 +33,8 @@ pub(crate) struct Launch {
     pub cwd: std::path::PathBuf,
     pub max_line_bytes: usize,
     pub stderr_lines_per_call: usize,
+    /// `SWITCHYARD_DEPLOYMENT`, when set.
+    pub deployment: Option<String>,
 }
 
 /// A running adapter.
@@ -145,6 +147,9 @@ impl Process {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(d) = &launch.deployment {
+            cmd.env("SWITCHYARD_DEPLOYMENT", d);
+        }
         let mut child = cmd.spawn().map_err(|e| CallError::Spawn {
             driver: launch.driver.clone(),
             program: launch.argv[0].clone(),
