@@ -12,7 +12,7 @@ mod m20261124_000004_lease;
 mod m20261124_000005_inventory_audit;
 mod m20261124_000006_correlated_events;
 mod m20261204_000007_run_deadline;
-mod m20261204_000008_inbox_received;
+mod m20261204_000008_prune_indexes;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -29,7 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_inventory_audit::Migration),
             Box::new(m20261124_000006_correlated_events::Migration),
             Box::new(m20261204_000007_run_deadline::Migration),
-            Box::new(m20261204_000008_inbox_received::Migration),
+            Box::new(m20261204_000008_prune_indexes::Migration),
         ]
     }
 }

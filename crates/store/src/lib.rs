@@ -173,6 +173,8 @@ pub struct Store {
     wal: Option<Arc<wal::Wal>>,
     /// SQLite: the engine writer's own connection (see [`lite`]).
     lite: Option<Arc<lite::Lite>>,
+    /// What the ledger pruner remembers between passes.
+    prune: Arc<std::sync::Mutex<prune::PruneState>>,
 }
 
 impl Store {
@@ -242,6 +244,7 @@ impl Store {
             options: StoreOptions::default(),
             wal,
             lite,
+            prune: Arc::default(),
         })
     }
 

@@ -7,7 +7,7 @@
 use crate::{Error, Store};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// What a pruning pass removed.
@@ -24,9 +24,30 @@ enum Class {
     NonRun,
 }
 
+/// What the pruner remembers between passes, so that a pass reads only the
+/// decisions that can have changed.
+#[derive(Debug, Default)]
+pub(crate) struct PruneState {
+    /// Decisions decided at or after this (epoch ms) are new since the last
+    /// pass; `None` before the first pass, which reads every policy.
+    since_ms: Option<i64>,
+    /// Policies that had a decision still open at the last pass: its class
+    /// is settled later, so they are read again.
+    open: HashSet<Uuid>,
+}
+
+/// How far back a pass looks past the previous one: decisions are stamped
+/// before they commit, so one stamped just before a pass may land after it.
+const PRUNE_OVERLAP_MS: i64 = 5 * 60 * 1000;
+
 impl Store {
     /// Apply the cap: keep the newest `max_per_policy` decisions per class per
     /// policy, drop closed decisions decided before `now - max_age`.
+    ///
+    /// A pass reads, through indexes, only what can have changed since the
+    /// previous one: decisions older than the age limit, and the decisions of
+    /// policies that recorded new ones or had open ones. The first pass of a
+    /// process reads every policy once.
     pub async fn prune_ledger(
         &self,
         now: DateTime<Utc>,
@@ -34,20 +55,84 @@ impl Store {
         max_age: std::time::Duration,
     ) -> Result<PruneReport, Error> {
         let backend = self.db.get_database_backend();
-        let sql = "SELECT d.id AS id, d.policy_id AS policy_id, d.decided_at_ms AS decided_at_ms, \
+        let cutoff = (now - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX))
+            .timestamp_millis();
+        let (since, mut policies) = {
+            let state = self
+                .prune
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (state.since_ms, state.open.clone())
+        };
+        let all_policies = since.is_none();
+        if let Some(since) = since {
+            let p = self.placeholder(1);
+            for row in self
+                .db
+                .query_all_raw(Statement::from_sql_and_values(
+                    backend,
+                    format!("SELECT DISTINCT policy_id FROM decisions WHERE decided_at_ms >= {p}"),
+                    vec![since.into()],
+                ))
+                .await?
+            {
+                policies.insert(row.try_get("", "policy_id")?);
+            }
+        }
+        const AGGREGATE: &str = "SELECT d.id AS id, d.policy_id AS policy_id, d.decided_at_ms AS decided_at_ms, \
              COALESCE(SUM(CASE WHEN r.status IN ('queued', 'running') THEN 1 ELSE 0 END), 0) AS open_n, \
              COALESCE(SUM(CASE WHEN r.status IN ('failed', 'timed_out', 'interrupted', 'cancelled') THEN 1 ELSE 0 END), 0) AS fail_n, \
              COALESCE(SUM(CASE WHEN r.status = 'succeeded' THEN 1 ELSE 0 END), 0) AS ok_n \
-             FROM decisions d LEFT JOIN runs r ON r.decision_id = d.id \
-             GROUP BY d.id, d.policy_id, d.decided_at_ms";
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_string(backend, sql))
-            .await?;
-        let cutoff = (now - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX))
-            .timestamp_millis();
+             FROM decisions d LEFT JOIN runs r ON r.decision_id = d.id";
+        const GROUP: &str = "GROUP BY d.id, d.policy_id, d.decided_at_ms";
+        let mut rows = Vec::new();
+        // Past the age limit (by the decided_at index).
+        let p = self.placeholder(1);
+        rows.extend(
+            self.db
+                .query_all_raw(Statement::from_sql_and_values(
+                    backend,
+                    format!("{AGGREGATE} WHERE d.decided_at_ms < {p} {GROUP}"),
+                    vec![cutoff.into()],
+                ))
+                .await?,
+        );
+        // The policies that can be over their cap (by the policy index).
+        if all_policies {
+            rows.extend(
+                self.db
+                    .query_all_raw(Statement::from_sql_and_values(
+                        backend,
+                        format!("{AGGREGATE} WHERE d.decided_at_ms >= {p} {GROUP}"),
+                        vec![cutoff.into()],
+                    ))
+                    .await?,
+            );
+        } else {
+            let list: Vec<Uuid> = policies.iter().copied().collect();
+            for chunk in list.chunks(200) {
+                let ps = self.placeholders(chunk.len() + 1);
+                let mut values: Vec<sea_orm::Value> = chunk.iter().map(|id| (*id).into()).collect();
+                values.push(cutoff.into());
+                rows.extend(
+                    self.db
+                        .query_all_raw(Statement::from_sql_and_values(
+                            backend,
+                            format!(
+                                "{AGGREGATE} WHERE d.policy_id IN ({}) AND d.decided_at_ms >= {} {GROUP}",
+                                ps[..chunk.len()].join(", "),
+                                ps[chunk.len()]
+                            ),
+                            values,
+                        ))
+                        .await?,
+                );
+            }
+        }
         let mut groups: HashMap<(Uuid, Class), Vec<(i64, Uuid)>> = HashMap::new();
         let mut doomed: Vec<Uuid> = Vec::new();
+        let mut still_open: HashSet<Uuid> = HashSet::new();
+        let mut newest = i64::MIN;
         for row in rows {
             let id: Uuid = row.try_get("", "id")?;
             let policy: Uuid = row.try_get("", "policy_id")?;
@@ -55,7 +140,9 @@ impl Store {
             let open: i64 = row.try_get("", "open_n")?;
             let fail: i64 = row.try_get("", "fail_n")?;
             let ok: i64 = row.try_get("", "ok_n")?;
+            newest = newest.max(at);
             if open > 0 {
+                still_open.insert(policy);
                 continue; // never pruned while a run is not finished
             }
             if at < cutoff {
@@ -76,6 +163,17 @@ impl Store {
                 decisions.sort_unstable_by(|a, b| b.cmp(a)); // newest first
                 doomed.extend(decisions.into_iter().skip(max_per_policy).map(|(_, id)| id));
             }
+        }
+        {
+            let mut state = self
+                .prune
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Next time: what was decided since a little before the newest
+            // decision (or the clock) seen now.
+            let mark = newest.max(now.timestamp_millis()) - PRUNE_OVERLAP_MS;
+            state.since_ms = Some(since.map_or(mark, |s| s.max(mark)));
+            state.open = still_open;
         }
         let mut report = PruneReport::default();
         for chunk in doomed.chunks(500) {

@@ -176,9 +176,57 @@ async fn suppressions_aggregate_into_one_record(store: Store) {
     );
 }
 
+/// A pass reads only what can have changed since the last one: policies
+/// with new decisions, and policies whose decisions were still open. A
+/// policy over its cap only once its open decisions finished, with nothing
+/// new since, is capped on the next pass.
+async fn decisions_that_finish_later_are_capped_on_the_next_pass(store: Store) {
+    use RunStatus::*;
+    let lease = store
+        .acquire_lease("e", Duration::from_secs(1_000_000))
+        .await
+        .unwrap()
+        .unwrap();
+    let (busy, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut open = Vec::new();
+    for i in 0..35 {
+        open.extend(record(&store, &lease, busy, i, &[Queued]).await);
+    }
+    record(&store, &lease, other, 1, &[Succeeded]).await;
+    let first = store
+        .prune_ledger(t(1000), 30, Duration::from_secs(86_400))
+        .await
+        .unwrap();
+    assert_eq!(first.decisions, 0, "open decisions are never pruned");
+    for id in open {
+        store
+            .transition(
+                &lease,
+                id,
+                Succeeded,
+                switchyard_store::RunUpdate::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let second = store
+        .prune_ledger(t(1001), 30, Duration::from_secs(86_400))
+        .await
+        .unwrap();
+    assert_eq!(second.decisions, 5, "capped once they finished");
+    assert_eq!(count(&store, Succeeded).await, 31);
+    // Nothing new, nothing open: a pass prunes nothing.
+    let third = store
+        .prune_ledger(t(1002), 30, Duration::from_secs(86_400))
+        .await
+        .unwrap();
+    assert_eq!(third.decisions, 0);
+}
+
 switchyard_test_support::backend_suite!(
     open = switchyard_store::Store::open;
 
+    decisions_that_finish_later_are_capped_on_the_next_pass,
     a_suppression_storm_keeps_the_failures,
     suppressions_aggregate_into_one_record
 );

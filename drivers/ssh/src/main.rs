@@ -389,6 +389,10 @@ impl Adapter for Ssh {
                     output: Some(out.render()),
                     reason: (!ok).then(|| match out.exit {
                         Some(c) => format!("exited with status {c} (expected {expect:?})"),
+                        None if out.timed_out && out.group_killed => format!(
+                            "timed out after {} s; the command's process group was killed",
+                            limit.as_secs()
+                        ),
                         None if out.timed_out => format!("timed out after {} s", limit.as_secs()),
                         None => "ended without an exit status".to_owned(),
                     }),

@@ -100,6 +100,9 @@ pub struct RunOutput {
     pub stderr: Vec<u8>,
     pub truncated: bool,
     pub timed_out: bool,
+    /// The command's remote process group was killed: at its timeout, on
+    /// cancel, or because something it left running held its output open.
+    pub group_killed: bool,
 }
 
 impl RunOutput {
@@ -119,6 +122,11 @@ impl RunOutput {
         if self.truncated {
             s.push_str("\n[truncated]");
         }
+        if self.group_killed && self.exit.is_some() {
+            s.push_str(
+                "\n[a process the command left running held its output open; its process group was killed]",
+            );
+        }
         s
     }
 }
@@ -126,6 +134,27 @@ impl RunOutput {
 /// An authenticated SSH connection.
 pub struct Conn {
     handle: client::Handle<Pinned>,
+    /// Commands run through `sudo -n`: so does the kill of their group.
+    sudo: bool,
+}
+
+/// The first stderr line of every command: the remote shell's pid, which
+/// is the id of the command's process group (sshd starts each session's
+/// command as a session leader, and the shell `exec`s the command).
+const PGID_MARK: &str = "switchyard-pgid=";
+
+/// How long output is still read after the command exits: a background
+/// process that keeps its output open does not keep the run going past this.
+const DRAIN: Duration = Duration::from_millis(500);
+
+/// The process group id from the marker line at the start of `stderr`,
+/// which is removed; `None` until the whole line has arrived.
+fn take_mark(stderr: &mut Vec<u8>) -> Option<u32> {
+    let end = stderr.iter().position(|b| *b == b'\n')?;
+    let line = std::str::from_utf8(&stderr[..end]).ok()?;
+    let pgid = line.strip_prefix(PGID_MARK)?.trim().parse().ok()?;
+    stderr.drain(..=end);
+    Some(pgid)
 }
 
 fn push_bounded(buf: &mut Vec<u8>, data: &[u8], max: usize, truncated: &mut bool) {
@@ -201,11 +230,17 @@ impl Conn {
                 hc.user
             )));
         }
-        Ok(Conn { handle })
+        Ok(Conn {
+            handle,
+            sudo: hc.sudo.unwrap_or(false),
+        })
     }
 
-    /// Run `command` (already quoted) and collect its output, within `limit`;
-    /// with a context, switchyard's cancel stops it.
+    /// Run `command` (already quoted for a POSIX shell) and collect its
+    /// output, within `limit`; with a context, switchyard's cancel stops it.
+    /// The command's remote process group is killed at the limit, on
+    /// cancel, and when something it started still holds its output open
+    /// [`DRAIN`] after it exits.
     pub async fn run(
         &self,
         command: &str,
@@ -219,20 +254,40 @@ impl Conn {
             .await
             .map_err(|e| AdapterError::transient(format!("opening a channel: {e}")))?;
         channel
-            .exec(true, command)
+            .exec(true, format!("echo {PGID_MARK}$$ >&2; exec {command}"))
             .await
             .map_err(|e| AdapterError::transient(format!("starting the command: {e}")))?;
         let mut out = RunOutput::default();
+        let mut pgid: Option<u32> = None;
+        let mut lingering = false;
         let collect = async {
-            while let Some(msg) = channel.wait().await {
+            let mut drain_until: Option<tokio::time::Instant> = None;
+            loop {
+                let msg = match drain_until {
+                    None => channel.wait().await,
+                    Some(t) => match tokio::time::timeout_at(t, channel.wait()).await {
+                        Ok(m) => m,
+                        Err(_) => {
+                            lingering = true;
+                            return;
+                        }
+                    },
+                };
+                let Some(msg) = msg else { return };
                 match msg {
                     ChannelMsg::Data { data } => {
                         push_bounded(&mut out.stdout, &data, max_output, &mut out.truncated)
                     }
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
-                        push_bounded(&mut out.stderr, &data, max_output, &mut out.truncated)
+                        push_bounded(&mut out.stderr, &data, max_output, &mut out.truncated);
+                        if pgid.is_none() {
+                            pgid = take_mark(&mut out.stderr);
+                        }
                     }
-                    ChannelMsg::ExitStatus { exit_status } => out.exit = Some(exit_status),
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        out.exit = Some(exit_status);
+                        drain_until = Some(tokio::time::Instant::now() + DRAIN);
+                    }
                     _ => {}
                 }
             }
@@ -243,13 +298,43 @@ impl Conn {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            () = collect => Ok(out),
+        let ended = tokio::select! {
+            () = collect => Ok(()),
             () = tokio::time::sleep(limit) => {
                 out.timed_out = true;
-                Ok(out)
+                Ok(())
             }
             () = cancelled => Err(AdapterError::transient("cancelled by switchyard")),
+        };
+        if (out.timed_out || ended.is_err() || lingering)
+            && let Some(pgid) = pgid
+        {
+            self.kill_group(pgid).await;
+            out.group_killed = true;
+        }
+        ended.map(|()| out)
+    }
+
+    /// Kill a remote process group, over a channel of its own.
+    async fn kill_group(&self, pgid: u32) {
+        let sudo = if self.sudo { "sudo -n " } else { "" };
+        let kill = async {
+            let mut channel = self.handle.channel_open_session().await.ok()?;
+            channel
+                .exec(
+                    true,
+                    format!("{sudo}kill -KILL -- -{pgid} 2>/dev/null; true"),
+                )
+                .await
+                .ok()?;
+            while channel.wait().await.is_some() {}
+            Some(())
+        };
+        if tokio::time::timeout(Duration::from_secs(5), kill)
+            .await
+            .is_err()
+        {
+            eprintln!("killing the remote process group {pgid} timed out");
         }
     }
 

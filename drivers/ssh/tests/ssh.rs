@@ -273,7 +273,69 @@ async fn commands_run_with_arguments_quoted() {
         .result
         .unwrap();
     assert!(!r.ok);
-    assert_eq!(r.reason.as_deref(), Some("timed out after 1 s"));
+    assert_eq!(
+        r.reason.as_deref(),
+        Some("timed out after 1 s; the command's process group was killed")
+    );
+    f.sup.shutdown().await;
+}
+
+/// Processes on this machine (the sshd of the test runs here) whose command
+/// line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+/// The remote command's whole process group goes at its timeout, and when
+/// something it left running holds its output open after it exits: the run
+/// ends, nothing it started stays behind on the host.
+#[tokio::test]
+async fn a_remote_command_leaves_nothing_running() {
+    let f = fixture();
+    let h = f.host();
+    let r = f
+        .exec(
+            &h,
+            "command.run",
+            "run",
+            host_target(),
+            json!({"argv": ["sh", "-c", "sleep 3031 & echo started"]}),
+        )
+        .await
+        .result
+        .unwrap();
+    assert!(r.ok, "{r:?}");
+    let out = r.output.unwrap();
+    assert!(out.contains("started"), "{out}");
+    assert!(out.contains("its process group was killed"), "{out}");
+    assert!(
+        !out.contains("switchyard-pgid"),
+        "the marker is not output: {out}"
+    );
+    let r = f
+        .exec(
+            &h,
+            "command.run",
+            "run",
+            host_target(),
+            json!({"argv": ["sh", "-c", "sleep 3032 & sleep 3033"], "timeout_s": 1}),
+        )
+        .await
+        .result
+        .unwrap();
+    assert!(!r.ok);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = processes_with("sleep 303");
+    assert!(left.is_empty(), "left running on the host: {left:?}");
     f.sup.shutdown().await;
 }
 
