@@ -426,6 +426,14 @@ pub fn adapters_of(serve_pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Microseconds since the epoch, as the recording driver stamps effects.
+pub fn micros_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
 /// A counter's value from serve's `/metrics` (0 when it was never counted).
 pub fn metric(api: u16, name: &str) -> f64 {
     let (_, text) = http_get(api, "/metrics").expect("/metrics answers");

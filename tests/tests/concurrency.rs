@@ -2,14 +2,7 @@
 //! restart, and an action longer than the ack wait is not acted on twice.
 
 use std::time::Duration;
-use switchyard_system_tests::{Backend, Rig, RigOptions, effect_policy, nats};
-
-fn micros_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
+use switchyard_system_tests::{Backend, Rig, RigOptions, effect_policy, micros_now, nats};
 
 /// Row 11: 500 events over 10 hosts with a global cap of 8, serve restarted
 /// in the middle of the burst: never two actions on a host, never more than

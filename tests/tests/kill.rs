@@ -7,7 +7,9 @@
 //! verbs) or `interrupted` (the others).
 
 use std::time::{Duration, Instant};
-use switchyard_system_tests::{Backend, Rig, RigOptions, adapters_of, effect_policy, nats};
+use switchyard_system_tests::{
+    Backend, Rig, RigOptions, adapters_of, effect_policy, micros_now, nats,
+};
 
 /// Wait until the recording driver has begun `n` effects.
 async fn started(rig: &Rig, n: usize, limit: Duration) {
@@ -21,13 +23,6 @@ async fn started(rig: &Rig, n: usize, limit: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn micros_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
 }
 
 /// The crash the fault matrix found: 8-second actions on 4 hosts, a

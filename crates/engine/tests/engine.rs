@@ -999,6 +999,30 @@ fn a_graceful_stop_hands_the_lease_over_at_once() {
     });
 }
 
+/// An engine on a fresh PostgreSQL with one policy: `thing.happened` pokes
+/// the event's host with `params.<param>` taken from `data.<param>`.
+async fn poke_on_postgres(
+    param: &str,
+    hosts: &[&str],
+) -> (Setup, switchyard_test_support::Postgres) {
+    let pg = switchyard_test_support::Postgres::start();
+    let p = on_event_host(
+        "poke-host",
+        "thing.happened",
+        json!([{"capability": "thing", "verb": "poke", "params": {param: format!("{{{{ $.data.{param} }}}}")}}]),
+        json!({}),
+    );
+    let s = setup_at(
+        &pg.url(),
+        tempfile::tempdir().unwrap(),
+        config(4),
+        hosts,
+        vec![p],
+    )
+    .await;
+    (s, pg)
+}
+
 /// PostgreSQL refuses a NUL character in jsonb: an event whose params carry
 /// one fails its whole group-commit batch. The batch is split until that
 /// event is found; it alone is refused (intake dead-letters it) while every
@@ -1006,22 +1030,8 @@ fn a_graceful_stop_hands_the_lease_over_at_once() {
 #[test]
 fn a_row_the_database_refuses_is_split_out_of_its_batch() {
     rt().block_on(async {
-        let pg = switchyard_test_support::Postgres::start();
-        let p = on_event_host(
-            "poke-host",
-            "thing.happened",
-            json!([{"capability": "thing", "verb": "poke", "params": {"tag": "{{ $.data.tag }}"}}]),
-            json!({}),
-        );
         let hosts = ["h0", "h1", "h2", "h3"];
-        let s = setup_at(
-            &pg.url(),
-            tempfile::tempdir().unwrap(),
-            config(4),
-            &hosts,
-            vec![p],
-        )
-        .await;
+        let (s, _pg) = poke_on_postgres("tag", &hosts).await;
         // Decided concurrently, as intake does, so they share batches.
         let mut tasks = Vec::new();
         for i in 0..120usize {
@@ -1062,22 +1072,8 @@ fn a_row_the_database_refuses_is_split_out_of_its_batch() {
 #[test]
 fn a_status_change_the_database_refuses_is_recorded_without_its_output() {
     rt().block_on(async {
-        let pg = switchyard_test_support::Postgres::start();
-        let p = on_event_host(
-            "poke-host",
-            "thing.happened",
-            json!([{"capability": "thing", "verb": "poke", "params": {"fail": "{{ $.data.fail }}"}}]),
-            json!({}),
-        );
         let hosts = ["h0", "h1", "h2"];
-        let s = setup_at(
-            &pg.url(),
-            tempfile::tempdir().unwrap(),
-            config(4),
-            &hosts,
-            vec![p],
-        )
-        .await;
+        let (s, _pg) = poke_on_postgres("fail", &hosts).await;
         for (i, h) in hosts.iter().enumerate() {
             let fail = if i == 1 { "nul_effect" } else { "no" };
             s.engine
@@ -1087,7 +1083,10 @@ fn a_status_change_the_database_refuses_is_recorded_without_its_output() {
         }
         let runs = settle(&s.store).await;
         assert_eq!(runs.len(), 3);
-        assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded), "{runs:?}");
+        assert!(
+            runs.iter().all(|r| r.status == RunStatus::Succeeded),
+            "{runs:?}"
+        );
         let refused = runs.iter().find(|r| r.host == "h1").unwrap();
         assert!(refused.effects.is_none(), "{refused:?}");
         assert!(

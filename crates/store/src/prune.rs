@@ -85,48 +85,31 @@ impl Store {
              COALESCE(SUM(CASE WHEN r.status = 'succeeded' THEN 1 ELSE 0 END), 0) AS ok_n \
              FROM decisions d LEFT JOIN runs r ON r.decision_id = d.id";
         const GROUP: &str = "GROUP BY d.id, d.policy_id, d.decided_at_ms";
-        let mut rows = Vec::new();
-        // Past the age limit (by the decided_at index).
+        let aggregate = |filter: String, values: Vec<sea_orm::Value>| {
+            self.db.query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!("{AGGREGATE} WHERE {filter} {GROUP}"),
+                values,
+            ))
+        };
         let p = self.placeholder(1);
-        rows.extend(
-            self.db
-                .query_all_raw(Statement::from_sql_and_values(
-                    backend,
-                    format!("{AGGREGATE} WHERE d.decided_at_ms < {p} {GROUP}"),
-                    vec![cutoff.into()],
-                ))
-                .await?,
-        );
+        // Past the age limit (by the decided_at index).
+        let mut rows = aggregate(format!("d.decided_at_ms < {p}"), vec![cutoff.into()]).await?;
         // The policies that can be over their cap (by the policy index).
         if all_policies {
-            rows.extend(
-                self.db
-                    .query_all_raw(Statement::from_sql_and_values(
-                        backend,
-                        format!("{AGGREGATE} WHERE d.decided_at_ms >= {p} {GROUP}"),
-                        vec![cutoff.into()],
-                    ))
-                    .await?,
-            );
+            rows.extend(aggregate(format!("d.decided_at_ms >= {p}"), vec![cutoff.into()]).await?);
         } else {
             let list: Vec<Uuid> = policies.iter().copied().collect();
             for chunk in list.chunks(200) {
                 let ps = self.placeholders(chunk.len() + 1);
                 let mut values: Vec<sea_orm::Value> = chunk.iter().map(|id| (*id).into()).collect();
                 values.push(cutoff.into());
-                rows.extend(
-                    self.db
-                        .query_all_raw(Statement::from_sql_and_values(
-                            backend,
-                            format!(
-                                "{AGGREGATE} WHERE d.policy_id IN ({}) AND d.decided_at_ms >= {} {GROUP}",
-                                ps[..chunk.len()].join(", "),
-                                ps[chunk.len()]
-                            ),
-                            values,
-                        ))
-                        .await?,
+                let filter = format!(
+                    "d.policy_id IN ({}) AND d.decided_at_ms >= {}",
+                    ps[..chunk.len()].join(", "),
+                    ps[chunk.len()]
                 );
+                rows.extend(aggregate(filter, values).await?);
             }
         }
         let mut groups: HashMap<(Uuid, Class), Vec<(i64, Uuid)>> = HashMap::new();

@@ -73,6 +73,8 @@ def execute(rid, p):
     elif action == "long_stderr":
         sys.stderr.write("[%s] " % run + "e" * params.get("bytes", 10) + "\n")
         sys.stderr.flush()
+        # stderr and stdout are read apart: let the line reach its run first.
+        time.sleep(0.5)
         reply(rid, {"ok": True})
     elif action == "leak":
         secret = p["host"]["config"].get("token", "")
