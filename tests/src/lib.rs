@@ -75,6 +75,10 @@ pub struct RigOptions {
     pub proxy: bool,
     /// Environment variables serve is started with.
     pub env: Vec<(String, String)>,
+    /// TOML appended to the configuration as it is (hosts with config, …).
+    pub raw: Vec<String>,
+    /// Lines under `[drivers.config.recorder]`, besides its log and locks.
+    pub recorder: Vec<String>,
 }
 
 impl RigOptions {
@@ -88,7 +92,21 @@ impl RigOptions {
             ledger: Vec::new(),
             proxy: false,
             env: Vec::new(),
+            raw: Vec::new(),
+            recorder: Vec::new(),
         }
+    }
+
+    /// Add a line under `[drivers.config.recorder]`.
+    pub fn recorder(mut self, line: &str) -> Self {
+        self.recorder.push(line.to_owned());
+        self
+    }
+
+    /// Append TOML to the configuration as it is (after every section the rig writes).
+    pub fn raw(mut self, toml: &str) -> Self {
+        self.raw.push(toml.to_owned());
+        self
     }
 
     /// Start serve with this environment variable.
@@ -184,7 +202,7 @@ impl Rig {
              [engine]\n{}\n\
              [ledger]\n{}\n\
              [drivers]\npaths = [\"{}\", \"{}\"]\n\
-             [drivers.config.recorder]\nlog = \"{log}\"\nlocks = \"{locks}\"\n\
+             [drivers.config.recorder]\nlog = \"{log}\"\nlocks = \"{locks}\"\n{recorder}\n\
              [drivers.config.stubborn]\nlog = \"{log}\"\nlocks = \"{locks}\"\n\
              [policies]\ndir = \"policies\"\n",
             rig.db_url(),
@@ -198,12 +216,17 @@ impl Rig {
             repo("drivers").display(),
             log = rig.path("effects.jsonl").display(),
             locks = rig.path("locks").display(),
+            recorder = opts.recorder.join("\n"),
         );
         for h in &rig.hosts {
             toml.push_str(&format!("[[hosts]]\nid = \"{h}\"\ndriver = \"recorder\"\n"));
         }
         for (h, driver) in &opts.extra_hosts {
             toml.push_str(&format!("[[hosts]]\nid = \"{h}\"\ndriver = \"{driver}\"\n"));
+        }
+        for r in &opts.raw {
+            toml.push_str(r);
+            toml.push('\n');
         }
         std::fs::write(rig.path("switchyard.toml"), toml).expect("switchyard.toml");
         rig

@@ -121,7 +121,13 @@ pub(crate) async fn capabilities(
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct InventoryParams {
-    refresh: Option<String>,
+    #[serde(rename = "type")]
+    item_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RefreshParams {
+    mode: Option<String>,
     #[serde(rename = "type")]
     item_type: Option<String>,
 }
@@ -135,9 +141,8 @@ pub(crate) fn discovery(d: &Discovery) -> Value {
     }
 }
 
-/// `GET /api/hosts/{id}/inventory[?refresh=fast|full][&type=]`: the host's
-/// discovered items; `refresh` (operator) asks its drivers first and hands
-/// the engine the new snapshot.
+/// `GET /api/hosts/{id}/inventory`: the host's stored items. Reading never
+/// asks a driver anything; `POST …/inventory/refresh` does.
 pub(crate) async fn inventory(
     State(s): State<AppState>,
     method: Method,
@@ -145,41 +150,62 @@ pub(crate) async fn inventory(
     Path(id): Path<String>,
     Query(q): Query<InventoryParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let mode = match q.refresh.as_deref() {
-        None => None,
-        Some("fast") => Some(DiscoverMode::Fast),
-        Some("full") => Some(DiscoverMode::Full),
+    auth::authorize(&s, &method, &headers, Role::Viewer)?;
+    host(&s, &id)?;
+    answer_inventory(&s, &id, q.item_type, Vec::new()).await
+}
+
+/// `POST /api/hosts/{id}/inventory/refresh?mode=fast|full`: the host's
+/// drivers discover now (a state change: drivers act and rows change), the
+/// engine gets the new snapshot, and the answer is the inventory.
+pub(crate) async fn refresh_inventory(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RefreshParams>,
+) -> Result<Json<Value>, ApiError> {
+    let mode = match q.mode.as_deref() {
+        None | Some("full") => DiscoverMode::Full,
+        Some("fast") => DiscoverMode::Fast,
         Some(other) => {
             return Err(ApiError::bad_request(
                 "bad_refresh",
-                format!("`refresh` is `fast` or `full`, not `{other}`"),
+                format!("`mode` is `fast` or `full`, not `{other}`"),
             ));
         }
     };
-    auth::authorize(
-        &s,
-        &method,
-        &headers,
-        if mode.is_some() {
-            Role::Operator
-        } else {
-            Role::Viewer
-        },
-    )?;
+    let caller = auth::authorize(&s, &method, &headers, Role::Operator)?;
     let h = host(&s, &id)?;
-    let mut refreshed = Vec::new();
-    if let Some(mode) = mode {
-        refreshed = s.fleet.discover(&s.store, h, mode).await;
-        if let Some(engine) = s.engine.get() {
-            engine.set_inventory(s.fleet.snapshot(&s.store).await?);
-        }
+    let refreshed = s.fleet.discover(&s.store, h, mode).await;
+    if let Some(engine) = s.engine.get() {
+        engine.set_inventory(s.fleet.snapshot(&s.store).await?);
     }
+    crate::audit(
+        &s,
+        &caller,
+        "inventory.refresh",
+        &format!("host:{id}"),
+        "",
+        json!({"mode": q.mode.as_deref().unwrap_or("full"),
+               "drivers": refreshed.iter().map(discovery).collect::<Vec<_>>()}),
+    )
+    .await;
+    answer_inventory(&s, &id, q.item_type, refreshed).await
+}
+
+async fn answer_inventory(
+    s: &AppState,
+    id: &str,
+    item_type: Option<String>,
+    refreshed: Vec<Discovery>,
+) -> Result<Json<Value>, ApiError> {
     let items = s
         .store
         .inventory(
             &InventoryQuery {
-                host: Some(id.clone()),
-                item_type: q.item_type,
+                host: Some(id.to_owned()),
+                item_type,
                 ..InventoryQuery::default()
             },
             chrono::Utc::now(),

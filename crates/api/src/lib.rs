@@ -214,7 +214,81 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(known_query_only))
         .layer(axum::middleware::from_fn(time_limit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::loopback_guard,
+        ))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Refuse a body larger than [`MAX_BODY_BYTES`] on every endpoint, before
+/// any handler runs: by its declared length, or by reading a body sent
+/// without one up to the limit.
+async fn body_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body.too_large",
+            format!("a request body may hold at most {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response()
+    };
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    // A body sent without a length (chunked) is read here, up to the limit,
+    // so that an endpoint that never reads its body refuses it too.
+    let req = if declared.is_none()
+        && axum::body::HttpBody::size_hint(req.body()).exact() != Some(0)
+    {
+        let (parts, body) = req.into_parts();
+        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)),
+            Err(_) => return too_large(),
+        }
+    } else {
+        req
+    };
+    let resp = next.run(req).await;
+    // An extractor that hit the limit on a body sent without a length
+    // answers in plain text; the API answers in its own error shape.
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large();
+    }
+    resp
+}
+
+/// Headers on every answer that keep a browser from running, framing or
+/// sniffing what the API returns, and from leaking its URLs.
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("cache-control", "no-store"),
+];
+
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    let headers = resp.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(
+            axum::http::HeaderName::from_static(name),
+            axum::http::HeaderValue::from_static(value),
+        );
+    }
+    resp
 }
 
 /// The handler of an operation, by its `operationId`.
@@ -249,6 +323,7 @@ fn handler(op: &openapi::Op) -> MethodRouter<AppState> {
         "listHosts" => on(filter, hosts::list),
         "hostCapabilities" => on(filter, hosts::capabilities),
         "hostInventory" => on(filter, hosts::inventory),
+        "refreshInventory" => on(filter, hosts::refresh_inventory),
         "previewSelector" => on(filter, hosts::preview),
         "ingestEvent" => on(filter, ingest::event),
         "ingestAlertmanager" => on(filter, ingest::alertmanager),

@@ -420,18 +420,33 @@ fn build_operations() -> Vec<Op> {
             &[(200, "Capabilities"), (404, E)],
         ),
         Op {
-            query: const {
-                &[
-                    q("refresh", "refresh", "ask the drivers first (operator)"),
-                    q("type", "string", "only items of this type"),
-                ]
-            },
+            query: const { &[q("type", "string", "only items of this type")] },
             ..op(
                 M::GET,
                 "/api/hosts/{id}/inventory",
                 "hostInventory",
                 "The host's discovered items",
                 Some(Viewer),
+                &[(200, "Inventory"), (400, E), (404, E)],
+            )
+        },
+        Op {
+            query: const {
+                &[
+                    q(
+                        "mode",
+                        "refresh",
+                        "`fast` (known items) or `full` (default)",
+                    ),
+                    q("type", "string", "only items of this type in the answer"),
+                ]
+            },
+            ..op(
+                M::POST,
+                "/api/hosts/{id}/inventory/refresh",
+                "refreshInventory",
+                "Ask the host's drivers to discover its items now, then answer the inventory",
+                Some(Operator),
                 &[(200, "Inventory"), (400, E), (404, E)],
             )
         },
@@ -522,7 +537,12 @@ fn operation(o: &Op) -> Value {
     let mut responses = Map::new();
     let mut all: Vec<(u16, &str)> = o.responses.to_vec();
     if o.role.is_some() {
-        all.extend([(401, "Error"), (403, "Error")]);
+        all.push((401, "Error"));
+    }
+    // Roles and the CSRF rule, and without auth the Host/Origin guard on every request.
+    all.push((403, "Error"));
+    if o.method != Method::GET {
+        all.push((413, "Error"));
     }
     for (status, schema) in all {
         let content = match schema {
@@ -587,7 +607,8 @@ fn status_text(status: u16) -> &'static str {
         202 => "Accepted: in the stream",
         400 => "Bad request",
         401 => "No valid bearer token",
-        403 => "The role may not do this (or, without auth, the CSRF/Host guard)",
+        403 => "The role may not do this, the CSRF rule, or without auth the Host/Origin guard",
+        413 => "The request body is larger than 1 MiB",
         404 => "Not found",
         409 => "Conflict with the current state",
         412 => "If-Match names a stale version",

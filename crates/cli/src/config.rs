@@ -13,6 +13,11 @@ use switchyard_spec::duration::parse_ms;
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Accept secrets written into the file itself (an HS256 secret, a
+    /// webhook token, a driver's `writeOnly` member) instead of refusing to
+    /// start; each is warned about at start. Off by default: reference them
+    /// as `${env:NAME}` or `${file:PATH}`. A top-level key (before any section).
+    pub allow_literal_secrets: bool,
     pub database: DatabaseSection,
     pub nats: NatsSection,
     pub api: ApiSection,
@@ -90,10 +95,20 @@ impl Default for ApiSection {
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
+    /// The key for tokens without `kid`: an HS256 secret (a `${env:…}` or
+    /// `${file:…}` reference), or …
     pub jwt_hs256_secret: Option<String>,
+    /// … an RS256/ES256 public key in PEM form.
     pub jwt_public_key_file: Option<String>,
+    /// Keys selected by the token's `kid` (RFC 7517 JWKS), re-read when the
+    /// file changes: keys rotate with no restart.
+    pub jwks_file: Option<String>,
+    /// When set, `iss` must be present and equal.
     pub issuer: Option<String>,
+    /// When set, `aud` must be present and hold it.
     pub audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf` (at most 5m).
+    pub leeway: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -401,7 +416,10 @@ impl Config {
             if !scheme_ok {
                 return Err(ConfigError::Invalid {
                     key: format!("policies.webhooks[{i}].url"),
-                    message: format!("`{}` is not an http:// or https:// URL", w.url),
+                    message: format!(
+                        "`{}` is not an http:// or https:// URL",
+                        switchyard_plugin::secrets::redact_url(&w.url)
+                    ),
                 });
             }
             if w.max_attempts == 0 {

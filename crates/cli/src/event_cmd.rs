@@ -128,8 +128,8 @@ fn publish(args: &PublishArgs) -> u8 {
     let result = runtime.block_on(async {
         let client = tokio::time::timeout(std::time::Duration::from_secs(10), async_nats::connect(args.nats_url.as_str()))
             .await
-            .map_err(|_| format!("cannot reach NATS at {} within 10 s", args.nats_url))?
-            .map_err(|e| format!("cannot connect to NATS at {}: {e}", args.nats_url))?;
+            .map_err(|_| format!("cannot reach NATS at {} within 10 s", switchyard_plugin::secrets::redact_urls(&args.nats_url)))?
+            .map_err(|e| format!("cannot connect to NATS at {}: {}", switchyard_plugin::secrets::redact_urls(&args.nats_url), switchyard_plugin::secrets::redact_urls(&e.to_string())))?;
         Publisher::new(client).publish_payload(&kind, &id, bytes).await.map_err(|e| {
             let msg = e.to_string();
             if msg.contains("no responders") || msg.contains("no stream") || msg.contains("503") {

@@ -169,25 +169,31 @@ async fn capabilities(c: Client, a: HostArgs) -> Result<u8, Failure> {
 
 async fn inventory(c: Client, a: InventoryArgs) -> Result<u8, Failure> {
     let mut q = Vec::new();
-    if let Some(r) = a.refresh {
-        q.push(format!(
-            "refresh={}",
-            match r {
-                Refresh::Fast => "fast",
-                Refresh::Full => "full",
-            }
-        ));
-    }
     if let Some(t) = &a.item_type {
         q.push(format!("type={}", client::encode(t)));
     }
-    let body = c
-        .get(&format!(
-            "/api/hosts/{}/inventory?{}",
-            client::encode(&a.host),
-            q.join("&")
-        ))
-        .await?;
+    let host = client::encode(&a.host);
+    // A refresh makes drivers act: a POST, never a GET.
+    let body = match a.refresh {
+        Some(r) => {
+            q.push(format!(
+                "mode={}",
+                match r {
+                    Refresh::Fast => "fast",
+                    Refresh::Full => "full",
+                }
+            ));
+            c.post(
+                &format!("/api/hosts/{host}/inventory/refresh?{}", q.join("&")),
+                None,
+            )
+            .await?
+        }
+        None => {
+            c.get(&format!("/api/hosts/{host}/inventory?{}", q.join("&")))
+                .await?
+        }
+    };
     if c.output == Output::Json {
         println!("{}", client::pretty(&body));
         return Ok(EXIT_OK);

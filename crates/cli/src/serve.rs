@@ -116,12 +116,19 @@ async fn serve(config: Config) -> Result<()> {
     let url = config.database_url();
     let store = Store::open(&url)
         .await
-        .with_context(|| format!("opening the database {}", redact_url(&url)))?
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                switchyard_plugin::secrets::redact_url(&url)
+            )
+        })?
         .with_options(StoreOptions::default());
-    tracing::info!(database = %redact_url(&url), "database ready");
+    tracing::info!(database = %switchyard_plugin::secrets::redact_url(&url), "database ready");
 
     // The HTTP API first, so readiness answers (503) while this instance
     // starts or stands by.
+    // The file's own secrets first: a literal never reaches the API setup.
+    check_literal_secrets(&config, None)?;
     let auth = api_auth(&config)?;
     let listen: std::net::SocketAddr = config.api.listen.parse().with_context(|| {
         format!(
@@ -146,6 +153,7 @@ async fn serve(config: Config) -> Result<()> {
         .collect();
     let registry = Arc::new(Registry::load(&paths).context("loading drivers")?);
     let used = check_hosts(&config.hosts, &registry)?;
+    check_literal_secrets(&config, Some(&registry))?;
     let search: Vec<PathBuf> = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -381,8 +389,13 @@ async fn serve(config: Config) -> Result<()> {
     };
     let intake = Intake::start(&config.nats.url, opts)
         .await
-        .with_context(|| format!("connecting intake to {}", config.nats.url))?;
-    tracing::info!(nats = %config.nats.url, stream = %config.nats.stream, "intake connected");
+        .with_context(|| {
+            format!(
+                "connecting intake to {}",
+                switchyard_plugin::secrets::redact_urls(&config.nats.url)
+            )
+        })?;
+    tracing::info!(nats = %switchyard_plugin::secrets::redact_urls(&config.nats.url), stream = %config.nats.stream, "intake connected");
     let _ = intake_cell.set(intake.readiness());
     let _ = publisher_cell.set(switchyard_intake::Publisher::new(intake.client().clone()));
 
@@ -466,9 +479,11 @@ async fn serve(config: Config) -> Result<()> {
 /// The API's token check from `[auth]`, with the secret resolved now (a
 /// reference that does not resolve refuses to start; never falls back to no auth).
 fn api_auth(config: &Config) -> Result<Option<switchyard_api::Auth>> {
+    use switchyard_api::auth::{Claims, Key};
     let Some(a) = &config.auth else {
         return Ok(None);
     };
+    let mut keys = Vec::new();
     if let Some(path) = &a.jwt_public_key_file {
         if a.jwt_hs256_secret.is_some() {
             bail!("[auth] has both jwt_hs256_secret and jwt_public_key_file; configure one");
@@ -476,26 +491,49 @@ fn api_auth(config: &Config) -> Result<Option<switchyard_api::Auth>> {
         let path = config.resolve(Path::new(path));
         let pem = std::fs::read(&path)
             .with_context(|| format!("auth.jwt_public_key_file {}", path.display()))?;
-        let auth =
-            switchyard_api::Auth::public_key(&pem, a.issuer.as_deref(), a.audience.as_deref())
-                .map_err(|e| anyhow!("auth.jwt_public_key_file {}: {e}", path.display()))?;
-        tracing::info!(algorithm = ?auth.algorithm(), "API tokens are checked with the public key");
-        return Ok(Some(auth));
+        keys.push(
+            Key::public_pem(&pem, None)
+                .map_err(|e| anyhow!("auth.jwt_public_key_file {}: {e}", path.display()))?,
+        );
     }
-    let Some(secret) = &a.jwt_hs256_secret else {
-        bail!("[auth] needs jwt_hs256_secret (as ${{env:NAME}} or ${{file:PATH}})");
+    if let Some(secret) = &a.jwt_hs256_secret {
+        let resolved =
+            switchyard_plugin::secrets::resolve(&serde_json::Value::String(secret.clone()))
+                .map_err(|e| anyhow!("auth.jwt_hs256_secret: {e}"))?;
+        let secret = resolved.value.as_str().unwrap_or_default().to_owned();
+        keys.push(
+            Key::hs256(secret.as_bytes(), None)
+                .map_err(|e| anyhow!("auth.jwt_hs256_secret: {e}"))?,
+        );
+    }
+    let jwks = a.jwks_file.as_ref().map(|p| config.resolve(Path::new(p)));
+    if keys.is_empty() && jwks.is_none() {
+        bail!(
+            "[auth] needs a key: jwt_hs256_secret (as ${{env:NAME}} or ${{file:PATH}}), jwt_public_key_file or jwks_file"
+        );
+    }
+    let leeway = match &a.leeway {
+        None => Duration::from_secs(30),
+        Some(text) => Duration::from_millis(
+            switchyard_spec::duration::parse_ms(text).map_err(|e| anyhow!("auth.leeway: {e}"))?,
+        ),
     };
-    let resolved = switchyard_plugin::secrets::resolve(&serde_json::Value::String(secret.clone()))
-        .map_err(|e| anyhow!("auth.jwt_hs256_secret: {e}"))?;
-    let secret = resolved.value.as_str().unwrap_or_default().to_owned();
-    if secret.len() < 32 {
-        bail!("auth.jwt_hs256_secret must be at least 32 bytes");
-    }
-    Ok(Some(switchyard_api::Auth::hs256(
-        secret.as_bytes(),
-        a.issuer.as_deref(),
-        a.audience.as_deref(),
-    )))
+    let claims = Claims {
+        issuer: a.issuer.clone(),
+        audience: a.audience.clone(),
+        leeway,
+    };
+    let auth = switchyard_api::Auth::new(keys, jwks.as_deref(), &claims)
+        .map_err(|e| anyhow!("[auth]: {e}"))?;
+    tracing::info!(
+        algorithms = ?auth.algorithms(),
+        jwks_file = ?jwks,
+        issuer = ?a.issuer,
+        audience = ?a.audience,
+        leeway_s = leeway.as_secs(),
+        "API tokens are checked"
+    );
+    Ok(Some(auth))
 }
 
 async fn shutdown_signal() {
@@ -520,14 +558,83 @@ fn deployment(database_url: &str) -> String {
     hex::encode(&sha2::Sha256::digest(database_url.as_bytes())[..8])
 }
 
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+/// The keys of `config` that hold a secret written as a literal rather
+/// than a `${env:…}`/`${file:…}` reference: `[auth]`'s HS256 secret, webhook
+/// tokens, and members drivers mark `writeOnly` in their config schemas.
+pub fn literal_secrets(config: &Config, registry: Option<&Registry>) -> Vec<String> {
+    let Some(registry) = registry else {
+        return file_literal_secrets(config);
+    };
+    let mut found = file_literal_secrets(config);
+    use switchyard_plugin::secrets::literal_secrets;
+    for (name, cfg) in &config.drivers.config {
+        if let Some(schema) = registry
+            .get(name)
+            .and_then(|d| d.manifest().driver_config_schema.as_ref())
+        {
+            for at in literal_secrets(schema, cfg) {
+                found.push(format!("drivers.config.{name}{at}"));
+            }
         }
-        _ => url.to_owned(),
     }
+    for (i, h) in config.hosts.iter().enumerate() {
+        let mut seen = std::collections::BTreeSet::new();
+        for d in h.all_drivers() {
+            if let Some(schema) = registry
+                .get(&d)
+                .and_then(|d| d.manifest().host_config_schema.as_ref())
+            {
+                for at in literal_secrets(schema, &h.config) {
+                    if seen.insert(at.clone()) {
+                        found.push(format!("hosts[{i}].config{at} (host `{}`)", h.id));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The literal secrets among the file's own keys: the `[auth]` HS256
+/// secret and webhook tokens.
+fn file_literal_secrets(config: &Config) -> Vec<String> {
+    use switchyard_plugin::secrets::is_reference;
+    let literal = |s: &str| !s.is_empty() && !is_reference(s);
+    let mut found = Vec::new();
+    if let Some(a) = &config.auth
+        && a.jwt_hs256_secret.as_deref().is_some_and(literal)
+    {
+        found.push("auth.jwt_hs256_secret".to_owned());
+    }
+    for (i, w) in config.policies.webhooks.iter().enumerate() {
+        if w.bearer_token.as_deref().is_some_and(literal) {
+            found.push(format!("policies.webhooks[{i}].bearer_token"));
+        }
+    }
+    found
+}
+
+/// Refuse literal secrets unless `allow_literal_secrets`; warn when allowed.
+/// Without `registry`, only the file's own keys are looked at, and only to refuse.
+fn check_literal_secrets(config: &Config, registry: Option<&Registry>) -> Result<()> {
+    let found = literal_secrets(config, registry);
+    if found.is_empty() {
+        return Ok(());
+    }
+    if !config.allow_literal_secrets {
+        bail!(
+            "secrets written into the configuration: {}. Reference each as ${{env:NAME}} or ${{file:PATH}}, or set allow_literal_secrets = true (top level) to accept them",
+            found.join(", ")
+        );
+    }
+    if registry.is_none() {
+        return Ok(()); // warned about once the drivers are known
+    }
+    tracing::warn!(
+        keys = %found.join(", "),
+        "secrets are written into the configuration (allow_literal_secrets = true): anyone who can read the file has them"
+    );
+    Ok(())
 }
 
 /// Every host names installed drivers and a config its drivers accept; returns the drivers in use.

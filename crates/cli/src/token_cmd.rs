@@ -63,6 +63,12 @@ pub fn run(cmd: TokenCommand) -> u8 {
         );
         return EXIT_USAGE;
     };
+    if !switchyard_plugin::secrets::is_reference(secret) && !config.allow_literal_secrets {
+        eprintln!(
+            "error: auth.jwt_hs256_secret is written into the configuration; reference it as ${{env:NAME}} or ${{file:PATH}} (or set allow_literal_secrets = true)"
+        );
+        return EXIT_BLOCKED;
+    }
     let secret =
         match switchyard_plugin::secrets::resolve(&serde_json::Value::String(secret.clone())) {
             Ok(r) => r.value.as_str().unwrap_or_default().to_owned(),

@@ -21,6 +21,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Webhook {
     url: reqwest::Url,
+    /// The URL as logs show it: no credentials, no query string.
+    shown: String,
     events: Vec<String>,
     bearer: Option<String>,
     timeout: Duration,
@@ -33,7 +35,7 @@ impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the bearer token.
         f.debug_struct("Webhook")
-            .field("url", &self.url.as_str())
+            .field("url", &self.shown)
             .field("events", &self.events)
             .finish_non_exhaustive()
     }
@@ -43,18 +45,20 @@ impl Webhook {
     /// From configuration: the URL checked, the token resolved from its
     /// `${env:…}` / `${file:…}` reference.
     pub fn from_config(w: &WebhookSection) -> Result<Webhook> {
-        let url = reqwest::Url::parse(&w.url).map_err(|e| anyhow!("webhook {}: {e}", w.url))?;
+        let shown = switchyard_plugin::secrets::redact_url(&w.url);
+        let url = reqwest::Url::parse(&w.url).map_err(|e| anyhow!("webhook {shown}: {e}"))?;
         let bearer = match &w.bearer_token {
             None => None,
             Some(r) => {
                 let resolved =
                     switchyard_plugin::secrets::resolve(&serde_json::Value::String(r.clone()))
-                        .map_err(|e| anyhow!("webhook {} bearer_token: {e}", w.url))?;
+                        .map_err(|e| anyhow!("webhook {shown} bearer_token: {e}"))?;
                 Some(resolved.value.as_str().unwrap_or_default().to_owned())
             }
         };
         Ok(Webhook {
             url,
+            shown,
             events: w.events.clone(),
             bearer,
             timeout: Config::duration(&w.timeout).max(Duration::from_millis(100)),
@@ -90,11 +94,11 @@ impl Webhook {
                     let retry = status.is_server_error()
                         || status == reqwest::StatusCode::TOO_MANY_REQUESTS
                         || status == reqwest::StatusCode::REQUEST_TIMEOUT;
-                    tracing::warn!(url = %self.url, attempt, %status, "a webhook refused a policy notification");
+                    tracing::warn!(url = %self.shown, attempt, %status, "a webhook refused a policy notification");
                     retry
                 }
                 Err(e) => {
-                    tracing::warn!(url = %self.url, attempt, error = %e, "posting a policy notification failed");
+                    tracing::warn!(url = %self.shown, attempt, error = %e.without_url(), "posting a policy notification failed");
                     true
                 }
             };
@@ -136,7 +140,7 @@ pub fn spawn(
                     let result = if h.deliver(&http, &body).await {
                         "delivered"
                     } else {
-                        tracing::error!(url = %h.url, event = %body["event"], "a policy notification was not delivered to a webhook");
+                        tracing::error!(url = %h.shown, event = %body["event"], "a policy notification was not delivered to a webhook");
                         "failed"
                     };
                     metrics::counter!(m::WEBHOOK_DELIVERIES, "result" => result).increment(1);
@@ -159,7 +163,7 @@ pub fn spawn(
             let body = serde_json::to_value(&notice).unwrap_or_default();
             for (hook, tx) in &queues {
                 if hook.wants(notice.event) && tx.try_send(body.clone()).is_err() {
-                    tracing::warn!(url = %hook.url, "a webhook's queue is full; a policy notification is dropped");
+                    tracing::warn!(url = %hook.shown, "a webhook's queue is full; a policy notification is dropped");
                     metrics::counter!(m::WEBHOOK_DELIVERIES, "result" => "dropped").increment(1);
                 }
             }

@@ -406,6 +406,19 @@ fn an_unsafe_api_setup_refuses_to_start() {
             "[auth]\njwt_public_key_file = \"switchyard.toml\"\n",
             "not an RSA or EC (P-256) public key",
         ),
+        (
+            "[auth]\njwt_hs256_secret = \"0123456789abcdef0123456789abcdef-literal\"\n",
+            "secrets written into the configuration: auth.jwt_hs256_secret",
+        ),
+        (
+            "[policies]\nwebhooks = [{ url = \"https://hooks.example/x?token=abc\", bearer_token = \"literal-token\" }]\n",
+            "policies.webhooks[0].bearer_token",
+        ),
+        (
+            "[auth]\njwks_file = \"no-such-jwks.json\"\n",
+            "no-such-jwks.json",
+        ),
+        ("[auth]\nissuer = \"https://idp\"\n", "[auth] needs a key"),
     ];
     for (toml, needle) in cases {
         std::fs::write(

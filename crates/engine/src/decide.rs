@@ -269,8 +269,8 @@ fn plan_for(
                 }
             }
             for target in &resolution.targets {
-                for (a, params) in p.ir.actions.iter().zip(&p.params) {
-                    let params = match params.fill(&envelope) {
+                for (a, template) in p.ir.actions.iter().zip(&p.params) {
+                    let params = match template.fill(&envelope) {
                         Ok(v) => v,
                         Err(e) => {
                             let mut run = failed_run(a, target, "placeholder_unresolved", now);
@@ -298,6 +298,19 @@ fn plan_for(
                             continue;
                         }
                     };
+                    // The filled params must fit the verb before anything
+                    // runs: event text cannot smuggle in another shape or an option.
+                    if let Some(rules) = &info.params
+                        && let Err(e) = rules.check(&params, &template.option_like(&params))
+                    {
+                        let mut run = failed_run(a, target, "params_invalid", now);
+                        run.params = json!({"error": e});
+                        runs.push(PlannedRun {
+                            run,
+                            idempotency_ttl: None,
+                        });
+                        continue;
+                    }
                     let key = idempotency_key(p.id, &a.capability, &a.verb, target, &params);
                     let id = Uuid::now_v7();
                     dispatch.push(DispatchMeta {

@@ -26,6 +26,95 @@ pub struct VerbInfo {
     pub timeout: Duration,
     /// The verb that undoes this one, when the driver declares it.
     pub inverse: Option<String>,
+    /// The verb's params schema, checked when a decision fills the params.
+    pub params: Option<std::sync::Arc<ParamsRules>>,
+}
+
+/// A verb's `params_schema`, compiled: every filled params object is
+/// checked against it before anything runs, option-looking event text is
+/// refused where the schema marks an argument vector, and members the
+/// schema marks secret are masked in what is stored.
+#[derive(Debug)]
+pub struct ParamsRules {
+    schema: serde_json::Value,
+    validator: jsonschema::Validator,
+    /// JSON pointers of the arrays marked `x-switchyard-argv: true`.
+    argv: Vec<String>,
+}
+
+/// The schema keyword that marks an array of program arguments.
+pub const ARGV_KEYWORD: &str = "x-switchyard-argv";
+
+impl PartialEq for ParamsRules {
+    fn eq(&self, other: &ParamsRules) -> bool {
+        self.schema == other.schema
+    }
+}
+
+impl ParamsRules {
+    /// Compile `schema` (already checked when the manifest loaded).
+    pub fn new(schema: &serde_json::Value) -> Option<ParamsRules> {
+        let validator = jsonschema::validator_for(schema).ok()?;
+        let mut argv = Vec::new();
+        argv_members(schema, String::new(), &mut argv);
+        Some(ParamsRules {
+            schema: schema.clone(),
+            validator,
+            argv,
+        })
+    }
+
+    /// Check filled params: the schema, and no placeholder-made option
+    /// (`option_like`, from [`switchyard_spec::placeholder::Params::option_like`])
+    /// inside an argument vector. The error says what and where.
+    pub fn check(&self, params: &serde_json::Value, option_like: &[String]) -> Result<(), String> {
+        let problems: Vec<String> = self
+            .validator
+            .iter_errors(params)
+            .take(5)
+            .map(|e| {
+                let at = e.instance_path().as_str().to_owned();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(format!(
+                "the filled params do not fit the verb's schema: {}",
+                problems.join("; ")
+            ));
+        }
+        if let Some(at) = option_like
+            .iter()
+            .find(|p| self.argv.iter().any(|a| p.starts_with(&format!("{a}/"))))
+        {
+            return Err(format!(
+                "{at}: a value from the event starts with `-` and would be read as an option; write the option in the policy (`--name={{{{ … }}}}`) or put `--` before it"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `params` with the members the schema marks secret (`writeOnly:
+    /// true`) replaced by `***`, and the secret values found.
+    pub fn mask_secrets(&self, params: &serde_json::Value) -> (serde_json::Value, Vec<String>) {
+        switchyard_plugin::secrets::mask_secret_members(&self.schema, params)
+    }
+}
+
+fn argv_members(schema: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    if schema.get(ARGV_KEYWORD) == Some(&serde_json::Value::Bool(true)) {
+        out.push(at);
+        return;
+    }
+    if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+        for (k, sub) in props {
+            argv_members(sub, format!("{at}/{k}"), out);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +189,11 @@ impl Routing {
                                 per_target: c.serialize == Serialization::Target,
                                 timeout,
                                 inverse: v.inverse.clone(),
+                                params: v
+                                    .params_schema
+                                    .as_ref()
+                                    .and_then(ParamsRules::new)
+                                    .map(std::sync::Arc::new),
                             },
                         )
                     })

@@ -156,7 +156,10 @@ impl Registry {
                 self.names()
             )]
         })?;
-        driver.check_driver_config(&driver_config).map_err(|p| {
+        // References resolve now (fail fast) and again when an adapter starts.
+        let resolved = crate::secrets::resolve(&driver_config)
+            .map_err(|e| vec![format!("[drivers.config.{name}] {e}")])?;
+        driver.check_driver_config(&resolved.value).map_err(|p| {
             p.into_iter()
                 .map(|m| format!("[drivers.config.{name}] {m}"))
                 .collect::<Vec<_>>()

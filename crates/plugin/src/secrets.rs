@@ -98,6 +98,145 @@ fn walk(value: &Value, secrets: &mut Vec<String>) -> Result<Value, Error> {
     })
 }
 
+/// Where `value` holds a literal secret: a non-empty string that is not a
+/// reference, at a member `schema` marks secret with `writeOnly: true`
+/// (JSON pointers). Driver authors mark passwords, keys and tokens so; a
+/// literal there is refused at start unless `allow_literal_secrets` is set.
+pub fn literal_secrets(schema: &Value, value: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    find_literals(schema, value, String::new(), &mut found);
+    found
+}
+
+fn find_literals(schema: &Value, value: &Value, at: String, found: &mut Vec<String>) {
+    if schema.get("writeOnly") == Some(&Value::Bool(true)) {
+        match value {
+            Value::String(s) if !s.is_empty() && !is_reference(s) => found.push(at),
+            Value::Object(_) | Value::Array(_) => {
+                // Every string below a secret member is secret too.
+                let any = serde_json::json!({"writeOnly": true});
+                match value {
+                    Value::Object(map) => map.iter().for_each(|(k, v)| {
+                        find_literals(&any, v, format!("{at}/{}", escape(k)), found)
+                    }),
+                    Value::Array(items) => items
+                        .iter()
+                        .enumerate()
+                        .for_each(|(i, v)| find_literals(&any, v, format!("{at}/{i}"), found)),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let sub = schema
+                    .get("properties")
+                    .and_then(|p| p.get(k))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+                if let Some(sub) = sub {
+                    find_literals(sub, v, format!("{at}/{}", escape(k)), found);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items").filter(|s| s.is_object()) {
+                for (i, v) in items.iter().enumerate() {
+                    find_literals(sub, v, format!("{at}/{i}"), found);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// The values at the members `schema` marks secret (`writeOnly: true`),
+/// with those members replaced by `***` in the returned copy: what may be
+/// stored and shown of `value`.
+pub fn mask_secret_members(schema: &Value, value: &Value) -> (Value, Vec<String>) {
+    let mut secrets = Vec::new();
+    let masked = mask(schema, value, &mut secrets);
+    (masked, secrets)
+}
+
+fn mask(schema: &Value, value: &Value, secrets: &mut Vec<String>) -> Value {
+    if schema.get("writeOnly") == Some(&Value::Bool(true)) {
+        collect_strings(value, secrets);
+        return Value::String("***".into());
+    }
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let sub = schema
+                        .get("properties")
+                        .and_then(|p| p.get(k))
+                        .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+                    let v = match sub {
+                        Some(sub) => mask(sub, v, secrets),
+                        None => v.clone(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => match schema.get("items").filter(|s| s.is_object()) {
+            Some(sub) => Value::Array(items.iter().map(|v| mask(sub, v, secrets)).collect()),
+            None => value.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+fn collect_strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if !s.is_empty() => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// A URL as it may be logged, shown or used as a metric label: a password
+/// (or a lone user token) replaced by `***`, the query string and fragment
+/// dropped. Text that is not a URL is returned whole.
+pub fn redact_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut u) if u.has_host() => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            } else if !u.username().is_empty()
+                && matches!(u.scheme(), "nats" | "tls" | "ws" | "wss")
+            {
+                // nats://TOKEN@host: the user part is the credential.
+                let _ = u.set_username("***");
+            }
+            if u.query().is_some() {
+                u.set_query(None);
+            }
+            u.set_fragment(None);
+            u.to_string()
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// Every URL in a comma-separated list (NATS server lists) redacted.
+pub fn redact_urls(text: &str) -> String {
+    text.split(',')
+        .map(|u| redact_url(u.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +280,44 @@ mod tests {
         );
         let e = resolve(&json!("${vault:x}")).unwrap_err();
         assert!(matches!(e, Error::Unknown(_)));
+    }
+
+    #[test]
+    fn literal_secrets_are_found_where_the_schema_marks_them() {
+        let schema = json!({"type": "object", "properties": {
+            "user": {"type": "string"},
+            "password": {"type": "string", "writeOnly": true},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "tokens": {"type": "array", "items": {"type": "string", "writeOnly": true}},
+        }});
+        let v = json!({"user": "u", "password": "hunter2", "headers": {"a": "b"},
+                       "tokens": ["${env:T}", "plain"]});
+        assert_eq!(literal_secrets(&schema, &v), vec!["/password", "/tokens/1"]);
+        let (masked, found) = mask_secret_members(&schema, &v);
+        assert_eq!(masked["password"], "***");
+        assert_eq!(masked["tokens"], json!(["***", "***"]));
+        assert_eq!(masked["user"], "u");
+        assert_eq!(found, vec!["hunter2", "${env:T}", "plain"]);
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_and_queries() {
+        assert_eq!(
+            redact_url("nats://alice:pw@nats.lab:4222"),
+            "nats://alice:***@nats.lab:4222"
+        );
+        assert_eq!(
+            redact_url("nats://s3cr3ttoken@nats.lab:4222"),
+            "nats://***@nats.lab:4222"
+        );
+        assert_eq!(
+            redact_url("https://hooks.example/services/T0/B1?token=abc#x"),
+            "https://hooks.example/services/T0/B1"
+        );
+        assert_eq!(
+            redact_urls("nats://a:b@n1:4222, nats://n2:4222"),
+            "nats://a:***@n1:4222,nats://n2:4222"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

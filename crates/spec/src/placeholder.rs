@@ -168,6 +168,16 @@ impl Params {
     pub fn fill(&self, event: &Value) -> Result<Value, FillError> {
         self.0.fill(event)
     }
+
+    /// The JSON pointers, in `filled` (what [`Params::fill`] returned), of
+    /// the strings that start with `-` where that `-` came from a
+    /// placeholder: event text that a program would read as an option.
+    /// `--name={{ $.x }}` (the option written in the policy) is not one.
+    pub fn option_like(&self, filled: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        self.0.option_like(filled, String::new(), &mut out);
+        out
+    }
 }
 
 impl ParamNode {
@@ -197,6 +207,30 @@ impl ParamNode {
             ParamNode::Fixed(v.clone())
         } else {
             node
+        }
+    }
+
+    fn option_like(&self, filled: &Value, at: String, out: &mut Vec<String>) {
+        match (self, filled) {
+            (ParamNode::Template(t), Value::String(s))
+                if matches!(t.parts.first(), Some(Part::Path(_))) && s.starts_with('-') =>
+            {
+                out.push(at);
+            }
+            (ParamNode::Array(items), Value::Array(values)) => {
+                for (i, (n, v)) in items.iter().zip(values).enumerate() {
+                    n.option_like(v, format!("{at}/{i}"), out);
+                }
+            }
+            (ParamNode::Object(members), Value::Object(map)) => {
+                for (k, n) in members {
+                    if let Some(v) = map.get(k) {
+                        let key = k.replace('~', "~0").replace('/', "~1");
+                        n.option_like(v, format!("{at}/{key}"), out);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -305,5 +339,19 @@ mod tests {
             Err(FillError::Many { count: 2, .. })
         ));
         assert_eq!(Params::new(&json!(null)).fill(&ev).unwrap(), json!(null));
+    }
+
+    #[test]
+    fn option_like_values_from_placeholders_are_found() {
+        let p = Params::new(
+            &json!({"argv": ["ping", "-c", "1", "{{ $.data.a }}", "--to={{ $.data.a }}", "{{ $.data.b }}"],
+                                    "env": {"X": "{{ $.data.a }}"}}),
+        );
+        let ev = json!({"data": {"a": "--output=/etc/passwd", "b": "host-1"}});
+        let filled = p.fill(&ev).unwrap();
+        assert_eq!(p.option_like(&filled), vec!["/argv/3", "/env/X"]);
+        let ev = json!({"data": {"a": "fine", "b": "-x"}});
+        let filled = p.fill(&ev).unwrap();
+        assert_eq!(p.option_like(&filled), vec!["/argv/5"]);
     }
 }

@@ -44,6 +44,10 @@ enum Expect {
 struct RequestParams {
     #[serde(default)]
     path: Option<String>,
+    /// Path segments appended after `path`, each encoded whole: a `/`, `?`,
+    /// `#` or `%` inside one stays inside it.
+    #[serde(default)]
+    segments: Vec<String>,
     #[serde(default)]
     query: BTreeMap<String, Value>,
     #[serde(default)]
@@ -97,9 +101,23 @@ fn url_for(host: &Host, p: &RequestParams) -> Result<url::Url, AdapterError> {
             host.id
         )));
     }
-    if let Some(path) = &p.path {
-        let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
-        url.set_path(&joined);
+    let mut path = url.path().trim_end_matches('/').to_owned();
+    if let Some(extra) = &p.path {
+        check_path(extra)?;
+        path.push_str(extra);
+    }
+    for segment in &p.segments {
+        check_segment(segment)?;
+        path.push('/');
+        path.extend(
+            url::form_urlencoded::byte_serialize(segment.as_bytes()).map(|s| {
+                // form encoding writes a space as `+`; a path needs `%20`.
+                if s == "+" { "%20" } else { s }
+            }),
+        );
+    }
+    if p.path.is_some() || !p.segments.is_empty() {
+        url.set_path(&path);
     }
     if !p.query.is_empty() {
         let mut q = url.query_pairs_mut();
@@ -112,6 +130,54 @@ fn url_for(host: &Host, p: &RequestParams) -> Result<url::Url, AdapterError> {
         }
     }
     Ok(url)
+}
+
+/// A `path` stays under the host's address: no `.` or `..` segment (also
+/// percent-encoded), no `?` or `#` (the query goes in `query`), no
+/// backslash, no control character.
+fn check_path(path: &str) -> Result<(), AdapterError> {
+    let refuse = |why: &str| {
+        Err(AdapterError::invalid_params(format!(
+            "path `{}`: {why}",
+            path.escape_debug()
+        )))
+    };
+    if !path.starts_with('/') {
+        return refuse("must start with `/`");
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return refuse("holds a control character");
+    }
+    if path.contains(['?', '#', '\\']) {
+        return refuse("holds `?`, `#` or `\\`; give the query as `query`");
+    }
+    for segment in path.split('/') {
+        let decoded: String = url::form_urlencoded::parse(format!("x={segment}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if matches!(decoded.as_str(), "." | "..") || decoded.contains(['/', '\\']) {
+            return refuse(
+                "holds a `.`, `..` or encoded `/` segment; the path must stay under the host's address",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One segment from `segments`: encoded whole, so only `.` and `..` (which
+/// a server would still resolve) and control characters are refused.
+fn check_segment(segment: &str) -> Result<(), AdapterError> {
+    if segment.is_empty()
+        || matches!(segment, "." | "..")
+        || segment.chars().any(|c| c.is_control())
+    {
+        return Err(AdapterError::invalid_params(format!(
+            "segment `{}`: empty, `.`, `..` or a control character",
+            segment.escape_debug()
+        )));
+    }
+    Ok(())
 }
 
 fn status_ok(expect: Option<&Expect>, status: u16) -> bool {
@@ -233,8 +299,11 @@ impl Adapter for Http {
             &self.unverified
         };
         let mut rb = client.request(m.clone(), url.clone());
+        // switchyard enforces the deadline (cancel at it, the SDK drops the
+        // handler just after); the client's own limit is only a backstop, set
+        // past the deadline so a slow server is reported as a timeout.
         if let Some(left) = ctx.remaining() {
-            rb = rb.timeout(left);
+            rb = rb.timeout(left + Duration::from_secs(2));
         }
         for (k, v) in hc.headers.iter().chain(&p.headers) {
             rb = rb.header(k, v);

@@ -24,6 +24,8 @@ struct Config {
     #[serde(default)]
     connect_timeout_s: Option<u64>,
     #[serde(default)]
+    auth_timeout_s: Option<u64>,
+    #[serde(default)]
     max_output_bytes: Option<usize>,
 }
 
@@ -39,10 +41,17 @@ struct RunParams {
 
 struct Ssh {
     connect_timeout: Duration,
+    auth_timeout: Duration,
     max_output: usize,
 }
 
-/// Quote one argument for a POSIX shell: safe words as they are, anything else in single quotes.
+/// Quote one argument for a POSIX shell (sh, dash, bash, zsh, busybox ash:
+/// the remote login shell runs the command line): safe words as they are,
+/// anything else in single quotes, a `'` inside written `'\''`. Inside single
+/// quotes a POSIX shell expands nothing — `$`, backticks, `;`, `|`, newlines
+/// and globs are plain text. A NUL cannot be carried by a shell command line
+/// and is refused before quoting ([`command_line`]). Not for csh/fish or
+/// Windows shells: hosts whose login shell is one of those are not supported.
 pub fn shell_quote(arg: &str) -> String {
     let safe = !arg.is_empty()
         && arg
@@ -55,11 +64,17 @@ pub fn shell_quote(arg: &str) -> String {
     }
 }
 
-fn command_line(argv: &[String]) -> String {
-    argv.iter()
+fn command_line(argv: &[String]) -> Result<String, AdapterError> {
+    if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
+        return Err(AdapterError::invalid_params(format!(
+            "argv[{i}] holds a NUL character, which a shell command line cannot carry"
+        )));
+    }
+    Ok(argv
+        .iter()
         .map(|a| shell_quote(a))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" "))
 }
 
 fn unit_name(target: &Target) -> Result<String, AdapterError> {
@@ -110,7 +125,7 @@ impl Ssh {
         host: &switchyard_plugin::protocol::Host,
     ) -> Result<(Conn, HostConfig), AdapterError> {
         let hc = HostConfig::from_host(host)?;
-        let conn = Conn::open(host, &hc, self.connect_timeout).await?;
+        let conn = Conn::open(host, &hc, self.connect_timeout, self.auth_timeout).await?;
         Ok((conn, hc))
     }
 
@@ -123,7 +138,7 @@ impl Ssh {
     ) -> Result<(String, String), AdapterError> {
         let active = conn
             .run(
-                &command_line(&systemctl(hc, &["is-active", unit])),
+                &command_line(&systemctl(hc, &["is-active", unit]))?,
                 Duration::from_secs(30),
                 self.max_output,
                 None,
@@ -134,7 +149,7 @@ impl Ssh {
                 &command_line(&systemctl(
                     hc,
                     &["show", "-p", "LoadState", "--value", unit],
-                )),
+                ))?,
                 Duration::from_secs(30),
                 self.max_output,
                 None,
@@ -160,6 +175,7 @@ impl Adapter for Ssh {
         };
         Ok(Ssh {
             connect_timeout: Duration::from_secs(config.connect_timeout_s.unwrap_or(10)),
+            auth_timeout: Duration::from_secs(config.auth_timeout_s.unwrap_or(10)),
             max_output: config.max_output_bytes.unwrap_or(64 * 1024),
         })
     }
@@ -189,7 +205,7 @@ impl Adapter for Ssh {
         };
         let out = conn
             .run(
-                &command_line(&systemctl(&hc, args)),
+                &command_line(&systemctl(&hc, args))?,
                 Duration::from_secs(60),
                 self.max_output * 16,
                 None,
@@ -260,7 +276,7 @@ impl Adapter for Ssh {
                 let program = &p.argv[0];
                 let which = conn
                     .run(
-                        &command_line(&["command".into(), "-v".into(), program.clone()]),
+                        &command_line(&["command".into(), "-v".into(), program.clone()])?,
                         Duration::from_secs(30),
                         4096,
                         None,
@@ -286,7 +302,7 @@ impl Adapter for Ssh {
                     ],
                     plan: vec![format!(
                         "run `{}` on {}",
-                        command_line(&p.argv),
+                        command_line(&p.argv)?,
                         req.host.id
                     )],
                     effects: vec![],
@@ -313,7 +329,7 @@ impl Adapter for Ssh {
                     (
                         vec![format!(
                             "{} on {}",
-                            command_line(&systemctl(&hc, &[&req.verb, &unit])),
+                            command_line(&systemctl(&hc, &[&req.verb, &unit]))?,
                             req.host.id
                         )],
                         vec![Effect {
@@ -375,7 +391,7 @@ impl Adapter for Ssh {
                 if p.argv.is_empty() {
                     return Err(AdapterError::invalid_params("argv needs a program"));
                 }
-                let line = command_line(&p.argv);
+                let line = command_line(&p.argv)?;
                 ctx.log(format!("run `{line}` on {}", req.host.id));
                 let limit = p
                     .timeout_s
@@ -402,7 +418,7 @@ impl Adapter for Ssh {
                 let unit = unit_name(&req.target)?;
                 desired_active(&req.verb)?;
                 let (before, _) = self.unit_state(&conn, &hc, &unit).await?;
-                let line = command_line(&systemctl(&hc, &[&req.verb, &unit]));
+                let line = command_line(&systemctl(&hc, &[&req.verb, &unit]))?;
                 ctx.log(format!("{line} on {}", req.host.id));
                 let out = conn.run(&line, budget, self.max_output, Some(&ctx)).await?;
                 let (after, _) = self.unit_state(&conn, &hc, &unit).await?;
@@ -478,7 +494,7 @@ mod tests {
         assert_eq!(shell_quote("$(id)"), "'$(id)'");
         assert_eq!(shell_quote("it's; rm -rf /"), r"'it'\''s; rm -rf /'");
         assert_eq!(
-            command_line(&["echo".into(), "`id`".into(), "x|y".into()]),
+            command_line(&["echo".into(), "`id`".into(), "x|y".into()]).unwrap(),
             "echo '`id`' 'x|y'"
         );
     }

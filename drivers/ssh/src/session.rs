@@ -169,6 +169,7 @@ impl Conn {
         host: &Host,
         hc: &HostConfig,
         connect_timeout: Duration,
+        auth_timeout: Duration,
     ) -> Result<Conn, AdapterError> {
         let address = host.address.as_deref().ok_or_else(|| {
             AdapterError::precondition_failed(format!("host `{}` has no address", host.id))
@@ -213,17 +214,29 @@ impl Conn {
             }
             Ok(Ok(h)) => h,
         };
-        let hash = handle
-            .best_supported_rsa_hash()
+        // A server that accepts the connection and then stalls authentication
+        // must not hold the action (and the host's queue) until its timeout.
+        let authenticate = async {
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(|e| AdapterError::transient(format!("{address}:{port}: {e}")))?
+                .flatten();
+            handle
+                .authenticate_publickey(&hc.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .await
+                .map_err(|e| {
+                    AdapterError::transient(format!("{address}:{port}: authentication: {e}"))
+                })
+        };
+        let auth = tokio::time::timeout(auth_timeout, authenticate)
             .await
-            .map_err(|e| AdapterError::transient(format!("{address}:{port}: {e}")))?
-            .flatten();
-        let auth = handle
-            .authenticate_publickey(&hc.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-            .await
-            .map_err(|e| {
-                AdapterError::transient(format!("{address}:{port}: authentication: {e}"))
-            })?;
+            .map_err(|_| {
+                AdapterError::transient(format!(
+                    "{address}:{port}: authentication did not finish within {} s",
+                    auth_timeout.as_secs()
+                ))
+            })??;
         if !auth.success() {
             return Err(AdapterError::precondition_failed(format!(
                 "{address}:{port}: the server refused key authentication for `{}`",

@@ -28,6 +28,9 @@ struct Config {
     log: PathBuf,
     /// Folder of the per-host lock files.
     locks: PathBuf,
+    /// A secret the `leak` misbehaviour prints and returns (redaction tests).
+    #[serde(default)]
+    secret: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +110,18 @@ impl Adapter for Recorder {
                     let _ = out.flush();
                 }
                 std::future::pending::<()>().await;
+            }
+            Some("leak") => {
+                let secret = self.config.secret.clone().unwrap_or_default();
+                eprintln!(
+                    "leaking the driver secret {secret} and the host's {}",
+                    req.host.config
+                );
+                ctx.log(format!("the secret is {secret}"));
+                return Err(AdapterError::internal(format!(
+                    "failed on purpose; the secret is {secret}, the host config {}",
+                    req.host.config
+                )));
             }
             Some("hang") => loop {
                 std::thread::sleep(Duration::from_secs(3600));

@@ -98,6 +98,7 @@ impl CallError {
                 protocol::codes::PRECONDITION_FAILED => "precondition_failed",
                 protocol::codes::TRANSIENT => "transient",
                 protocol::codes::UNSUPPORTED => "unsupported",
+                protocol::codes::INVALID_PARAMS => "params_invalid",
                 _ => "driver_error",
             },
             CallError::Timeout { .. } => "timeout",
@@ -168,7 +169,8 @@ pub struct AdapterSpec {
     /// Working directory: the driver folder.
     pub cwd: PathBuf,
     pub instances: usize,
-    /// `[drivers.config.<name>]`, already validated against `driver_config_schema`.
+    /// `[drivers.config.<name>]`, already validated against `driver_config_schema`;
+    /// secret references in it are resolved each time an adapter starts.
     pub driver_config: Value,
 }
 
@@ -375,10 +377,17 @@ impl Supervisor {
             stderr_lines_per_call: opts.stderr_lines_per_call,
             deployment: opts.deployment.clone(),
         };
+        // Secret references in the driver config resolve at each start, and
+        // the adapter's output is redacted of them.
+        let resolved = secrets::resolve(&pool.spec.driver_config).map_err(|e| CallError::Init {
+            driver: driver.to_owned(),
+            reason: format!("driver config: {e}"),
+        })?;
         let process = Process::spawn(launch)?;
+        process.add_secrets(resolved.secret_values());
         let init = InitializeParams {
             protocol_version: protocol::PROTOCOL_VERSION,
-            driver_config: pool.spec.driver_config.clone(),
+            driver_config: resolved.value,
         };
         let init_deadline = Instant::now() + opts.init_timeout;
         let reply = self
