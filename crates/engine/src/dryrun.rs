@@ -422,6 +422,21 @@ async fn action(
         }
     };
     out["driver"] = driver.clone().into();
+    // The engine checks the filled params before dispatch (decide.rs); say
+    // here what it would refuse.
+    if let Some(rules) = &info.params
+        && let Err(e) = rules.check(&params, &policy.params[ai].option_like(&params))
+    {
+        finding(
+            findings,
+            Severity::Error,
+            codes::DRYRUN_DRIVER_REFUSED,
+            format!("{at}/params"),
+            format!("the run would fail with `params_invalid`: {e}"),
+        );
+        out["error"] = "params_invalid".into();
+        return out;
+    }
     let key = idempotency_key(policy.id, &a.capability, &a.verb, target, &params);
     let held = if idem_window > 0 {
         input
