@@ -234,8 +234,23 @@ fn inverse_of(
                 .collect()
         })
     };
+    // The run's own params lost their secret members to `***` in the ledger.
+    let masked = info
+        .params
+        .as_ref()
+        .is_some_and(|rules| !rules.mask_secrets(&run.params).1.is_empty());
     let params = match params {
         Some(p) => p,
+        None if masked => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "run.undo_params_invalid",
+                format!(
+                    "run {} had secret params, which the ledger does not keep; pass the params as {{\"params\": {{…}}}}",
+                    run.id
+                ),
+            ));
+        }
         None if problems(&run.params).is_empty() && run.params.is_object() => run.params.clone(),
         None => json!({}),
     };

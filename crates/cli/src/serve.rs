@@ -60,9 +60,24 @@ pub fn run(args: ServeArgs) -> u8 {
     }
 }
 
+/// Libraries whose trace level prints message payloads or headers (events
+/// and tokens may carry secrets): capped at debug unless `SWITCHYARD_LOG`
+/// names them itself.
+const PAYLOAD_LOGGERS: &[&str] = &["async_nats", "hyper", "hyper_util", "h2", "reqwest"];
+
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let asked = std::env::var("SWITCHYARD_LOG").ok();
+    let mut filter = asked
+        .as_deref()
+        .and_then(|a| tracing_subscriber::EnvFilter::try_new(a).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    for target in PAYLOAD_LOGGERS {
+        if !asked.as_deref().is_some_and(|a| a.contains(target))
+            && let Ok(d) = format!("{target}=debug").parse()
+        {
+            filter = filter.add_directive(d);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -41,6 +41,10 @@ pub struct DispatchMeta {
     pub idempotent: bool,
     pub per_target: bool,
     pub stop_on_error: bool,
+    /// The params as the driver gets them, when the ledger keeps them with
+    /// the members the verb's schema marks secret (`writeOnly`) masked.
+    /// Held in memory only: after a restart such a run is interrupted.
+    pub secret_params: Option<serde_json::Value>,
 }
 
 /// The decisions of one event, with dispatch facts per run.
@@ -312,6 +316,19 @@ fn plan_for(
                         continue;
                     }
                     let key = idempotency_key(p.id, &a.capability, &a.verb, target, &params);
+                    // Secret members are never stored: the ledger gets `***`,
+                    // the driver the value.
+                    let (params, secret_params) = match &info.params {
+                        Some(rules) => {
+                            let (masked, found) = rules.mask_secrets(&params);
+                            if found.is_empty() {
+                                (params, None)
+                            } else {
+                                (masked, Some(params))
+                            }
+                        }
+                        None => (params, None),
+                    };
                     let id = Uuid::now_v7();
                     dispatch.push(DispatchMeta {
                         timeout: a
@@ -321,6 +338,7 @@ fn plan_for(
                         idempotent: info.idempotent,
                         per_target: info.per_target,
                         stop_on_error: a.on_error == OnError::Stop,
+                        secret_params,
                     });
                     runs.push(PlannedRun {
                         run: NewRun {

@@ -64,8 +64,9 @@ impl QueuedRun {
 fn queued_run(
     decision: &switchyard_store::NewDecision,
     r: switchyard_store::NewRun,
-    meta: DispatchMeta,
+    mut meta: DispatchMeta,
 ) -> QueuedRun {
+    let params = meta.secret_params.take().unwrap_or(r.params);
     QueuedRun {
         id: r.id,
         decision_id: decision.id,
@@ -79,7 +80,7 @@ fn queued_run(
         driver: r.driver.unwrap_or_default(),
         capability: r.capability,
         verb: r.verb,
-        params: r.params,
+        params,
         idempotency_key: r.idempotency_key.unwrap_or_default(),
         queued_at: r.queued_at,
         attempt: 1,

@@ -359,6 +359,7 @@ impl Engine {
                 idempotent: info.idempotent,
                 per_target: info.per_target,
                 stop_on_error: false,
+                secret_params: None,
             }],
         };
         match self.write(plan).await? {
@@ -628,6 +629,17 @@ async fn recover(
             .as_deref()
             .and_then(|d| routing.verb(d, &r.capability, &r.verb))
             .cloned();
+        // Params with secret members were stored masked; the values lived
+        // only in the engine that decided them.
+        let masked = verb
+            .as_ref()
+            .and_then(|v| v.params.as_ref())
+            .is_some_and(|rules| !rules.mask_secrets(&r.params).1.is_empty());
+        if masked && matches!(r.status, RunStatus::Queued | RunStatus::Running) {
+            changes.push(settle(&r, RunStatus::Interrupted, "secret_params_not_kept"));
+            report.interrupted += 1;
+            continue;
+        }
         match r.status {
             RunStatus::Queued => match &verb {
                 Some(v) => {
@@ -730,6 +742,7 @@ fn queued_from(r: &RunRecord, v: &routing::VerbInfo, attempt: u32) -> QueuedRun 
             idempotent: v.idempotent,
             per_target: v.per_target,
             stop_on_error: true,
+            secret_params: None,
         },
     }
 }

@@ -68,19 +68,7 @@ impl ParamsRules {
     /// (`option_like`, from [`switchyard_spec::placeholder::Params::option_like`])
     /// inside an argument vector. The error says what and where.
     pub fn check(&self, params: &serde_json::Value, option_like: &[String]) -> Result<(), String> {
-        let problems: Vec<String> = self
-            .validator
-            .iter_errors(params)
-            .take(5)
-            .map(|e| {
-                let at = e.instance_path().as_str().to_owned();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                }
-            })
-            .collect();
+        let problems = switchyard_plugin::registry::schema_problems(&self.validator, params, 5);
         if !problems.is_empty() {
             return Err(format!(
                 "the filled params do not fit the verb's schema: {}",

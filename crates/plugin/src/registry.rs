@@ -76,12 +76,16 @@ impl Driver {
     }
 }
 
-fn check_against(schema: Option<&Value>, value: &Value) -> Result<(), Vec<String>> {
-    let Some(schema) = schema else { return Ok(()) };
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|e| vec![format!("the schema itself is invalid: {e}")])?;
-    let problems: Vec<String> = validator
+/// What `value` breaks of a compiled schema, at most `limit` problems, each
+/// prefixed by its JSON pointer.
+pub fn schema_problems(
+    validator: &jsonschema::Validator,
+    value: &Value,
+    limit: usize,
+) -> Vec<String> {
+    validator
         .iter_errors(value)
+        .take(limit)
         .map(|e| {
             let at = e.instance_path().as_str().to_owned();
             if at.is_empty() {
@@ -90,7 +94,14 @@ fn check_against(schema: Option<&Value>, value: &Value) -> Result<(), Vec<String
                 format!("{at}: {e}")
             }
         })
-        .collect();
+        .collect()
+}
+
+fn check_against(schema: Option<&Value>, value: &Value) -> Result<(), Vec<String>> {
+    let Some(schema) = schema else { return Ok(()) };
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| vec![format!("the schema itself is invalid: {e}")])?;
+    let problems = schema_problems(&validator, value, usize::MAX);
     if problems.is_empty() {
         Ok(())
     } else {

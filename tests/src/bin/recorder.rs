@@ -42,6 +42,9 @@ struct Params {
     tag: String,
     #[serde(default)]
     misbehave: Option<String>,
+    /// A secret param (`writeOnly`): `leak` prints and returns it too.
+    #[serde(default)]
+    secret: Option<String>,
 }
 
 struct Recorder {
@@ -113,13 +116,24 @@ impl Adapter for Recorder {
             }
             Some("leak") => {
                 let secret = self.config.secret.clone().unwrap_or_default();
+                // The secret param is checked, not echoed: switchyard does
+                // not yet redact a param's secret from a driver's output.
+                let got = if p
+                    .secret
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("canary-"))
+                {
+                    "a secret param"
+                } else {
+                    "no secret param"
+                };
                 eprintln!(
-                    "leaking the driver secret {secret} and the host's {}",
+                    "leaking the driver secret {secret} and the host's {}; got {got}",
                     req.host.config
                 );
                 ctx.log(format!("the secret is {secret}"));
                 return Err(AdapterError::internal(format!(
-                    "failed on purpose; the secret is {secret}, the host config {}",
+                    "failed on purpose; the secret is {secret}, the host config {}; got {got}",
                     req.host.config
                 )));
             }
