@@ -179,8 +179,7 @@ pub fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
         };
         let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("keys[{i}] (`{kid}`): {e}"))?;
         if alg == Algorithm::HS256
-            && let AlgorithmParameters::OctetKey(p) = &jwk.algorithm
-            && p.value.len() * 3 / 4 < MIN_HS256_SECRET
+            && key.try_get_as_bytes().map_or(0, <[u8]>::len) < MIN_HS256_SECRET
         {
             return Err(format!(
                 "keys[{i}] (`{kid}`): an HS256 key must be at least {MIN_HS256_SECRET} bytes"

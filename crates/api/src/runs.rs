@@ -238,7 +238,7 @@ fn inverse_of(
     let masked = info
         .params
         .as_ref()
-        .is_some_and(|rules| !rules.mask_secrets(&run.params).1.is_empty());
+        .is_some_and(|rules| rules.has_secrets(&run.params));
     let params = match params {
         Some(p) => p,
         None if masked => {

@@ -2127,12 +2127,12 @@ fn keypair(dir: &std::path::Path, name: &str, genpkey: &[&str]) -> (Vec<u8>, Vec
 
 fn signed(alg: jsonwebtoken::Algorithm, key: &EncodingKey) -> String {
     let exp = chrono::Utc::now().timestamp() + 600;
-    encode(
-        &Header::new(alg),
-        &json!({"sub": "idp-user", "role": "viewer", "exp": exp}),
+    jwt(
+        alg,
+        None,
         key,
+        json!({"sub": "idp-user", "role": "viewer", "exp": exp}),
     )
-    .unwrap()
 }
 
 #[tokio::test]

@@ -576,7 +576,7 @@ fn deployment(database_url: &str) -> String {
 /// The keys of `config` that hold a secret written as a literal rather
 /// than a `${env:…}`/`${file:…}` reference: `[auth]`'s HS256 secret, webhook
 /// tokens, and members drivers mark `writeOnly` in their config schemas.
-pub fn literal_secrets(config: &Config, registry: Option<&Registry>) -> Vec<String> {
+fn literal_secrets(config: &Config, registry: Option<&Registry>) -> Vec<String> {
     let Some(registry) = registry else {
         return file_literal_secrets(config);
     };

@@ -318,17 +318,11 @@ fn plan_for(
                     let key = idempotency_key(p.id, &a.capability, &a.verb, target, &params);
                     // Secret members are never stored: the ledger gets `***`,
                     // the driver the value.
-                    let (params, secret_params) = match &info.params {
-                        Some(rules) => {
-                            let (masked, found) = rules.mask_secrets(&params);
-                            if found.is_empty() {
-                                (params, None)
-                            } else {
-                                (masked, Some(params))
-                            }
-                        }
-                        None => (params, None),
-                    };
+                    let (params, secret_params) =
+                        match info.params.as_ref().and_then(|r| r.mask_secrets(&params)) {
+                            Some(masked) => (masked, Some(params)),
+                            None => (params, None),
+                        };
                     let id = Uuid::now_v7();
                     dispatch.push(DispatchMeta {
                         timeout: a

@@ -634,7 +634,7 @@ async fn recover(
         let masked = verb
             .as_ref()
             .and_then(|v| v.params.as_ref())
-            .is_some_and(|rules| !rules.mask_secrets(&r.params).1.is_empty());
+            .is_some_and(|rules| rules.has_secrets(&r.params));
         if masked && matches!(r.status, RunStatus::Queued | RunStatus::Running) {
             changes.push(settle(&r, RunStatus::Interrupted, "secret_params_not_kept"));
             report.interrupted += 1;

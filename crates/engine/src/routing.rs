@@ -40,6 +40,9 @@ pub struct ParamsRules {
     validator: jsonschema::Validator,
     /// JSON pointers of the arrays marked `x-switchyard-argv: true`.
     argv: Vec<String>,
+    /// Whether the schema marks any member secret (`writeOnly`): params of
+    /// a verb without any are never walked for masking.
+    secret: bool,
 }
 
 /// The schema keyword that marks an array of program arguments.
@@ -61,6 +64,7 @@ impl ParamsRules {
             schema: schema.clone(),
             validator,
             argv,
+            secret: switchyard_plugin::secrets::has_secret_members(schema),
         })
     }
 
@@ -87,9 +91,20 @@ impl ParamsRules {
     }
 
     /// `params` with the members the schema marks secret (`writeOnly:
-    /// true`) replaced by `***`, and the secret values found.
-    pub fn mask_secrets(&self, params: &serde_json::Value) -> (serde_json::Value, Vec<String>) {
-        switchyard_plugin::secrets::mask_secret_members(&self.schema, params)
+    /// true`) replaced by `***`;
+    /// `None` when nothing in them is secret (the common case, no copy made).
+    pub fn mask_secrets(&self, params: &serde_json::Value) -> Option<serde_json::Value> {
+        if !self.secret {
+            return None;
+        }
+        let (masked, found) = switchyard_plugin::secrets::mask_secret_members(&self.schema, params);
+        (!found.is_empty()).then_some(masked)
+    }
+
+    /// Whether `params` hold a member the schema marks secret (stored
+    /// params then hold `***` there, not the value).
+    pub fn has_secrets(&self, params: &serde_json::Value) -> bool {
+        self.secret && !switchyard_plugin::secrets::secret_members(&self.schema, params).is_empty()
     }
 }
 

@@ -6,6 +6,7 @@
 //! secret from text before it is logged or returned.
 
 use serde_json::Value;
+use switchyard_spec::pointer::Pointer;
 use thiserror::Error;
 
 /// Why a reference could not be resolved.
@@ -98,36 +99,24 @@ fn walk(value: &Value, secrets: &mut Vec<String>) -> Result<Value, Error> {
     })
 }
 
-/// Where `value` holds a literal secret: a non-empty string that is not a
-/// reference, at a member `schema` marks secret with `writeOnly: true`
-/// (JSON pointers). Driver authors mark passwords, keys and tokens so; a
-/// literal there is refused at start unless `allow_literal_secrets` is set.
-pub fn literal_secrets(schema: &Value, value: &Value) -> Vec<String> {
+/// The members of `value` that `schema` marks secret with `writeOnly:
+/// true`, with their JSON pointers: the one walk behind
+/// [`literal_secrets`] and [`mask_secret_members`]. Sub-schemas are
+/// followed through `properties`, `additionalProperties` and `items`.
+pub fn secret_members<'v>(schema: &Value, value: &'v Value) -> Vec<(Pointer, &'v Value)> {
     let mut found = Vec::new();
-    find_literals(schema, value, String::new(), &mut found);
+    walk_secret(schema, value, Pointer::root(), &mut found);
     found
 }
 
-fn find_literals(schema: &Value, value: &Value, at: String, found: &mut Vec<String>) {
+fn walk_secret<'v>(
+    schema: &Value,
+    value: &'v Value,
+    at: Pointer,
+    found: &mut Vec<(Pointer, &'v Value)>,
+) {
     if schema.get("writeOnly") == Some(&Value::Bool(true)) {
-        match value {
-            Value::String(s) if !s.is_empty() && !is_reference(s) => found.push(at),
-            Value::Object(_) | Value::Array(_) => {
-                // Every string below a secret member is secret too.
-                let any = serde_json::json!({"writeOnly": true});
-                match value {
-                    Value::Object(map) => map.iter().for_each(|(k, v)| {
-                        find_literals(&any, v, format!("{at}/{}", escape(k)), found)
-                    }),
-                    Value::Array(items) => items
-                        .iter()
-                        .enumerate()
-                        .for_each(|(i, v)| find_literals(&any, v, format!("{at}/{i}"), found)),
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
+        found.push((at, value));
         return;
     }
     match value {
@@ -138,14 +127,14 @@ fn find_literals(schema: &Value, value: &Value, at: String, found: &mut Vec<Stri
                     .and_then(|p| p.get(k))
                     .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
                 if let Some(sub) = sub {
-                    find_literals(sub, v, format!("{at}/{}", escape(k)), found);
+                    walk_secret(sub, v, at.key(k), found);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(sub) = schema.get("items").filter(|s| s.is_object()) {
                 for (i, v) in items.iter().enumerate() {
-                    find_literals(sub, v, format!("{at}/{i}"), found);
+                    walk_secret(sub, v, at.index(i), found);
                 }
             }
         }
@@ -153,46 +142,65 @@ fn find_literals(schema: &Value, value: &Value, at: String, found: &mut Vec<Stri
     }
 }
 
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
-}
-
-/// The values at the members `schema` marks secret (`writeOnly: true`),
-/// with those members replaced by `***` in the returned copy: what may be
-/// stored and shown of `value`.
-pub fn mask_secret_members(schema: &Value, value: &Value) -> (Value, Vec<String>) {
-    let mut secrets = Vec::new();
-    let masked = mask(schema, value, &mut secrets);
-    (masked, secrets)
-}
-
-fn mask(schema: &Value, value: &Value, secrets: &mut Vec<String>) -> Value {
+/// Whether `schema` marks any member secret (`writeOnly: true`), so that
+/// values checked against it may need masking at all.
+pub fn has_secret_members(schema: &Value) -> bool {
     if schema.get("writeOnly") == Some(&Value::Bool(true)) {
-        collect_strings(value, secrets);
-        return Value::String("***".into());
+        return true;
     }
+    let properties = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|p| p.values());
+    let nested = ["additionalProperties", "items"]
+        .iter()
+        .filter_map(|k| schema.get(*k));
+    properties.chain(nested).any(has_secret_members)
+}
+
+/// Where `value` holds a literal secret: a non-empty string that is not a
+/// reference, at (or below) a member `schema` marks secret (JSON pointers).
+/// Driver authors mark passwords, keys and tokens so; a literal there is
+/// refused at start unless `allow_literal_secrets` is set.
+pub fn literal_secrets(schema: &Value, value: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    for (at, v) in secret_members(schema, value) {
+        literal_leaves(v, at, &mut found);
+    }
+    found
+}
+
+fn literal_leaves(value: &Value, at: Pointer, found: &mut Vec<String>) {
     match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let sub = schema
-                        .get("properties")
-                        .and_then(|p| p.get(k))
-                        .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
-                    let v = match sub {
-                        Some(sub) => mask(sub, v, secrets),
-                        None => v.clone(),
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => match schema.get("items").filter(|s| s.is_object()) {
-            Some(sub) => Value::Array(items.iter().map(|v| mask(sub, v, secrets)).collect()),
-            None => value.clone(),
-        },
-        other => other.clone(),
+        Value::String(s) if !s.is_empty() && !is_reference(s) => found.push(at.to_string()),
+        Value::Object(map) => map
+            .iter()
+            .for_each(|(k, v)| literal_leaves(v, at.key(k), found)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| literal_leaves(v, at.index(i), found)),
+        _ => {}
     }
+}
+
+/// `value` with the members `schema` marks secret replaced by `***` (what
+/// may be stored and shown of it), and the secret values they held.
+pub fn mask_secret_members(schema: &Value, value: &Value) -> (Value, Vec<String>) {
+    let members = secret_members(schema, value);
+    if members.is_empty() {
+        return (value.clone(), Vec::new());
+    }
+    let mut secrets = Vec::new();
+    let mut masked = value.clone();
+    for (at, v) in members {
+        collect_strings(v, &mut secrets);
+        if let Some(slot) = masked.pointer_mut(at.as_str()) {
+            *slot = Value::String("***".into());
+        }
+    }
+    (masked, secrets)
 }
 
 fn collect_strings(value: &Value, out: &mut Vec<String>) {
@@ -298,6 +306,12 @@ mod tests {
         assert_eq!(masked["tokens"], json!(["***", "***"]));
         assert_eq!(masked["user"], "u");
         assert_eq!(found, vec!["hunter2", "${env:T}", "plain"]);
+        assert!(has_secret_members(&schema));
+        assert!(!has_secret_members(
+            &json!({"type": "object", "properties": {"a": {"type": "string"}}})
+        ));
+        let (same, none) = mask_secret_members(&schema, &json!({"user": "u"}));
+        assert_eq!((same, none.len()), (json!({"user": "u"}), 0));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! literal: never parsed as a glob, range or query, never passed to a shell.
 
 use crate::jsonpath::JsonPath;
+use crate::pointer::Pointer;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -175,7 +176,7 @@ impl Params {
     /// `--name={{ $.x }}` (the option written in the policy) is not one.
     pub fn option_like(&self, filled: &Value) -> Vec<String> {
         let mut out = Vec::new();
-        self.0.option_like(filled, String::new(), &mut out);
+        self.0.option_like(filled, Pointer::root(), &mut out);
         out
     }
 }
@@ -210,23 +211,22 @@ impl ParamNode {
         }
     }
 
-    fn option_like(&self, filled: &Value, at: String, out: &mut Vec<String>) {
+    fn option_like(&self, filled: &Value, at: Pointer, out: &mut Vec<String>) {
         match (self, filled) {
             (ParamNode::Template(t), Value::String(s))
                 if matches!(t.parts.first(), Some(Part::Path(_))) && s.starts_with('-') =>
             {
-                out.push(at);
+                out.push(at.to_string());
             }
             (ParamNode::Array(items), Value::Array(values)) => {
                 for (i, (n, v)) in items.iter().zip(values).enumerate() {
-                    n.option_like(v, format!("{at}/{i}"), out);
+                    n.option_like(v, at.index(i), out);
                 }
             }
             (ParamNode::Object(members), Value::Object(map)) => {
                 for (k, n) in members {
                     if let Some(v) = map.get(k) {
-                        let key = k.replace('~', "~0").replace('/', "~1");
-                        n.option_like(v, format!("{at}/{key}"), out);
+                        n.option_like(v, at.key(k), out);
                     }
                 }
             }
