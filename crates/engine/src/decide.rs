@@ -45,6 +45,9 @@ pub struct DispatchMeta {
     /// the members the verb's schema marks secret (`writeOnly`) masked.
     /// Held in memory only: after a restart such a run is interrupted.
     pub secret_params: Option<serde_json::Value>,
+    /// The values of those secret members: removed from the driver's
+    /// output, errors and stderr for this run.
+    pub secret_values: Vec<String>,
 }
 
 /// The decisions of one event, with dispatch facts per run.
@@ -54,6 +57,18 @@ pub struct Plan {
     /// Dispatch facts of each run planned `queued`, in the order of those
     /// runs across `decisions` (the writer re-stamps run ids at commit).
     pub dispatch: Vec<DispatchMeta>,
+}
+
+/// `params` as the ledger keeps them (secret members `***`), the params
+/// as the driver gets them when they differ, and the secret values.
+pub(crate) fn split_secrets(
+    rules: Option<&crate::routing::ParamsRules>,
+    params: Value,
+) -> (Value, Option<Value>, Vec<String>) {
+    match rules.and_then(|r| r.mask_secrets(&params)) {
+        Some((masked, values)) => (masked, Some(params), values),
+        None => (params, None, Vec::new()),
+    }
 }
 
 /// The idempotency key of DESIGN §5 step 7.
@@ -318,11 +333,8 @@ fn plan_for(
                     let key = idempotency_key(p.id, &a.capability, &a.verb, target, &params);
                     // Secret members are never stored: the ledger gets `***`,
                     // the driver the value.
-                    let (params, secret_params) =
-                        match info.params.as_ref().and_then(|r| r.mask_secrets(&params)) {
-                            Some(masked) => (masked, Some(params)),
-                            None => (params, None),
-                        };
+                    let (params, secret_params, secret_values) =
+                        split_secrets(info.params.as_deref(), params);
                     let id = Uuid::now_v7();
                     dispatch.push(DispatchMeta {
                         timeout: a
@@ -333,6 +345,7 @@ fn plan_for(
                         per_target: info.per_target,
                         stop_on_error: a.on_error == OnError::Stop,
                         secret_params,
+                        secret_values,
                     });
                     runs.push(PlannedRun {
                         run: NewRun {

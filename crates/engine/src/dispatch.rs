@@ -514,6 +514,7 @@ impl Dispatcher {
                         timeout: (deadline - crate::clock::now())
                             .to_std()
                             .unwrap_or_default(),
+                        secrets: run.meta.secret_values.clone(),
                     })
                     .await
             };

@@ -422,6 +422,12 @@ async fn action(
         }
     };
     out["driver"] = driver.clone().into();
+    // Shown as the ledger would keep them; the driver's dry run gets the values.
+    let (shown, secret_params, secrets) =
+        crate::decide::split_secrets(info.params.as_deref(), params.clone());
+    if secret_params.is_some() {
+        out["params"] = shown;
+    }
     // The engine checks the filled params before dispatch (decide.rs); say
     // here what it would refuse.
     if let Some(rules) = &info.params
@@ -515,6 +521,7 @@ async fn action(
             &a.verb,
             params,
             Duration::from_secs(sla.max(1)),
+            &secrets,
         )
         .await;
     let what = format!(

@@ -312,6 +312,9 @@ impl Engine {
         };
         let id = uuid::Uuid::now_v7();
         let key = decide::idempotency_key(run.policy_id, &run.capability, verb, &target, &params);
+        // The inverse's secret params are kept as the decided ones are: masked.
+        let (params, secret_params, secret_values) =
+            decide::split_secrets(info.params.as_deref(), params);
         let event_id = format!("undo-{}", run.id);
         let plan = decide::Plan {
             decisions: switchyard_store::EventDecisions {
@@ -359,7 +362,8 @@ impl Engine {
                 idempotent: info.idempotent,
                 per_target: info.per_target,
                 stop_on_error: false,
-                secret_params: None,
+                secret_params,
+                secret_values,
             }],
         };
         match self.write(plan).await? {
@@ -743,6 +747,7 @@ fn queued_from(r: &RunRecord, v: &routing::VerbInfo, attempt: u32) -> QueuedRun 
             per_target: v.per_target,
             stop_on_error: true,
             secret_params: None,
+            secret_values: Vec::new(),
         },
     }
 }

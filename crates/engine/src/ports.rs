@@ -139,6 +139,9 @@ pub struct ExecRequest {
     pub params: Value,
     pub idempotency_key: String,
     pub timeout: Duration,
+    /// Secret values in `params`: removed from everything the driver sends
+    /// back for this call (output, errors, stderr), as its config secrets are.
+    pub secrets: Vec<String>,
 }
 
 /// A finished adapter call.
@@ -263,6 +266,7 @@ impl Drivers for SupervisedDrivers {
                     req.params,
                     &req.idempotency_key,
                     req.timeout,
+                    &req.secrets,
                 )
                 .await;
             ExecReport {

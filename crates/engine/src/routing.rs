@@ -91,14 +91,18 @@ impl ParamsRules {
     }
 
     /// `params` with the members the schema marks secret (`writeOnly:
-    /// true`) replaced by `***`;
-    /// `None` when nothing in them is secret (the common case, no copy made).
-    pub fn mask_secrets(&self, params: &serde_json::Value) -> Option<serde_json::Value> {
+    /// true`) replaced by `***`, and the values they held (to redact from
+    /// what the driver sends back); `None` when nothing in them is secret
+    /// (the common case, no copy made).
+    pub fn mask_secrets(
+        &self,
+        params: &serde_json::Value,
+    ) -> Option<(serde_json::Value, Vec<String>)> {
         if !self.secret {
             return None;
         }
         let (masked, found) = switchyard_plugin::secrets::mask_secret_members(&self.schema, params);
-        (!found.is_empty()).then_some(masked)
+        (!found.is_empty()).then_some((masked, found))
     }
 
     /// Whether `params` hold a member the schema marks secret (stored

@@ -39,6 +39,15 @@ capabilities:
     serialize: target
     verbs:
       - { name: flip, idempotent: true }
+  - name: vault
+    target_type: host
+    verbs:
+      - name: seal
+        inverse: unseal
+        params_schema: &key
+          type: object
+          properties: { key: { type: string, writeOnly: true }, note: { type: string } }
+      - { name: unseal, params_schema: *key }
 defaults: { timeout_s: 30 }
 "#;
 
@@ -59,6 +68,8 @@ struct Log {
     events: Vec<(&'static str, String)>,
     /// (verb, timeout) of every call, in order.
     timeouts: Vec<(String, Duration)>,
+    /// (verb, params, secrets to redact) of every call, in order.
+    sent: Vec<(String, Value, Vec<String>)>,
 }
 
 /// A driver port that sleeps `params.ms` and fails as `params.fail` says
@@ -93,6 +104,8 @@ impl Drivers for Recorder {
                 l.started_at.push((req.run_id.clone(), chrono::Utc::now()));
                 l.events.push(("execute", req.host.clone()));
                 l.timeouts.push((req.verb.clone(), req.timeout));
+                l.sent
+                    .push((req.verb.clone(), req.params.clone(), req.secrets.clone()));
                 let c = l.calls.entry(req.run_id.clone()).or_default();
                 *c += 1;
                 *c
@@ -1098,5 +1111,59 @@ fn a_status_change_the_database_refuses_is_recorded_without_its_output() {
         );
         let fine = runs.iter().find(|r| r.host == "h0").unwrap();
         assert_eq!(fine.output.as_deref(), Some("done on h0"));
+    });
+}
+
+/// A param the driver marks secret reaches the driver with the value to
+/// redact from its answer, and the ledger as `***`; so does the secret
+/// param of the inverse an operator asks for with `undo`.
+#[test]
+fn secret_params_reach_the_driver_and_the_ledger_keeps_them_masked() {
+    rt().block_on(async {
+        let p = on_event_host(
+            "seal",
+            "vault.exposed",
+            json!([{"capability": "vault", "verb": "seal",
+                    "params": {"key": "{{ $.data.key }}", "note": "n"}}]),
+            json!({}),
+        );
+        let s = setup(config(2), &["h0"], vec![p]).await;
+        s.engine
+            .decide(event("vault.exposed", "h0", json!({"key": "k-1"})))
+            .await
+            .unwrap();
+        let runs = settle(&s.store).await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, RunStatus::Succeeded);
+        assert_eq!(runs[0].params, json!({"key": "***", "note": "n"}));
+
+        let undone = s
+            .engine
+            .undo(&runs[0], "unseal", json!({"key": "k-2", "note": "m"}))
+            .await
+            .unwrap();
+        assert!(
+            matches!(undone, switchyard_engine::Undone::Queued(_)),
+            "{undone:?}"
+        );
+        let runs = settle(&s.store).await;
+        let inverse = runs.iter().find(|r| r.verb == "unseal").unwrap();
+        assert_eq!(inverse.status, RunStatus::Succeeded);
+        assert_eq!(inverse.params, json!({"key": "***", "note": "m"}));
+        assert_eq!(
+            s.recorder.log.lock().unwrap().sent,
+            vec![
+                (
+                    "seal".into(),
+                    json!({"key": "k-1", "note": "n"}),
+                    vec!["k-1".to_owned()]
+                ),
+                (
+                    "unseal".into(),
+                    json!({"key": "k-2", "note": "m"}),
+                    vec!["k-2".to_owned()]
+                ),
+            ]
+        );
     });
 }

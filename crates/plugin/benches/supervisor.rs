@@ -45,6 +45,7 @@ fn roundtrip(c: &mut Criterion) {
             params.clone(),
             "key",
             Duration::from_secs(10),
+            &[],
         ))
     };
     assert!(once().result.unwrap().ok, "the adapter answers");

@@ -36,6 +36,16 @@ impl Resolved {
             .fold(text.to_owned(), |acc, s| acc.replace(s.as_str(), "***"))
     }
 
+    /// These secrets and `more` (a call's secret params), for redaction.
+    pub fn with_secrets(mut self, more: &[String]) -> Resolved {
+        for s in more {
+            if !s.is_empty() && !self.secrets.contains(s) {
+                self.secrets.push(s.clone());
+            }
+        }
+        self
+    }
+
     /// The secret values resolved (for redaction elsewhere).
     pub fn secret_values(&self) -> Vec<String> {
         self.secrets.clone()

@@ -72,6 +72,7 @@ async fn exec(
         params,
         "key",
         Duration::from_millis(timeout_ms),
+        &[],
     )
     .await
 }
@@ -384,6 +385,7 @@ async fn secrets_are_resolved_at_use_and_never_come_back() {
             json!({"action": "leak"}),
             "k",
             Duration::from_secs(10),
+            &[],
         )
         .await;
     let r = out.result.unwrap();
@@ -407,6 +409,7 @@ async fn secrets_are_resolved_at_use_and_never_come_back() {
             json!({"action": "leak_error"}),
             "k",
             Duration::from_secs(10),
+            &[],
         )
         .await;
     let e = out.result.unwrap_err().to_string();
@@ -425,6 +428,49 @@ async fn secrets_are_resolved_at_use_and_never_come_back() {
         e.to_string()
             .contains("${env:SWITCHYARD_TEST_SURELY_UNSET}"),
         "{e}"
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_runs_secret_params_are_redacted_from_its_call_only() {
+    let sup = supervisor();
+    let secret = "param-secret-3f9a1c".to_owned();
+    let call = |run: &'static str, action: &'static str, secrets: Vec<String>| {
+        let sup = sup.clone();
+        let secret = secret.clone();
+        async move {
+            sup.execute(
+                "fake",
+                &host("h1"),
+                run,
+                target(),
+                "c",
+                "v",
+                json!({"action": action, "secret": secret}),
+                "k",
+                Duration::from_secs(10),
+                &secrets,
+            )
+            .await
+        }
+    };
+    let out = call("r1", "leak", vec![secret.clone()]).await;
+    let r = out.result.unwrap();
+    assert_eq!(r.output.as_deref(), Some("sent ***"));
+    assert_eq!(r.reason.as_deref(), Some("rejected ***"));
+    assert_eq!(out.stderr, vec!["token is ***".to_owned()]);
+
+    let out = call("r2", "leak_error", vec![secret.clone()]).await;
+    let e = out.result.unwrap_err().to_string();
+    assert!(e.contains("bad token ***") && !e.contains(&secret), "{e}");
+
+    // Not remembered by the adapter process: another run's output, where
+    // the value is not a secret, is left alone.
+    let out = call("r3", "leak", Vec::new()).await;
+    assert_eq!(
+        out.result.unwrap().output.as_deref(),
+        Some(format!("sent {secret}").as_str())
     );
     sup.shutdown().await;
 }

@@ -50,6 +50,7 @@ async fn run(sup: &Supervisor, params: Value, timeout: Duration) -> Outcome<Exec
         params,
         "k",
         timeout,
+        &[],
     )
     .await
 }
@@ -214,6 +215,7 @@ async fn dry_run_shows_the_argv_and_checks_the_program() {
                 "run",
                 params,
                 Duration::from_secs(10),
+                &[],
             )
             .await
             .result
@@ -259,6 +261,7 @@ async fn a_reversible_command_applies_and_reverts_with_the_same_params() {
             params.clone(),
             "k",
             Duration::from_secs(20),
+            &[],
         )
     };
     assert!(call("apply").await.result.unwrap().ok);
@@ -277,6 +280,7 @@ async fn a_reversible_command_applies_and_reverts_with_the_same_params() {
             "nope",
             params.clone(),
             Duration::from_secs(5),
+            &[],
         )
         .await;
     assert!(

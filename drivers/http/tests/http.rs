@@ -143,6 +143,7 @@ async fn call(
         params,
         "k",
         timeout,
+        &[],
     )
     .await
 }
@@ -308,6 +309,7 @@ async fn dry_run_checks_url_and_reachability_without_sending() {
                 "post",
                 json!({"path": "/echo"}),
                 Duration::from_secs(10),
+                &[],
             )
             .await
             .result

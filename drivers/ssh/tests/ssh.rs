@@ -103,6 +103,7 @@ impl Fixture {
                 params,
                 "k",
                 Duration::from_secs(30),
+                &[],
             )
             .await
     }
@@ -356,6 +357,7 @@ async fn services_start_stop_restart_with_dry_runs() {
                 verb,
                 json!({}),
                 Duration::from_secs(30),
+                &[],
             )
             .await
             .result

@@ -116,24 +116,20 @@ impl Adapter for Recorder {
             }
             Some("leak") => {
                 let secret = self.config.secret.clone().unwrap_or_default();
-                // The secret param is checked, not echoed: switchyard does
-                // not yet redact a param's secret from a driver's output.
-                let got = if p
-                    .secret
-                    .as_deref()
-                    .is_some_and(|s| s.starts_with("canary-"))
-                {
+                let param = p.secret.clone().unwrap_or_default();
+                let got = if param.starts_with("canary-") {
                     "a secret param"
                 } else {
                     "no secret param"
                 };
+                // Everything it was given, echoed on every channel back.
                 eprintln!(
-                    "leaking the driver secret {secret} and the host's {}; got {got}",
+                    "leaking the driver secret {secret} and the host's {}; got {got}: {param}",
                     req.host.config
                 );
-                ctx.log(format!("the secret is {secret}"));
+                ctx.log(format!("the secret is {secret}, the param {param}"));
                 return Err(AdapterError::internal(format!(
-                    "failed on purpose; the secret is {secret}, the host config {}; got {got}",
+                    "failed on purpose; the secret is {secret}, the host config {}; got {got}: {param}",
                     req.host.config
                 )));
             }

@@ -160,6 +160,12 @@ pub struct Outcome<T> {
     pub stderr: Vec<String>,
 }
 
+/// Who a call is for: the run, and the secret values its params hold.
+struct Call {
+    run_id: Option<String>,
+    secrets: Vec<String>,
+}
+
 /// A driver to supervise.
 #[derive(Debug, Clone)]
 pub struct AdapterSpec {
@@ -391,7 +397,14 @@ impl Supervisor {
         };
         let init_deadline = Instant::now() + opts.init_timeout;
         let reply = self
-            .request(&process, "initialize", to_value(&init), None, init_deadline)
+            .request(
+                &process,
+                "initialize",
+                to_value(&init),
+                None,
+                Vec::new(),
+                init_deadline,
+            )
             .await;
         match reply
             .result
@@ -431,9 +444,10 @@ impl Supervisor {
         method: &str,
         params: Value,
         run_id: Option<String>,
+        secrets: Vec<String>,
         deadline: Instant,
     ) -> Outcome<Value> {
-        let (id, mut rx) = process.register(run_id);
+        let (id, mut rx) = process.register(run_id, secrets);
         let request = Request {
             jsonrpc: "2.0".into(),
             id: Some(id),
@@ -520,6 +534,27 @@ impl Supervisor {
         timeout: Duration,
         build: impl FnOnce(protocol::Host) -> P,
     ) -> Outcome<R> {
+        let call = Call {
+            run_id,
+            secrets: Vec::new(),
+        };
+        self.call_with(driver, host, method, call, timeout, build)
+            .await
+    }
+
+    /// [`Supervisor::call`] for a run whose params hold `call.secrets`:
+    /// they are removed, with the host's secrets, from the result, the
+    /// error and the stderr lines logged while the call is in flight.
+    async fn call_with<P: Serialize, R: DeserializeOwned>(
+        &self,
+        driver: &str,
+        host: &HostSpec,
+        method: &str,
+        call: Call,
+        timeout: Duration,
+        build: impl FnOnce(protocol::Host) -> P,
+    ) -> Outcome<R> {
+        let Call { run_id, secrets } = call;
         let deadline = Instant::now() + timeout;
         let fail = |e| Outcome {
             result: Err(e),
@@ -558,6 +593,8 @@ impl Supervisor {
                 Err(e) => return fail(e),
             }
         };
+        // The host's secrets stay with the process (a late stderr line is
+        // still redacted); a run's secret params only with the call.
         process.add_secrets(resolved.secret_values());
         let wire_host = protocol::Host {
             id: host.id.clone(),
@@ -565,12 +602,14 @@ impl Supervisor {
             labels: host.labels.clone(),
             config: resolved.value.clone(),
         };
+        let redactor = resolved.with_secrets(&secrets);
         let reply = self
             .request(
                 &process,
                 method,
                 to_value(&build(wire_host)),
                 run_id.clone(),
+                secrets,
                 deadline,
             )
             .await;
@@ -602,8 +641,8 @@ impl Supervisor {
             // Whatever the adapter says goes through the secrets it was sent.
             result: reply
                 .result
-                .and_then(|v| decode(method, redact_value(v, &resolved))),
-            stderr: reply.stderr.iter().map(|l| resolved.redact(l)).collect(),
+                .and_then(|v| decode(method, redact_value(v, &redactor))),
+            stderr: reply.stderr.iter().map(|l| redactor.redact(l)).collect(),
         }
     }
 
@@ -646,27 +685,28 @@ impl Supervisor {
         verb: &str,
         params: Value,
         timeout: Duration,
+        secrets: &[String],
     ) -> Outcome<DryRunResult> {
-        self.call(
-            driver,
-            host,
-            "dry_run",
-            Some(run_id.to_owned()),
-            timeout,
-            |host| DryRunParams {
+        let call = Call {
+            run_id: Some(run_id.to_owned()),
+            secrets: secrets.to_vec(),
+        };
+        self.call_with(driver, host, "dry_run", call, timeout, |host| {
+            DryRunParams {
                 run_id: run_id.to_owned(),
                 host,
                 target,
                 capability: capability.to_owned(),
                 verb: verb.to_owned(),
                 params,
-            },
-        )
+            }
+        })
         .await
     }
 
     /// `execute` an action; `deadline_ms` sent to the adapter is the whole
-    /// timeout, `deadline_at_ms` the time it ends.
+    /// timeout, `deadline_at_ms` the time it ends. `secrets`: the secret
+    /// values in `params`, redacted from what comes back.
     #[allow(clippy::too_many_arguments)]
     pub async fn execute(
         &self,
@@ -679,19 +719,19 @@ impl Supervisor {
         params: Value,
         idempotency_key: &str,
         timeout: Duration,
+        secrets: &[String],
     ) -> Outcome<ExecuteResult> {
         let deadline_ms = timeout.as_millis() as u64;
         let deadline_at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|now| (now + timeout).as_millis() as u64)
             .ok();
-        self.call(
-            driver,
-            host,
-            "execute",
-            Some(run_id.to_owned()),
-            timeout,
-            |host| ExecuteParams {
+        let call = Call {
+            run_id: Some(run_id.to_owned()),
+            secrets: secrets.to_vec(),
+        };
+        self.call_with(driver, host, "execute", call, timeout, |host| {
+            ExecuteParams {
                 run_id: run_id.to_owned(),
                 host,
                 target,
@@ -701,8 +741,8 @@ impl Supervisor {
                 idempotency_key: idempotency_key.to_owned(),
                 deadline_ms,
                 deadline_at_ms,
-            },
-        )
+            }
+        })
         .await
     }
 

@@ -22,6 +22,22 @@ struct Pending {
     tx: oneshot::Sender<Reply>,
     run_id: Option<String>,
     stderr: Vec<String>,
+    /// The secret values in this call's params: redacted from every line
+    /// read while it is in flight (a line cannot be told apart from another
+    /// call's until it is attached) and from its error.
+    secrets: Vec<String>,
+}
+
+/// How long a finished call's secret params are still redacted from stderr.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
+/// Finished calls whose secrets linger at most (the oldest go first).
+const MAX_LINGERING: usize = 1024;
+
+fn redact_with(text: String, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text, |acc, s| acc.replace(s.as_str(), "***"))
 }
 
 /// How to start an adapter.
@@ -51,6 +67,10 @@ pub(crate) struct Process {
     death: Mutex<Option<String>>,
     /// Secrets sent to this process: removed from everything it prints.
     secrets: Mutex<Vec<String>>,
+    /// The secret params of calls answered lately, kept for
+    /// [`LINGER`]: stderr is read apart from stdout, so a call's last
+    /// lines can come after its answer.
+    lingering: Mutex<std::collections::VecDeque<(std::time::Instant, Vec<String>)>>,
     exited: tokio::sync::Notify,
     /// The last stderr lines, for crash reports.
     tail: Mutex<std::collections::VecDeque<String>>,
@@ -168,6 +188,7 @@ impl Process {
             stopping: AtomicBool::new(false),
             death: Mutex::new(None),
             secrets: Mutex::new(Vec::new()),
+            lingering: Mutex::new(std::collections::VecDeque::new()),
             exited: tokio::sync::Notify::new(),
             tail: Mutex::new(std::collections::VecDeque::new()),
         });
@@ -204,13 +225,47 @@ impl Process {
 
     /// Replace every secret this process was given with `***`.
     pub fn redact(&self, text: &str) -> String {
-        lock(&self.secrets)
-            .iter()
-            .fold(text.to_owned(), |acc, s| acc.replace(s.as_str(), "***"))
+        redact_with(text.to_owned(), &lock(&self.secrets))
     }
 
-    /// Register a request and get its id and the receiver of its reply.
-    pub fn register(&self, run_id: Option<String>) -> (u64, oneshot::Receiver<Reply>) {
+    /// [`Process::redact`], and the secret params of every call in flight
+    /// or answered within [`LINGER`].
+    fn redact_line(&self, text: &str) -> String {
+        let text = self.redact(text);
+        let text = lock(&self.pending)
+            .values()
+            .fold(text, |acc, p| redact_with(acc, &p.secrets));
+        let mut lingering = lock(&self.lingering);
+        while lingering
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > LINGER)
+        {
+            lingering.pop_front();
+        }
+        lingering
+            .iter()
+            .fold(text, |acc, (_, secrets)| redact_with(acc, secrets))
+    }
+
+    /// A call is over: its secrets linger a while for its late lines.
+    fn finished(&self, p: Pending) -> Pending {
+        if !p.secrets.is_empty() {
+            let mut lingering = lock(&self.lingering);
+            if lingering.len() >= MAX_LINGERING {
+                lingering.pop_front();
+            }
+            lingering.push_back((std::time::Instant::now(), p.secrets.clone()));
+        }
+        p
+    }
+
+    /// Register a request and get its id and the receiver of its reply;
+    /// `secrets` are the secret values in its params.
+    pub fn register(
+        &self,
+        run_id: Option<String>,
+        secrets: Vec<String>,
+    ) -> (u64, oneshot::Receiver<Reply>) {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(
@@ -219,6 +274,7 @@ impl Process {
                 tx,
                 run_id,
                 stderr: Vec::new(),
+                secrets,
             },
         );
         (id, rx)
@@ -226,10 +282,8 @@ impl Process {
 
     /// Forget a request (timed out), returning the stderr lines it collected.
     pub fn unregister(&self, id: u64) -> Vec<String> {
-        lock(&self.pending)
-            .remove(&id)
-            .map(|p| p.stderr)
-            .unwrap_or_default()
+        let p = lock(&self.pending).remove(&id);
+        p.map(|p| self.finished(p).stderr).unwrap_or_default()
     }
 
     /// Write one JSON line to the adapter.
@@ -280,7 +334,7 @@ impl Process {
         }
         lock(&self.death).get_or_insert_with(|| error.to_string());
         let pending: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
-        for p in pending {
+        for p in pending.into_iter().map(|p| self.finished(p)) {
             let _ = p.tx.send(Reply {
                 result: Err(error.clone()),
                 stderr: p.stderr,
@@ -331,7 +385,7 @@ impl Process {
                 }
                 Err(e) => format!("reading its stdout failed: {e}"),
             };
-            let problem = self.redact(&problem);
+            let problem = self.redact_line(&problem);
             tracing::warn!(driver = %driver, instance = self.launch.instance, problem = %problem, "adapter protocol error; restarting it");
             self.kill(CallError::Protocol {
                 driver,
@@ -356,14 +410,15 @@ impl Process {
         let Some(id) = response.id else {
             return Err("a response has no id".into());
         };
-        let Some(p) = lock(&self.pending).remove(&id) else {
+        let p = lock(&self.pending).remove(&id);
+        let Some(p) = p.map(|p| self.finished(p)) else {
             tracing::debug!(driver = %self.launch.driver, id, "response to a request no longer waited for");
             return Ok(());
         };
         let result = match (response.result, response.error) {
             (_, Some(e)) => Err(CallError::Adapter {
                 code: e.code,
-                message: self.redact(&e.message),
+                message: redact_with(self.redact(&e.message), &p.secrets),
             }),
             (Some(v), None) => Ok(v),
             (None, None) => Ok(Value::Null),
@@ -385,7 +440,7 @@ impl Process {
                     if truncated {
                         text.push_str(" [line truncated]");
                     }
-                    let text = self.redact(&text);
+                    let text = self.redact_line(&text);
                     tracing::info!(driver = %self.launch.driver, instance = self.launch.instance, line = %text, "adapter stderr");
                     self.attach_stderr(text);
                 }

@@ -77,13 +77,13 @@ def execute(rid, p):
         time.sleep(0.5)
         reply(rid, {"ok": True})
     elif action == "leak":
-        secret = p["host"]["config"].get("token", "")
+        secret = params.get("secret") or p["host"]["config"].get("token", "")
         sys.stderr.write("token is %s\n" % secret)
         sys.stderr.flush()
         time.sleep(0.05)
         reply(rid, {"ok": False, "output": "sent " + secret, "reason": "rejected " + secret})
     elif action == "leak_error":
-        secret = p["host"]["config"].get("token", "")
+        secret = params.get("secret") or p["host"]["config"].get("token", "")
         reply(rid, error={"code": -32002, "message": "bad token " + secret})
     elif action == "bad_result":
         reply(rid, {"okay": "maybe"})
