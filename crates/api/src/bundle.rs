@@ -170,21 +170,50 @@ pub fn compile_cached(
     Compiled { policies, findings }
 }
 
-/// Read the policy files of a directory (not recursive), sorted by name:
-/// `.yaml`, `.yml`, `.json`, `.toml`, symbolic links followed; hidden files
-/// (`.name`, editors' and atomic writers' temporaries) are not policies.
+/// Folders deep a recursive walk goes (a link loop ends there).
+const MAX_DEPTH: usize = 32;
+
+/// The policy files of a directory, sorted by name: `.yaml`, `.yml`,
+/// `.json`, `.toml`, symbolic links followed; hidden files and folders
+/// (`.name`, editors' and atomic writers' temporaries, `.git`) are not
+/// policies. With `recursive`, the files of its subfolders too, each
+/// folder's in place of its name.
+pub fn policy_paths(
+    dir: &std::path::Path,
+    recursive: bool,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    fn walk(
+        dir: &std::path::Path,
+        depth: usize,
+        out: &mut Vec<std::path::PathBuf>,
+    ) -> std::io::Result<()> {
+        let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                if depth > 0 {
+                    walk(&p, depth - 1, out)?;
+                }
+            } else if p.is_file() && Format::from_path(&p).is_some() {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, if recursive { MAX_DEPTH } else { 0 }, &mut out)?;
+    Ok(out)
+}
+
+/// Read the policy files of a directory (not recursive): [`policy_paths`].
 pub fn read_dir(dir: &std::path::Path) -> std::io::Result<Vec<File>> {
-    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let hidden = p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            !hidden && p.is_file() && Format::from_path(p).is_some()
-        })
-        .collect();
-    paths.sort();
-    paths
+    policy_paths(dir, false)?
         .into_iter()
         .map(|p| {
             Ok(File {

@@ -345,15 +345,25 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready or not, with what an operator setting up should know: the
+/// drivers installed, and a warning when there are none (the server still
+/// takes events and decides them; no action can run).
 async fn readyz(State(s): State<AppState>) -> Response {
-    match (s.ready)() {
-        None => Json(json!({"status": "ready"})).into_response(),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": reason})),
-        )
-            .into_response(),
+    let drivers = s.fleet.registry().len();
+    let mut body = match (s.ready)() {
+        None => json!({"status": "ready"}),
+        Some(reason) => json!({"status": "not_ready", "reason": reason}),
+    };
+    body["drivers"] = drivers.into();
+    if drivers == 0 {
+        body["warnings"] = json!(["no drivers are installed: no action can run"]);
     }
+    let status = if body["status"] == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 /// The engine, or 503 while this instance starts or stands by.

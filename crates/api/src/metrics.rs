@@ -82,6 +82,7 @@ pub(crate) async fn metrics(
             metrics::gauge!(m::CIRCUIT_STATE, "host" => b.host, "driver" => b.driver).set(state);
         }
     }
+    metrics::gauge!(m::DRIVERS_INSTALLED).set(s.fleet.registry().len() as f64);
     let policies = s.store.list_policies().await?;
     let enabled = policies.iter().filter(|p| p.enabled).count();
     metrics::gauge!(m::POLICIES, "state" => "enabled").set(enabled as f64);

@@ -8,12 +8,10 @@
 //! refused (a 4xx answer: not found, invalid, conflict, forbidden), 2 usage,
 //! 3 the server could not be reached or failed (5xx, 503 while starting).
 
-use crate::config::Config;
 use crate::{EXIT_BLOCKED, EXIT_USAGE, Output};
 use clap::Args;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use std::path::PathBuf;
 
 /// Exit code: the server could not be reached, or failed.
 pub const EXIT_UNAVAILABLE: u8 = 3;
@@ -27,9 +25,9 @@ pub struct Server {
     /// A bearer token (`switchyard token issue`); not needed when the API runs without auth.
     #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// The configuration file naming api.listen (default: ./switchyard.toml when it exists).
-    #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// Names api.listen when --server is not given.
+    #[command(flatten)]
+    pub config: crate::config::ConfigFile,
     /// Output style.
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
@@ -111,9 +109,7 @@ impl Client {
         let base = match &s.server {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
-                let path = crate::serve::config_path(s.config.as_deref());
-                let config =
-                    Config::load(path.as_deref()).map_err(|e| Failure::Usage(e.to_string()))?;
+                let config = s.config.load().map_err(|e| Failure::Usage(e.to_string()))?;
                 format!("http://{}", config.api.listen)
             }
         };

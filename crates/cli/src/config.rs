@@ -9,6 +9,30 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchyard_spec::duration::parse_ms;
 
+/// `--config FILE` (or `SWITCHYARD_CONFIG`), as every command that talks
+/// to NATS, the database or the API takes it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigFile {
+    /// The configuration file (default: ./switchyard.toml when it exists).
+    #[arg(long = "config", env = "SWITCHYARD_CONFIG", value_name = "FILE")]
+    pub path: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    /// The file named, else ./switchyard.toml if present (else defaults).
+    pub fn path(&self) -> Option<PathBuf> {
+        self.path.clone().or_else(|| {
+            let p = PathBuf::from("switchyard.toml");
+            p.is_file().then_some(p)
+        })
+    }
+
+    /// Load it, with the environment's overrides.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(self.path().as_deref())
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -289,10 +313,10 @@ impl HostSection {
 /// A configuration problem, said in the user's terms.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -317,9 +341,9 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let (text, file, base_dir) = match path {
             Some(p) => (
-                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                std::fs::read_to_string(p).map_err(|cause| ConfigError::Read {
                     path: p.to_path_buf(),
-                    source,
+                    cause,
                 })?,
                 p.to_path_buf(),
                 p.parent()

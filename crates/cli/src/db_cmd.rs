@@ -11,13 +11,13 @@ pub enum DbCommand {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Database URL: `sqlite://switchyard.db?mode=rwc` or `postgres://user@host/db`.
-    #[arg(
-        long,
-        env = "SWITCHYARD_DATABASE__URL",
-        default_value = "sqlite://switchyard.db?mode=rwc"
-    )]
-    database_url: String,
+    /// Database URL: `sqlite://switchyard.db?mode=rwc` or `postgres://user@host/db`
+    /// (default: the configuration's database.url).
+    #[arg(long, env = "SWITCHYARD_DATABASE__URL")]
+    database_url: Option<String>,
+    /// Names database.url when --database-url is not given.
+    #[command(flatten)]
+    config: crate::config::ConfigFile,
 }
 
 pub fn run(cmd: DbCommand) -> u8 {
@@ -27,12 +27,22 @@ pub fn run(cmd: DbCommand) -> u8 {
 }
 
 fn migrate(args: &MigrateArgs) -> u8 {
+    let url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => match args.config.load() {
+            Ok(c) => c.database_url(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return crate::EXIT_USAGE;
+            }
+        },
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     let result = runtime.block_on(async {
-        let store = switchyard_store::Store::connect(&args.database_url).await?;
+        let store = switchyard_store::Store::connect(&url).await?;
         store.migrate().await
     });
     match result {

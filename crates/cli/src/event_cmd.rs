@@ -46,13 +46,12 @@ pub struct PublishArgs {
     /// Publish a complete event from a file (native envelope or CloudEvents JSON); `-` reads standard input.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["kind", "data", "file", "host", "source", "severity", "time"])]
     event: Option<PathBuf>,
-    /// NATS server.
-    #[arg(
-        long,
-        env = "SWITCHYARD_NATS__URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    nats_url: String,
+    /// NATS server (default: the configuration's nats.url, else nats://127.0.0.1:4222).
+    #[arg(long, env = "SWITCHYARD_NATS__URL")]
+    nats_url: Option<String>,
+    /// Names nats.url when --nats-url is not given.
+    #[command(flatten)]
+    config: crate::config::ConfigFile,
     /// Output style.
     #[arg(long, short, value_enum, default_value_t)]
     output: Output,
@@ -121,15 +120,26 @@ fn publish(args: &PublishArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    let url = match &args.nats_url {
+        Some(url) => url.clone(),
+        None => match args.config.load() {
+            Ok(c) => c.nats.url,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let shown = switchyard_plugin::secrets::redact_urls(&url);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     let result = runtime.block_on(async {
-        let client = tokio::time::timeout(std::time::Duration::from_secs(10), async_nats::connect(args.nats_url.as_str()))
+        let client = tokio::time::timeout(std::time::Duration::from_secs(10), async_nats::connect(url.as_str()))
             .await
-            .map_err(|_| format!("cannot reach NATS at {} within 10 s", switchyard_plugin::secrets::redact_urls(&args.nats_url)))?
-            .map_err(|e| format!("cannot connect to NATS at {}: {}", switchyard_plugin::secrets::redact_urls(&args.nats_url), switchyard_plugin::secrets::redact_urls(&e.to_string())))?;
+            .map_err(|_| format!("cannot reach NATS at {shown} within 10 s"))?
+            .map_err(|e| format!("cannot connect to NATS at {shown}: {}", switchyard_plugin::secrets::redact_urls(&e.to_string())))?;
         Publisher::new(client).publish_payload(&kind, &id, bytes).await.map_err(|e| {
             let msg = e.to_string();
             if msg.contains("no responders") || msg.contains("no stream") || msg.contains("503") {

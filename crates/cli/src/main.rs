@@ -12,6 +12,7 @@ mod db_cmd;
 mod driver_cmd;
 mod event_cmd;
 mod hosts_cmd;
+mod init_cmd;
 mod policy_client;
 mod policy_cmd;
 mod policy_dir;
@@ -49,6 +50,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a configuration to start from: switchyard.toml, policies/ with one example.
+    Init(init_cmd::InitArgs),
     /// Run switchyard: intake, engine and drivers (configuration in switchyard.toml).
     Serve(serve::ServeArgs),
     /// Write, check and inspect policies.
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
+        Command::Init(args) => init_cmd::run(args),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Driver(cmd) => driver_cmd::run(cmd),
         Command::Event(cmd) => event_cmd::run(cmd),

@@ -40,10 +40,13 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Policy files (`.yaml`, `.yml`, `.json`, `.toml`); `-` reads standard input.
-    #[arg(required = true, value_name = "FILE")]
+    /// Policy files (`.yaml`, `.yml`, `.json`, `.toml`), folders of them
+    /// (searched recursively; hidden files and folders, `switchyard.toml`
+    /// and `plugin.yaml` skipped); `-` reads standard input.
+    #[arg(required = true, value_name = "FILE|DIR")]
     files: Vec<PathBuf>,
-    /// Format for standard input or files without a known extension.
+    /// Format of files without a known extension (standard input without
+    /// it: JSON when it starts with `{`, TOML when it parses as TOML, else YAML).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
     /// Also check actions against the drivers installed here: a driver folder
@@ -111,9 +114,23 @@ pub fn run(cmd: PolicyCommand) -> u8 {
 
 /// Read a file (or stdin for `-`) and decide its format.
 fn read_source(path: &Path, format: Option<FormatArg>) -> Result<(String, Format), String> {
+    let stdin = path.as_os_str() == "-";
     let format = match (format, Format::from_path(path)) {
         (Some(f), _) => f.into(),
         (None, Some(f)) => f,
+        // Told apart by content: JSON starts with `{`, TOML parses as TOML,
+        // anything else is read as YAML.
+        (None, None) if stdin => {
+            let text = read_text(path)?;
+            let format = if text.trim_start().starts_with('{') {
+                Format::Json
+            } else if text.parse::<toml::Table>().is_ok() {
+                Format::Toml
+            } else {
+                Format::Yaml
+            };
+            return Ok((text, format));
+        }
         (None, None) => {
             return Err(format!(
                 "{}: cannot tell the format; name the file .yaml, .yml, .json or .toml, or pass --format",
@@ -121,16 +138,20 @@ fn read_source(path: &Path, format: Option<FormatArg>) -> Result<(String, Format
             ));
         }
     };
-    let text = if path.as_os_str() == "-" {
+    Ok((read_text(path)?, format))
+}
+
+/// A file's text, or standard input's for `-`.
+fn read_text(path: &Path) -> Result<String, String> {
+    if path.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
             .map_err(|e| format!("standard input: {e}"))?;
-        s
+        Ok(s)
     } else {
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
-    };
-    Ok((text, format))
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    }
 }
 
 /// How a document is named in output: `file`, or `file#2` for the second of several.
@@ -141,6 +162,9 @@ fn doc_label(path: &Path, c: &Compiled, count: usize) -> String {
         path.display().to_string()
     }
 }
+
+/// Files a folder walk skips: switchyard's configuration and driver manifests.
+const NOT_POLICIES: &[&str] = &["switchyard.toml", "plugin.yaml"];
 
 fn validate(args: &ValidateArgs) -> u8 {
     let registry = if args.drivers.is_empty() {
@@ -160,7 +184,32 @@ fn validate(args: &ValidateArgs) -> u8 {
     let mut blocked = false;
     let mut io_error = false;
     let mut json_files = Vec::new();
+    let mut files = Vec::new();
     for path in &args.files {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        match switchyard_api::bundle::policy_paths(path, true) {
+            Ok(found) if found.is_empty() => {
+                eprintln!(
+                    "error: {}: no policy files here (.yaml, .yml, .json, .toml)",
+                    path.display()
+                );
+                io_error = true;
+            }
+            // switchyard's own other files, often in the same tree.
+            Ok(found) => files.extend(found.into_iter().filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| NOT_POLICIES.iter().any(|x| n == *x))
+            })),
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                io_error = true;
+            }
+        }
+    }
+    for path in &files {
         let (text, format) = match read_source(path, args.format) {
             Ok(s) => s,
             Err(e) => {

@@ -18,22 +18,13 @@ use switchyard_store::{Store, StoreOptions};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The configuration file (default: ./switchyard.toml when it exists).
-    #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
-}
-
-/// Find the configuration file: the flag, else ./switchyard.toml if present.
-pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
-    flag.map(Path::to_path_buf).or_else(|| {
-        let p = PathBuf::from("switchyard.toml");
-        p.is_file().then_some(p)
-    })
+    #[command(flatten)]
+    config: crate::config::ConfigFile,
 }
 
 pub fn run(args: ServeArgs) -> u8 {
     init_tracing();
-    let config = match Config::load(config_path(args.config.as_deref()).as_deref()) {
+    let config = match args.config.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -166,7 +157,16 @@ async fn serve(config: Config) -> Result<()> {
         .iter()
         .map(|p| config.resolve(p))
         .collect();
-    let registry = Arc::new(Registry::load(&paths).context("loading drivers")?);
+    let (registry, notes) = Registry::load_present(&paths).context("loading drivers")?;
+    for note in &notes {
+        tracing::warn!("drivers.paths: {note}");
+    }
+    if registry.is_empty() {
+        tracing::warn!(
+            "no drivers are installed: policies are checked and events decided, but no action can run until drivers.paths names a folder of drivers"
+        );
+    }
+    let registry = Arc::new(registry);
     let used = check_hosts(&config.hosts, &registry)?;
     check_literal_secrets(&config, Some(&registry))?;
     let search: Vec<PathBuf> = std::env::current_exe()

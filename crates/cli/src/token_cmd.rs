@@ -1,10 +1,8 @@
 //! `switchyard token issue`: a JWT for a local admin, signed with the
 //! configured HS256 secret.
 
-use crate::config::Config;
 use crate::{EXIT_BLOCKED, EXIT_OK, EXIT_USAGE};
 use clap::{Args, Subcommand};
-use std::path::PathBuf;
 use switchyard_api::Role;
 
 #[derive(Debug, Subcommand)]
@@ -24,9 +22,9 @@ pub struct IssueArgs {
     /// The token's subject (who acts; recorded in audit events).
     #[arg(long, default_value_t = default_subject())]
     subject: String,
-    /// The configuration file holding `[auth]` (default: ./switchyard.toml when it exists).
-    #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
+    /// Holds `[auth]`.
+    #[command(flatten)]
+    config: crate::config::ConfigFile,
 }
 
 fn default_subject() -> String {
@@ -46,7 +44,7 @@ pub fn run(cmd: TokenCommand) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let config = match Config::load(crate::serve::config_path(a.config.as_deref()).as_deref()) {
+    let config = match a.config.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

@@ -242,10 +242,10 @@ impl fmt::Display for Problem {
 /// Why a manifest could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -290,9 +290,9 @@ impl Manifest {
     /// Read, parse and validate `dir/plugin.yaml`.
     pub fn load(dir: &Path) -> Result<LoadedManifest, Error> {
         let path = dir.join("plugin.yaml");
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        let text = std::fs::read_to_string(&path).map_err(|cause| Error::Io {
             path: path.clone(),
-            source,
+            cause,
         })?;
         let manifest = Manifest::parse(&text).map_err(|message| Error::Parse {
             path: path.clone(),

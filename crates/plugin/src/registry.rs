@@ -23,10 +23,10 @@ pub enum Error {
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -128,6 +128,40 @@ impl Registry {
         Ok(registry)
     }
 
+    /// As [`Registry::load`], for a server being set up: a path that does
+    /// not exist or holds no plugin.yaml is not an error but a note (each
+    /// says why, once); a broken plugin.yaml still is.
+    pub fn load_present(paths: &[PathBuf]) -> Result<(Registry, Vec<String>), Error> {
+        let mut registry = Registry::default();
+        let mut notes = Vec::new();
+        for path in paths {
+            if !path.exists() {
+                notes.push(format!("{}: no such folder", path.display()));
+                continue;
+            }
+            match driver_dirs(path) {
+                Ok(dirs) => {
+                    for dir in dirs {
+                        registry.add(Manifest::load(&dir)?)?;
+                    }
+                }
+                Err(e @ Error::NoDrivers { .. }) => notes.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((registry, notes))
+    }
+
+    /// How many drivers are installed.
+    pub fn len(&self) -> usize {
+        self.drivers.len()
+    }
+
+    /// No driver is installed.
+    pub fn is_empty(&self) -> bool {
+        self.drivers.is_empty()
+    }
+
     /// Add one loaded driver.
     pub fn add(&mut self, loaded: LoadedManifest) -> Result<(), Error> {
         let name = loaded.manifest.name.clone();
@@ -199,9 +233,9 @@ fn driver_dirs(path: &Path) -> Result<Vec<PathBuf>, Error> {
     if path.join("plugin.yaml").is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(path).map_err(|source| Error::Io {
+    let entries = std::fs::read_dir(path).map_err(|cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(Result::ok)

@@ -61,6 +61,9 @@ pub const LEDGER_WRITE_FAILURES: &str = "switchyard_ledger_write_failures_total"
 /// readiness false); 0 otherwise.
 pub const LEDGER_FAILING: &str = "switchyard_ledger_failing";
 
+/// Drivers installed (0: the server decides events but no action can run).
+pub const DRIVERS_INSTALLED: &str = "switchyard_drivers_installed";
+
 /// Every name, for the documentation check.
 pub const ALL: &[&str] = &[
     INTAKE_RECEIVED,
@@ -87,4 +90,5 @@ pub const ALL: &[&str] = &[
     WEBHOOK_DELIVERIES,
     LEDGER_WRITE_FAILURES,
     LEDGER_FAILING,
+    DRIVERS_INSTALLED,
 ];

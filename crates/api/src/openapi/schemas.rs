@@ -33,7 +33,8 @@ pub(super) fn schemas() -> Value {
     json!({
         "Object": {"type": "object"},
         "Health": obj(&["status"], json!({"status": {"const": "ok"}})),
-        "Ready": obj(&["status"], json!({"status": {"enum": ["ready", "not_ready"]}, "reason": string})),
+        "Ready": obj(&["status"], json!({"status": {"enum": ["ready", "not_ready"]}, "reason": string,
+            "drivers": integer, "warnings": {"type": "array", "items": string}})),
         "Error": obj(&["error"], json!({"error": obj(&["code", "message"], json!({
             "code": string, "message": string, "findings": array_of("Finding")}))})),
         "Finding": obj(&["severity", "code", "message", "path"], json!({

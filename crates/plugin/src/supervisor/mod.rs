@@ -63,11 +63,8 @@ pub enum CallError {
     Protocol { driver: String, detail: String },
     #[error("{method}: the adapter's result does not match the protocol: {detail}")]
     InvalidResult { method: String, detail: String },
-    #[error("host `{host}`: {source}")]
-    Secret {
-        host: String,
-        source: secrets::Error,
-    },
+    #[error("host `{host}`: {cause}")]
+    Secret { host: String, cause: secrets::Error },
     #[error("the supervisor is shutting down")]
     ShuttingDown,
 }
@@ -565,10 +562,10 @@ impl Supervisor {
         };
         let resolved = match secrets::resolve(&host.config) {
             Ok(r) => r,
-            Err(source) => {
+            Err(cause) => {
                 return fail(CallError::Secret {
                     host: host.id.clone(),
-                    source,
+                    cause,
                 });
             }
         };
