@@ -2,10 +2,13 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help build test faults lint fmt bench demo api-fuzz clean
+.PHONY: help setup build test faults lint fmt bench demo api-fuzz deb clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## install what a bare Debian machine lacks for the tests (says what it installs)
+	@scripts/setup.sh test
 
 build: ## release build of switchyard and its drivers
 	$(CARGO) build --release --locked -p switchyard-cli -p switchyard-driver-exec -p switchyard-driver-http -p switchyard-driver-ssh
@@ -14,10 +17,11 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
-test: lint ## lint, the doc tests, every other test, then schemathesis against a live server
+test: setup lint ## set up, lint, the doc tests, every other test, then schemathesis against a live server
 	$(CARGO) test --locked --workspace --doc
 	$(CARGO) nextest run --locked --workspace --no-fail-fast
 	scripts/api-fuzz.sh
+	scripts/package-test.sh
 
 faults: ## the fault matrix at full length (tests/: 10 kills of serve under 10,000 events, 100 during SQLite writes, a 60 s database outage)
 	SWITCHYARD_FAULTS_FULL=1 $(CARGO) nextest run --locked --workspace --no-fail-fast -E 'package(switchyard-system-tests)'
@@ -36,7 +40,12 @@ bench: ## every benchmark, end to end first; figures go to docs/BENCHMARKS.md by
 	$(CARGO) bench --locked -p switchyard-intake --bench intake
 	$(CARGO) bench --locked -p switchyard-store --bench ledger
 
-demo: build ## nats-server + switchyard serve + events -> the ledger (see README)
+deb: build ## a Debian package of the release build (target/debian/): binary, drivers, systemd unit, /etc/switchyard
+	$(CARGO) deb --locked -p switchyard-cli --no-build
+
+demo: ## nats-server + switchyard serve + events -> the ledger (see README)
+	@scripts/setup.sh demo
+	@$(MAKE) --no-print-directory build
 	@scripts/demo.sh
 
 clean:

@@ -15,11 +15,7 @@ if [ -t 1 ]; then bold=$'\033[1m' dim=$'\033[2m' plain=$'\033[0m'; else bold="" 
 step() { printf '\n%s== %s%s\n' "$bold" "$1" "$plain"; }
 say() { printf '%s$ %s%s\n' "$dim" "$*" "$plain"; }
 
-if ! command -v nats-server >/dev/null 2>&1; then
-  step "Installing nats-server (Debian package)"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nats-server
-fi
+scripts/setup.sh demo   # nats-server, python3 when missing (make demo ran it already)
 
 work=$(mktemp -d /tmp/switchyard-demo.XXXXXX)
 nats_pid="" serve_pid=""

@@ -98,8 +98,8 @@ labels = {{ role = "local" }}
 
 /// Where drivers are installed, relative to the running binary: a package's
 /// `/usr/lib/switchyard/drivers` for `/usr/bin/switchyard`, a `drivers`
-/// folder beside it, or the source tree's `drivers/` for a binary built in
-/// it (`target/*/switchyard`).
+/// folder beside it, or the source tree's `drivers/` for a binary built from
+/// it (in its `target/`, or wherever `CARGO_TARGET_DIR` put it).
 fn installed_drivers() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
     let dir = exe.parent()?;
@@ -114,6 +114,7 @@ fn installed_drivers() -> Option<PathBuf> {
             .filter(|a| a.join("Cargo.toml").is_file())
             .map(|a| a.join("drivers")),
     );
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers"));
     candidates
         .into_iter()
         .find(|c| holds_drivers(c))
