@@ -136,11 +136,10 @@ fn publish(args: &PublishArgs) -> u8 {
         .build()
         .expect("a runtime");
     let result = runtime.block_on(async {
-        let client = tokio::time::timeout(std::time::Duration::from_secs(10), async_nats::connect(url.as_str()))
+        let publisher = Publisher::connect(&url, std::time::Duration::from_secs(10))
             .await
-            .map_err(|_| format!("cannot reach NATS at {shown} within 10 s"))?
             .map_err(|e| format!("cannot connect to NATS at {shown}: {}", switchyard_plugin::secrets::redact_urls(&e.to_string())))?;
-        Publisher::new(client).publish_payload(&kind, &id, bytes).await.map_err(|e| {
+        publisher.publish_payload(&kind, &id, bytes).await.map_err(|e| {
             let msg = e.to_string();
             if msg.contains("no responders") || msg.contains("no stream") || msg.contains("503") {
                 format!("{msg}: no JetStream stream takes switchyard.events.{kind}; `switchyard serve` creates it")

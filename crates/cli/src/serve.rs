@@ -412,16 +412,15 @@ async fn serve(config: Config) -> Result<()> {
         })?;
     tracing::info!(nats = %switchyard_plugin::secrets::redact_urls(&config.nats.url), stream = %config.nats.stream, "intake connected");
     let _ = intake_cell.set(intake.readiness());
-    let _ = publisher_cell.set(switchyard_intake::Publisher::new(intake.client().clone()));
+    let _ = publisher_cell.set(intake.publisher());
 
     // Run notifications on NATS.
-    let notifier = tokio::spawn(switchyard_intake::notify::forward(
-        intake.client().clone(),
-        engine.subscribe(),
-        |n: &switchyard_engine::RunNotice| format!("switchyard.runs.{}", n.status),
-    ));
-    let policy_notifier = tokio::spawn(switchyard_intake::notify::forward(
-        intake.client().clone(),
+    let notifier = tokio::spawn(
+        intake.notifications(engine.subscribe(), |n: &switchyard_engine::RunNotice| {
+            format!("switchyard.runs.{}", n.status)
+        }),
+    );
+    let policy_notifier = tokio::spawn(intake.notifications(
         policy_notices.subscribe(),
         |n: &switchyard_api::PolicyNotice| format!("switchyard.policies.{}", n.event),
     ));

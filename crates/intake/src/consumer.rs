@@ -156,9 +156,24 @@ impl Intake {
         }
     }
 
-    /// The NATS client (for publishers sharing the connection).
-    pub fn client(&self) -> &async_nats::Client {
-        &self.inner.client
+    /// A publisher of events sharing this connection.
+    pub fn publisher(&self) -> crate::Publisher {
+        crate::Publisher::new(self.inner.client.clone())
+    }
+
+    /// Publish every notice `notices` receives on the subject `subject(n)`
+    /// over this connection, until the sender side closes
+    /// ([`crate::notify::forward`]).
+    pub fn notifications<T, F>(
+        &self,
+        notices: tokio::sync::broadcast::Receiver<T>,
+        subject: F,
+    ) -> impl Future<Output = ()> + use<T, F>
+    where
+        T: serde::Serialize + Clone,
+        F: Fn(&T) -> String,
+    {
+        crate::notify::forward(self.inner.client.clone(), notices, subject)
     }
 
     /// Consume until `shutdown` resolves; then stop pulling and wait for the

@@ -14,6 +14,10 @@ pub enum PublishError {
     Envelope(String),
     #[error("publishing to {subject}: {reason}")]
     Nats { subject: String, reason: String },
+    /// No connection to NATS (the reason names no credentials; the URL is
+    /// the caller's to show, redacted).
+    #[error("{0}")]
+    Connect(String),
 }
 
 /// The server's answer to a publish.
@@ -33,6 +37,21 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Connect to NATS at `url` for publishing, giving up after `within`.
+    pub async fn connect(
+        url: &str,
+        within: std::time::Duration,
+    ) -> Result<Publisher, PublishError> {
+        match tokio::time::timeout(within, async_nats::connect(url)).await {
+            Err(_) => Err(PublishError::Connect(format!(
+                "no answer within {} s",
+                within.as_secs()
+            ))),
+            Ok(Err(e)) => Err(PublishError::Connect(e.to_string())),
+            Ok(Ok(client)) => Ok(Publisher::new(client)),
+        }
+    }
+
     /// A publisher on an existing connection.
     pub fn new(client: async_nats::Client) -> Publisher {
         Publisher {

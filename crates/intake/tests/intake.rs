@@ -171,7 +171,7 @@ async fn events_are_handed_over_and_acked_after_the_handler() {
     let nats = NatsServer::start();
     let rec = Arc::new(Recorder::default());
     let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
-    let publisher = Publisher::new(running.intake.client().clone());
+    let publisher = running.intake.publisher();
     let a = publisher
         .publish(&event("ups.on_battery", Some("evt-1")))
         .await
@@ -222,15 +222,15 @@ async fn an_event_without_id_gets_a_delivery_derived_id() {
     let rec = Arc::new(Recorder::default());
     let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
     // Published without an id by a producer that does not set one.
-    running
-        .intake
-        .client()
+    let producer = async_nats::connect(nats.url()).await.unwrap();
+    producer
         .publish(
             "switchyard.events.host.down",
             br#"{"kind":"host.down","host":"web-01"}"#.as_ref().into(),
         )
         .await
         .unwrap();
+    producer.flush().await.unwrap();
     wait_for("first delivery", Duration::from_secs(10), || {
         rec.seen.lock().unwrap().len() == 1
     })
@@ -258,7 +258,9 @@ async fn transient_failures_are_redelivered_until_decided() {
     let rec = Arc::new(Recorder::default());
     rec.fail_once.lock().unwrap().insert("flaky".into());
     let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
-    Publisher::new(running.intake.client().clone())
+    running
+        .intake
+        .publisher()
         .publish(&event("a.b", Some("flaky")))
         .await
         .unwrap();
@@ -282,7 +284,9 @@ async fn a_slow_decision_is_not_redelivered() {
     // Longer than ack_wait (2 s): progress acks keep the message ours.
     *rec.delay.lock().unwrap() = Duration::from_millis(4500);
     let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
-    Publisher::new(running.intake.client().clone())
+    running
+        .intake
+        .publisher()
         .publish(&event("a.b", Some("slow")))
         .await
         .unwrap();
@@ -302,7 +306,7 @@ async fn malformed_events_are_dead_lettered_with_reasons() {
     let nats = NatsServer::start();
     let rec = Arc::new(Recorder::default());
     let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
-    let client = running.intake.client().clone();
+    let client = async_nats::connect(nats.url()).await.unwrap();
     let bad: [(&str, &[u8]); 4] = [
         ("invalid_json", b"{not json"),
         ("reserved_kind", br#"{"kind":"schedule"}"#),
@@ -394,7 +398,9 @@ async fn messages_past_max_deliver_are_dead_lettered() {
         ..opts()
     };
     let running = run(&nats.url(), o, Arc::clone(&rec)).await;
-    Publisher::new(running.intake.client().clone())
+    running
+        .intake
+        .publisher()
         .publish(&event("a.b", Some("doomed")))
         .await
         .unwrap();
@@ -422,7 +428,9 @@ async fn a_failing_store_pauses_intake_and_nothing_is_lost() {
     let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
     let readiness = running.intake.readiness();
     assert!(readiness.is_ready());
-    Publisher::new(running.intake.client().clone())
+    running
+        .intake
+        .publisher()
         .publish(&event("a.b", Some("e1")))
         .await
         .unwrap();
@@ -449,7 +457,7 @@ async fn survives_a_nats_server_restart() {
     let mut nats = NatsServer::start();
     let rec = Arc::new(Recorder::default());
     let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
-    let publisher = Publisher::new(running.intake.client().clone());
+    let publisher = running.intake.publisher();
     publisher
         .publish(&event("a.b", Some("before")))
         .await
@@ -517,7 +525,9 @@ async fn cloudevents_are_accepted() {
     let rec = Arc::new(Recorder::default());
     let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
     let ce = br#"{"specversion":"1.0","type":"host.down","source":"/probe/fra","id":"ce-1","subject":"web-01","time":"2026-11-23T08:00:00Z","datacontenttype":"application/json","data":{"rtt_ms":0}}"#;
-    Publisher::new(running.intake.client().clone())
+    running
+        .intake
+        .publisher()
         .publish_payload("host.down", "ce-1", ce.to_vec())
         .await
         .unwrap();
@@ -542,7 +552,7 @@ async fn every_acked_publish_is_processed_across_a_kill_9() {
     let mut nats = NatsServer::start();
     let rec = Arc::new(Recorder::default());
     let running = run(&nats.url(), opts(), Arc::clone(&rec)).await;
-    let publisher = Publisher::new(running.intake.client().clone());
+    let publisher = running.intake.publisher();
     let acked = Arc::new(Mutex::new(Vec::new()));
     let producer = {
         let acked = Arc::clone(&acked);
