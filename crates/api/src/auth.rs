@@ -356,7 +356,11 @@ impl Auth {
     }
 
     /// HS256 with one secret, 30 s leeway.
-    pub fn hs256(secret: &[u8], issuer: Option<&str>, audience: Option<&str>) -> Auth {
+    pub fn hs256(
+        secret: &[u8],
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<Auth, String> {
         Auth::new(
             vec![Key {
                 kid: None,
@@ -370,7 +374,6 @@ impl Auth {
                 leeway: Duration::from_secs(30),
             },
         )
-        .expect("one key, default leeway")
     }
 
     /// RS256 or ES256 with one PEM public key, 30 s leeway.

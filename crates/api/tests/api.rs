@@ -324,7 +324,7 @@ async fn bearer_tokens_are_checked_strictly() {
     let dir = tempfile::tempdir().unwrap();
     let s = state(
         store_with_runs(dir.path()).await,
-        Some(Auth::hs256(SECRET, None, None)),
+        Some(Auth::hs256(SECRET, None, None).unwrap()),
         None,
     );
     let (st, body) = call(&s, get("/api/runs")).await;
@@ -445,7 +445,7 @@ async fn ingest_publishes_to_jetstream_and_answers_202() {
     let dir = tempfile::tempdir().unwrap();
     let s = state(
         store_with_runs(dir.path()).await,
-        Some(Auth::hs256(SECRET, None, None)),
+        Some(Auth::hs256(SECRET, None, None).unwrap()),
         None,
     );
     let post = |uri: &str, role: &str, body: &str| {
@@ -504,7 +504,11 @@ async fn enabling_is_gated_by_the_last_dry_run_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_runs(dir.path()).await;
     let reloads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    let mut s = state(
+        store.clone(),
+        Some(Auth::hs256(SECRET, None, None).unwrap()),
+        None,
+    );
     let counter = Arc::clone(&reloads);
     s.policies_changed = Arc::new(move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -786,7 +790,11 @@ fn bundle(files: &[(&str, String)], extra: Value) -> String {
 async fn bundles_apply_whole_and_roll_back_when_the_enable_gate_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_runs(dir.path()).await;
-    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    let mut s = state(
+        store.clone(),
+        Some(Auth::hs256(SECRET, None, None).unwrap()),
+        None,
+    );
     s.fleet = fleet(dir.path());
     let mut notices = s.policy_notices.subscribe();
     let admin = token("admin", 600, SECRET);
@@ -1009,7 +1017,11 @@ async fn bundles_apply_whole_and_roll_back_when_the_enable_gate_refuses() {
 async fn policies_are_saved_checked_versioned_rolled_back_and_archived() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_runs(dir.path()).await;
-    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    let mut s = state(
+        store.clone(),
+        Some(Auth::hs256(SECRET, None, None).unwrap()),
+        None,
+    );
     s.fleet = fleet(dir.path());
     let admin = token("admin", 600, SECRET);
     let viewer = token("viewer", 600, SECRET);
@@ -1454,7 +1466,11 @@ async fn hosts_capabilities_inventory_previews_and_the_inverse() {
     let dir = tempfile::tempdir().unwrap();
     write_vms(dir.path());
     let store = store_with_runs(dir.path()).await;
-    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    let mut s = state(
+        store.clone(),
+        Some(Auth::hs256(SECRET, None, None).unwrap()),
+        None,
+    );
     s.fleet = fleet(dir.path());
     let (admin, operator, viewer) = (
         token("admin", 600, SECRET),
@@ -1708,7 +1724,11 @@ async fn a_dry_run_reports_per_target_and_gates_enabling() {
     let dir = tempfile::tempdir().unwrap();
     write_vms(dir.path());
     let store = store_with_runs(dir.path()).await;
-    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    let mut s = state(
+        store.clone(),
+        Some(Auth::hs256(SECRET, None, None).unwrap()),
+        None,
+    );
     s.fleet = fleet(dir.path());
     let (admin, operator) = (token("admin", 600, SECRET), token("operator", 600, SECRET));
     let yaml = Some("application/yaml");
@@ -1869,7 +1889,11 @@ async fn undo_queues_the_inverse_verb_once() {
     let dir = tempfile::tempdir().unwrap();
     write_vms(dir.path());
     let store = store_with_runs(dir.path()).await;
-    let mut s = state(store.clone(), Some(Auth::hs256(SECRET, None, None)), None);
+    let mut s = state(
+        store.clone(),
+        Some(Auth::hs256(SECRET, None, None).unwrap()),
+        None,
+    );
     s.fleet = fleet(dir.path());
     let (admin, operator) = (token("admin", 600, SECRET), token("operator", 600, SECRET));
     let (st, body) = call(

@@ -37,10 +37,16 @@ fn migrate(args: &MigrateArgs) -> u8 {
             }
         },
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a runtime");
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return crate::EXIT_USAGE;
+        }
+    };
     let result = runtime.block_on(async {
         let store = switchyard_store::Store::connect(&url).await?;
         store.migrate().await

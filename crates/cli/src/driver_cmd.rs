@@ -103,10 +103,7 @@ fn check_cmd(args: &CheckArgs) -> u8 {
         }
     }
     if args.output == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("JSON serializes")
-        );
+        println!("{:#}", Value::Array(report));
     }
     if all_ok { EXIT_OK } else { EXIT_BLOCKED }
 }

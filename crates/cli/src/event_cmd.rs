@@ -107,7 +107,7 @@ fn payload(args: &PublishArgs) -> Result<(String, String, Vec<u8>), String> {
         candidate["time"] = Value::String(t.clone());
     }
     // The same checks intake applies: an event it would dead-letter is refused here.
-    let bytes = serde_json::to_vec(&candidate).expect("JSON serializes");
+    let bytes = candidate.to_string().into_bytes();
     let ev: Event = event::parse(&bytes, Limits::default()).map_err(|e| e.to_string())?;
     Ok((ev.kind, id, bytes))
 }
@@ -131,10 +131,16 @@ fn publish(args: &PublishArgs) -> u8 {
         },
     };
     let shown = switchyard_plugin::secrets::redact_urls(&url);
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a runtime");
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let result = runtime.block_on(async {
         let publisher = Publisher::connect(&url, std::time::Duration::from_secs(10))
             .await

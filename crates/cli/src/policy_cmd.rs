@@ -249,10 +249,7 @@ fn validate(args: &ValidateArgs) -> u8 {
         }
     }
     if args.output == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&Value::Array(json_files)).expect("JSON serializes")
-        );
+        println!("{:#}", Value::Array(json_files));
     }
     if io_error {
         EXIT_USAGE
@@ -302,10 +299,7 @@ fn compile(args: &CompileArgs) -> u8 {
             switchyard_spec::canonical::to_canonical_string(&value)
         );
     } else {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).expect("JSON serializes")
-        );
+        println!("{value:#}");
     }
     EXIT_OK
 }

@@ -82,7 +82,7 @@ impl Correlations {
     ) -> (Option<Vec<String>>, Vec<CorrelationWrite>) {
         let within = chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
         let triggers = policy.runtime.triggers.len();
-        let mut groups = self.groups.lock().expect("correlation lock");
+        let mut groups = crate::sync::lock(&self.groups);
         let key = (policy.id, group.to_owned());
         let entry = groups.entry(key.clone()).or_default();
         entry.retain(|_, seen| seen.at + within >= at);

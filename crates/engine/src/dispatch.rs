@@ -166,7 +166,7 @@ impl Dispatcher {
 
     /// Room for one more run on `host`? Promises the slot until the batch settles.
     pub(crate) fn reserve(&self, host: &str) -> bool {
-        let mut hosts = self.hosts.lock().expect("hosts lock");
+        let mut hosts = crate::sync::lock(&self.hosts);
         let h = hosts.entry(host.to_owned()).or_default();
         if h.waiting.len() + h.reserved >= self.config.host_queue_depth {
             return false;
@@ -259,7 +259,7 @@ impl Dispatcher {
     fn enqueue(self: &Arc<Self>, reserved: &[String], runs: Vec<QueuedRun>) {
         let mut touched = HashSet::new();
         {
-            let mut hosts = self.hosts.lock().expect("hosts lock");
+            let mut hosts = crate::sync::lock(&self.hosts);
             for host in reserved {
                 if let Some(h) = hosts.get_mut(host) {
                     h.reserved = h.reserved.saturating_sub(1);
@@ -288,7 +288,7 @@ impl Dispatcher {
         }
         let mut start = Vec::new();
         {
-            let mut hosts = self.hosts.lock().expect("hosts lock");
+            let mut hosts = crate::sync::lock(&self.hosts);
             let Some(h) = hosts.get_mut(host) else { return };
             while let Some(head) = h.waiting.front() {
                 let lane = head.lane();
@@ -299,7 +299,9 @@ impl Dispatcher {
                 if !free {
                     break;
                 }
-                let run = h.waiting.pop_front().expect("a head");
+                let Some(run) = h.waiting.pop_front() else {
+                    break;
+                };
                 h.running.push(lane);
                 start.push(run);
             }
@@ -312,7 +314,7 @@ impl Dispatcher {
                 let lane = run.lane();
                 me.carry_out(run).await;
                 {
-                    let mut hosts = me.hosts.lock().expect("hosts lock");
+                    let mut hosts = crate::sync::lock(&me.hosts);
                     if let Some(h) = hosts.get_mut(&host)
                         && let Some(i) = h.running.iter().position(|r| *r == lane)
                     {
@@ -403,10 +405,7 @@ impl Dispatcher {
                 .record((crate::clock::now() - started).to_std().unwrap_or_default().as_secs_f64());
         }
         if failed && run.meta.stop_on_error {
-            self.stopped
-                .lock()
-                .expect("stopped lock")
-                .insert(run.chain());
+            crate::sync::lock(&self.stopped).insert(run.chain());
         }
         self.set(
             run,
@@ -427,12 +426,7 @@ impl Dispatcher {
 
     /// Carry out one run while holding its host slot.
     async fn carry_out(&self, run: QueuedRun) {
-        if self
-            .stopped
-            .lock()
-            .expect("stopped lock")
-            .contains(&run.chain())
-        {
+        if crate::sync::lock(&self.stopped).contains(&run.chain()) {
             self.set(
                 &run,
                 RunStatus::Skipped,
@@ -474,11 +468,8 @@ impl Dispatcher {
         let mut backoff = self.config.retry_backoff;
         loop {
             let report = {
-                let _permit = self
-                    .global
-                    .acquire()
-                    .await
-                    .expect("the semaphore is never closed");
+                // Never closed: `acquire` fails only on a closed semaphore.
+                let _permit = self.global.acquire().await.ok();
                 // `running` means calling the adapter. Each attempt records
                 // when it must be over, and is not made unless recorded.
                 let now = crate::clock::now();
@@ -627,7 +618,7 @@ impl Dispatcher {
     /// Cancel a queued run. `false` when it is not waiting in a queue.
     pub(crate) async fn cancel(&self, run_id: Uuid) -> bool {
         let found = {
-            let mut hosts = self.hosts.lock().expect("hosts lock");
+            let mut hosts = crate::sync::lock(&self.hosts);
             hosts.values_mut().find_map(|h| {
                 let i = h.waiting.iter().position(|r| r.id == run_id)?;
                 h.waiting.remove(i)
@@ -670,7 +661,7 @@ impl Dispatcher {
 
     /// Runs waiting and running per host.
     pub fn queue_depths(&self) -> Vec<(String, usize, usize)> {
-        let hosts = self.hosts.lock().expect("hosts lock");
+        let hosts = crate::sync::lock(&self.hosts);
         let mut v: Vec<_> = hosts
             .iter()
             .map(|(k, h)| (k.clone(), h.waiting.len(), h.running.len()))

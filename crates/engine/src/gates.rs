@@ -76,7 +76,7 @@ impl Breakers {
 
     /// May a call go to `driver` on `host` now?
     pub fn check(&self, host: &str, driver: &str, now: DateTime<Utc>) -> Verdict {
-        let mut states = self.states.lock().expect("breakers lock");
+        let mut states = crate::sync::lock(&self.states);
         let Some(b) = states.get_mut(&Self::key(host, driver)) else {
             return Verdict::Pass;
         };
@@ -97,7 +97,7 @@ impl Breakers {
 
     /// The outcome of a half-open probe.
     pub fn probed(&self, host: &str, driver: &str, healthy: bool, now: DateTime<Utc>) {
-        let mut states = self.states.lock().expect("breakers lock");
+        let mut states = crate::sync::lock(&self.states);
         let b = states.entry(Self::key(host, driver)).or_insert(Breaker {
             state: BreakerState::Closed,
             failures: 0,
@@ -120,7 +120,7 @@ impl Breakers {
 
     /// The outcome of an adapter call.
     pub fn record(&self, host: &str, driver: &str, transient_failure: bool, now: DateTime<Utc>) {
-        let mut states = self.states.lock().expect("breakers lock");
+        let mut states = crate::sync::lock(&self.states);
         let b = states.entry(Self::key(host, driver)).or_insert(Breaker {
             state: BreakerState::Closed,
             failures: 0,
@@ -146,7 +146,7 @@ impl Breakers {
 
     /// Every breaker that has seen a call.
     pub fn view(&self) -> Vec<BreakerView> {
-        let states = self.states.lock().expect("breakers lock");
+        let states = crate::sync::lock(&self.states);
         let mut v: Vec<BreakerView> = states
             .iter()
             .map(|((host, driver), b)| BreakerView {

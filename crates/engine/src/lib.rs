@@ -22,6 +22,7 @@ pub mod policies;
 pub mod ports;
 pub mod routing;
 pub mod schedule;
+mod sync;
 mod writer;
 
 pub use config::EngineConfig;
@@ -141,6 +142,8 @@ impl std::fmt::Debug for Engine {
 pub enum StartError {
     #[error("the store failed: {0}")]
     Store(#[from] switchyard_store::Error),
+    #[error("the ledger writer's thread cannot start: {0}")]
+    Writer(#[from] std::io::Error),
 }
 
 impl Engine {
@@ -171,7 +174,7 @@ impl Engine {
         let (lost_tx, lost_rx) = watch::channel(false);
         let health = Arc::new(writer::Health::default());
         let renew = Arc::new(tokio::sync::Notify::new());
-        writer::runtime().spawn(writer::run(
+        writer::runtime()?.spawn(writer::run(
             writer::Writer {
                 ledger: Arc::clone(&ledger),
                 lease: Arc::clone(&lease),
@@ -232,8 +235,8 @@ impl Engine {
     }
 
     async fn decide_now(&self, incoming: Incoming) -> Result<Decided, WriteError> {
-        let policies = Arc::clone(&self.inner.policies.read().expect("policies lock"));
-        let inventory = Arc::clone(&self.inner.inventory.read().expect("inventory lock"));
+        let policies = Arc::clone(&crate::sync::read(&self.inner.policies));
+        let inventory = Arc::clone(&crate::sync::read(&self.inner.inventory));
         let Some(plan) = decide::plan(
             incoming,
             &policies,
@@ -403,7 +406,7 @@ impl Engine {
             },
             received_at: chrono::Utc::now(),
         };
-        let inventory = Arc::clone(&self.inner.inventory.read().expect("inventory lock"));
+        let inventory = Arc::clone(&crate::sync::read(&self.inner.inventory));
         let Some(plan) = decide::plan_tick(
             incoming,
             policy,
@@ -464,17 +467,17 @@ impl Engine {
 
     /// Replace the enabled policies (a new version is active for the next event).
     pub fn set_policies(&self, policies: PolicySet) {
-        *self.inner.policies.write().expect("policies lock") = Arc::new(policies);
+        *crate::sync::write(&self.inner.policies) = Arc::new(policies);
     }
 
     /// The enabled policies now.
     pub fn policies(&self) -> Arc<PolicySet> {
-        Arc::clone(&self.inner.policies.read().expect("policies lock"))
+        Arc::clone(&crate::sync::read(&self.inner.policies))
     }
 
     /// Replace the inventory snapshot selectors resolve against.
     pub fn set_inventory(&self, inventory: InventorySnapshot) {
-        *self.inner.inventory.write().expect("inventory lock") = Arc::new(inventory);
+        *crate::sync::write(&self.inner.inventory) = Arc::new(inventory);
     }
 
     /// Run status changes as they are recorded.
@@ -531,7 +534,7 @@ impl Engine {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         if left == 0 {
             // Nothing is running: hand the lease over now rather than after its TTL.
-            let lease = self.inner.lease.lock().expect("lease lock").clone();
+            let lease = crate::sync::lock(&self.inner.lease).clone();
             match self.inner.ledger.release_lease(&lease).await {
                 Ok(()) => tracing::info!(epoch = lease.epoch, "engine lease released"),
                 Err(e) => {
@@ -579,7 +582,7 @@ async fn keep_lease(
         match ledger.acquire_lease(&config.holder, config.lease_ttl).await {
             Ok(Some(renewed)) => {
                 wait = every;
-                let mut held = lease.lock().expect("lease lock");
+                let mut held = crate::sync::lock(&lease);
                 if renewed.epoch != held.epoch {
                     tracing::error!(
                         was = held.epoch,

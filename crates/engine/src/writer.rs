@@ -75,7 +75,7 @@ pub(crate) struct Health {
 
 impl Health {
     fn failing(&self, why: String) {
-        let mut f = self.failing.lock().expect("health lock");
+        let mut f = crate::sync::lock(&self.failing);
         if f.is_none() {
             tracing::error!(why = %why, "ledger writes fail; intake pauses and the writes are retried until they land");
             metrics::gauge!(m::LEDGER_FAILING).set(1.0);
@@ -84,7 +84,7 @@ impl Health {
     }
 
     fn ok(&self) {
-        let mut f = self.failing.lock().expect("health lock");
+        let mut f = crate::sync::lock(&self.failing);
         if f.take().is_some() {
             tracing::info!("ledger writes succeed again; intake resumes");
             metrics::gauge!(m::LEDGER_FAILING).set(0.0);
@@ -93,7 +93,7 @@ impl Health {
 
     /// Why writes fail, while they do.
     pub(crate) fn reason(&self) -> Option<String> {
-        self.failing.lock().expect("health lock").clone()
+        crate::sync::lock(&self.failing).clone()
     }
 }
 
@@ -108,20 +108,21 @@ impl Health {
 /// work. On its own thread the writer resumes as soon as a statement is done.
 /// The runtime outlives every engine so that database connections opened
 /// from it (a pool may open one on demand) keep being served.
-pub(crate) fn runtime() -> &'static tokio::runtime::Handle {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("the ledger writer's runtime starts");
-        let handle = runtime.handle().clone();
-        std::thread::Builder::new()
-            .name("switchyard-writer".into())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))
-            .expect("the ledger writer's thread starts");
-        handle
-    })
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Handle> {
+    static RUNTIME: Lock<Option<tokio::runtime::Handle>> = Lock::new(None);
+    let mut held = crate::sync::lock(&RUNTIME);
+    if let Some(handle) = held.as_ref() {
+        return Ok(handle.clone());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("switchyard-writer".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+    *held = Some(handle.clone());
+    Ok(handle)
 }
 
 /// The writer's state.
@@ -299,7 +300,9 @@ impl Writer {
         let Some(change) = batch.changes.pop() else {
             return;
         };
-        let reply = batch.change_replies.pop().expect("a reply per change");
+        let Some(reply) = batch.change_replies.pop() else {
+            return;
+        };
         if batch.last_resort {
             // Even the bare status change is refused: recovery at the next
             // start settles the run.
@@ -339,7 +342,7 @@ impl Writer {
         more: &(dyn Fn() -> bool + Sync),
         uncertain: bool,
     ) -> Result<(), (Batch, StoreError)> {
-        let current = self.lease.lock().expect("lease lock").clone();
+        let current = crate::sync::lock(&self.lease).clone();
         let now = crate::clock::now();
         let mut reserved: Vec<String> = Vec::new();
         let dispatcher = &self.dispatcher;

@@ -234,7 +234,11 @@ impl Intake {
                 }
                 let permit = tokio::select! {
                     () = &mut shutdown => break 'outer,
-                    p = Arc::clone(&permits).acquire_owned() => p.expect("the semaphore is never closed"),
+                    // Never closed; were it, nothing more could be taken.
+                    p = Arc::clone(&permits).acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break 'outer,
+                    },
                 };
                 let next = tokio::select! {
                     () = &mut shutdown => break 'outer,

@@ -14,12 +14,18 @@ use std::time::Duration;
 
 const DRY_RUN_SCHEMA: &str = include_str!("../../../plugin-schemas/dry-run-result.schema.json");
 
-fn dry_run_validator() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+/// The dry-run result schema shipped in plugin-schemas/ (a test keeps it
+/// valid); `Err` says why it is not.
+fn dry_run_validator() -> Result<&'static jsonschema::Validator, String> {
+    static V: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
     V.get_or_init(|| {
-        let schema: Value = serde_json::from_str(DRY_RUN_SCHEMA).expect("bundled schema is JSON");
-        jsonschema::validator_for(&schema).expect("bundled schema is valid")
+        let schema: Value = serde_json::from_str(DRY_RUN_SCHEMA)
+            .map_err(|e| format!("the bundled dry-run result schema is not JSON: {e}"))?;
+        jsonschema::validator_for(&schema)
+            .map_err(|e| format!("the bundled dry-run result schema is invalid: {e}"))
     })
+    .as_ref()
+    .map_err(Clone::clone)
 }
 
 /// One check and its outcome.
@@ -80,13 +86,18 @@ impl Default for CheckOptions {
     }
 }
 
+/// The host a check runs against when an example names none.
+fn local_host() -> HostSpec {
+    HostSpec {
+        id: "localhost".into(),
+        address: Some("127.0.0.1".into()),
+        ..HostSpec::default()
+    }
+}
+
 fn example_host(v: Option<&Value>) -> Result<HostSpec, String> {
     let Some(v) = v else {
-        return Ok(HostSpec {
-            id: "localhost".into(),
-            address: Some("127.0.0.1".into()),
-            ..HostSpec::default()
-        });
+        return Ok(local_host());
     };
     let id = v
         .get("id")
@@ -128,9 +139,10 @@ pub async fn check_driver(dir: &Path, options: &CheckOptions) -> Vec<Check> {
         ),
     ));
     let mut registry = crate::Registry::default();
-    registry
-        .add(loaded.clone())
-        .expect("an empty registry takes any driver");
+    if let Err(e) = registry.add(loaded.clone()) {
+        out.push(Check::fail("registry", e.to_string()));
+        return out;
+    }
     let spec = match registry.adapter_spec(&m.name, options.driver_config.clone(), &options.search)
     {
         Ok(spec) => spec,
@@ -140,7 +152,7 @@ pub async fn check_driver(dir: &Path, options: &CheckOptions) -> Vec<Check> {
         }
     };
     let sup = Supervisor::new(SupervisorOptions::default(), vec![spec]);
-    let local = example_host(None).expect("default host");
+    let local = local_host();
     let health = sup
         .call::<_, HealthResult>(&m.name, &local, "health", None, options.timeout, |host| {
             HealthParams { host }
@@ -223,10 +235,13 @@ pub async fn check_driver(dir: &Path, options: &CheckOptions) -> Vec<Check> {
                     out.push(match raw.result {
                         Err(e) => Check::fail(format!("dry_run {name}"), e.to_string()),
                         Ok(v) => {
-                            let errors: Vec<String> = dry_run_validator()
-                                .iter_errors(&v)
-                                .map(|e| format!("{} at {}", e, e.instance_path().as_str()))
-                                .collect();
+                            let errors: Vec<String> = match dry_run_validator() {
+                                Ok(schema) => schema
+                                    .iter_errors(&v)
+                                    .map(|e| format!("{} at {}", e, e.instance_path().as_str()))
+                                    .collect(),
+                                Err(e) => vec![e],
+                            };
                             if errors.is_empty() {
                                 let ok = v["ok"].as_bool().unwrap_or(false);
                                 let plan = v["plan"]

@@ -224,7 +224,10 @@ fn decode<T: DeserializeOwned>(params: Value) -> Result<T, AdapterError> {
 }
 
 fn encode<T: Serialize>(r: Result<T, AdapterError>) -> Result<Value, AdapterError> {
-    r.map(|v| serde_json::to_value(v).expect("protocol types serialize"))
+    r.and_then(|v| {
+        serde_json::to_value(v)
+            .map_err(|e| AdapterError::internal(format!("the result does not serialize: {e}")))
+    })
 }
 
 async fn dispatch<A: Adapter>(
@@ -432,7 +435,10 @@ where
     let writer = tokio::spawn(async move {
         let mut output = output;
         while let Some(resp) = out_rx.recv().await {
-            let mut line = serde_json::to_vec(&resp).expect("responses serialize");
+            let Ok(mut line) = serde_json::to_vec(&resp) else {
+                // A response is ids, numbers and JSON values: it serializes.
+                continue;
+            };
             line.push(b'\n');
             if output.write_all(&line).await.is_err() || output.flush().await.is_err() {
                 return;
@@ -477,13 +483,12 @@ where
                     "initialize was already sent",
                 )),
                 (None, Err(e)) => Err(e),
-                (None, Ok(params)) => A::initialize(params).map(|a| {
+                (None, Ok(params)) => A::initialize(params).and_then(|a| {
                     adapter = Some(Arc::new(a));
-                    serde_json::to_value(InitializeResult {
+                    encode(Ok(InitializeResult {
                         name: A::NAME.into(),
                         version: A::VERSION.into(),
-                    })
-                    .expect("serializes")
+                    }))
                 }),
             };
             let _ = out_tx.send(response(Some(id), result));

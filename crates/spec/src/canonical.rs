@@ -46,11 +46,13 @@ pub fn sha256_hex(value: &Value) -> String {
 /// Lowercase hex of the SHA-256 of `bytes`, encoded through a buffer rather
 /// than character by character (every queued run hashes its idempotency key).
 fn sha256_hex_of(bytes: &[u8]) -> String {
-    let mut hex = [0u8; 64];
-    hex::encode_to_slice(Sha256::digest(bytes), &mut hex).expect("64 hex digits hold 32 bytes");
-    std::str::from_utf8(&hex)
-        .expect("hex digits are ASCII")
-        .to_owned()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(bytes) {
+        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    hex
 }
 
 /// A member value for [`sha256_hex_of_members`].
@@ -170,8 +172,9 @@ pub fn ecmascript_number(f: f64) -> String {
     }
     // Rust's `{:e}` gives the shortest round-trip digits: "d.ddde±x".
     let sci = format!("{:e}", f.abs());
-    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always has an exponent");
-    let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
+    // `{:e}` always writes an exponent, an integer.
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let k = i32::try_from(digits.len()).unwrap_or(i32::MAX);
     let n = exp + 1; // position of the decimal point relative to the digits

@@ -137,7 +137,8 @@ impl PolicyIr {
 
     /// The whole IR as JSON.
     pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).expect("IR always serializes")
+        // Plain data with string keys: it always serializes.
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     /// The whole IR as canonical JSON bytes.

@@ -178,8 +178,8 @@ impl Store {
         admit: &mut (dyn FnMut(&NewRun) -> bool + Send),
     ) -> Result<Vec<EventOutcome>, Error> {
         let txn = self.begin_write().await?;
-        self.check_lease(&txn.tx(), lease).await?;
-        let outcomes = self.settle(&txn.tx(), now, items, admit).await?;
+        self.check_lease(&txn.tx()?, lease).await?;
+        let outcomes = self.settle(&txn.tx()?, now, items, admit).await?;
         txn.commit(&|| false).await?;
         self.after_commit().await;
         Ok(outcomes)
@@ -480,8 +480,8 @@ impl Store {
         changes: &[Transition],
     ) -> Result<Vec<bool>, Error> {
         let txn = self.begin_write().await?;
-        self.check_lease(&txn.tx(), lease).await?;
-        let applied = self.apply_transitions(&txn.tx(), changes).await?;
+        self.check_lease(&txn.tx()?, lease).await?;
+        let applied = self.apply_transitions(&txn.tx()?, changes).await?;
         txn.commit(&|| false).await?;
         self.after_commit().await;
         Ok(applied)
@@ -505,7 +505,7 @@ impl Store {
         more: &(dyn Fn() -> bool + Sync),
     ) -> Result<Written, Error> {
         let txn = self.begin_write().await?;
-        let tx = txn.tx();
+        let tx = txn.tx()?;
         // First: on PostgreSQL the lease row stays locked until the commit.
         self.check_lease(&tx, lease).await?;
         let applied = self.apply_transitions(&tx, changes).await?;
@@ -825,9 +825,7 @@ impl Store {
         // SQLite keeps JSON as text: serialized once here, rather than the
         // tree cloned through the driver's argument list and serialized there.
         let params = |v: &serde_json::Value| match backend {
-            sea_orm::DatabaseBackend::Sqlite => Value::String(Some(
-                serde_json::to_string(v).expect("a JSON value serializes"),
-            )),
+            sea_orm::DatabaseBackend::Sqlite => Value::String(Some(v.to_string())),
             _ => Value::Json(Some(Box::new(v.clone()))),
         };
         for (chunk, rows) in padded_chunks(runs) {

@@ -97,7 +97,8 @@ impl Store {
                 item_type: Set(item.item_type.clone()),
                 item_id: Set(item.id.clone()),
                 name: Set(item.name.clone()),
-                labels: Set(serde_json::to_value(&item.labels).expect("labels serialize")),
+                // A map of strings: it always serializes.
+                labels: Set(serde_json::to_value(&item.labels).unwrap_or_default()),
                 state: Set(item.state.clone()),
                 refreshed_at_ms: Set(now.timestamp_millis()),
                 partial: Set(!complete),

@@ -380,10 +380,11 @@ impl<'a> WriteTxn<'a> {
         })
     }
 
-    pub(crate) fn tx(&self) -> Tx<'_> {
+    pub(crate) fn tx(&self) -> Result<Tx<'_>, DbErr> {
         match self {
-            WriteTxn::Orm(t) => Tx::Orm(t.as_ref().expect("an open transaction")),
-            WriteTxn::Lite { lite, .. } => Tx::Lite(lite),
+            WriteTxn::Orm(Some(t)) => Ok(Tx::Orm(t)),
+            WriteTxn::Orm(None) => Err(DbErr::Custom("the transaction is committed".into())),
+            WriteTxn::Lite { lite, .. } => Ok(Tx::Lite(lite)),
         }
     }
 
@@ -392,7 +393,10 @@ impl<'a> WriteTxn<'a> {
     /// [`GATE_HOLD`] in all), else handed back.
     pub(crate) async fn commit(mut self, more: &(dyn Fn() -> bool + Sync)) -> Result<(), DbErr> {
         match &mut self {
-            WriteTxn::Orm(t) => t.take().expect("an open transaction").commit().await,
+            WriteTxn::Orm(t) => match t.take() {
+                Some(t) => t.commit().await,
+                None => Err(DbErr::Custom("the transaction is committed".into())),
+            },
             WriteTxn::Lite { lite, open, gate } => {
                 lite.run("COMMIT")?;
                 *open = false;

@@ -139,7 +139,7 @@ fn version_record(m: policy_version::Model) -> Result<VersionRecord, Error> {
 }
 
 fn ir_value(ir: &PolicyIr) -> Value {
-    serde_json::to_value(ir).expect("IR serializes")
+    ir.to_value()
 }
 
 fn priority_of(ir: &PolicyIr) -> i32 {

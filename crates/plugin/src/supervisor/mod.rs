@@ -63,6 +63,8 @@ pub enum CallError {
     Protocol { driver: String, detail: String },
     #[error("{method}: the adapter's result does not match the protocol: {detail}")]
     InvalidResult { method: String, detail: String },
+    #[error("{method}: the request cannot be encoded: {detail}")]
+    Encode { method: String, detail: String },
     #[error("host `{host}`: {cause}")]
     Secret { host: String, cause: secrets::Error },
     #[error("the supervisor is shutting down")]
@@ -100,7 +102,9 @@ impl CallError {
             },
             CallError::Timeout { .. } => "timeout",
             CallError::Crashed { .. } => "adapter_crashed",
-            CallError::Protocol { .. } | CallError::InvalidResult { .. } => "protocol_error",
+            CallError::Protocol { .. }
+            | CallError::InvalidResult { .. }
+            | CallError::Encode { .. } => "protocol_error",
             CallError::Secret { .. } => "secret_unresolved",
             CallError::ShuttingDown => "shutting_down",
         }
@@ -333,8 +337,12 @@ impl Supervisor {
                 return Ok(Arc::clone(p));
             }
             // It died since the last call: count the failure and back off.
-            let died = state.process.take().expect("checked above");
-            note_failure(&mut state, opts, died.death().unwrap_or_default());
+            let death = state
+                .process
+                .take()
+                .and_then(|died| died.death())
+                .unwrap_or_default();
+            note_failure(&mut state, opts, death);
             metrics::counter!(switchyard_spec::metric_names::ADAPTER_RESTARTS, "driver" => driver.to_owned())
                 .increment(1);
         }
@@ -786,8 +794,14 @@ fn redact_value(v: Value, resolved: &secrets::Resolved) -> Value {
     }
 }
 
+/// A request's params as JSON. They are maps, strings and numbers, which
+/// always encode; should one not, the adapter gets `null` and refuses it as
+/// invalid params, a failure the run records.
 fn to_value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).expect("protocol types serialize")
+    serde_json::to_value(v).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a request's params cannot be encoded");
+        Value::Null
+    })
 }
 
 fn decode<T: DeserializeOwned>(method: &str, v: Value) -> Result<T, CallError> {

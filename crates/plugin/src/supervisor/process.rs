@@ -176,8 +176,14 @@ impl Process {
             reason: e.to_string(),
         })?;
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            let _ = child.start_kill();
+            return Err(CallError::Spawn {
+                driver: launch.driver.clone(),
+                program: launch.argv[0].clone(),
+                reason: "its stdout and stderr are not piped".into(),
+            });
+        };
         let process = Arc::new(Process {
             launch,
             stdin: tokio::sync::Mutex::new(stdin),
@@ -288,7 +294,10 @@ impl Process {
 
     /// Write one JSON line to the adapter.
     pub async fn send(&self, request: &Request) -> Result<(), CallError> {
-        let mut line = serde_json::to_vec(request).expect("requests serialize");
+        let mut line = serde_json::to_vec(request).map_err(|e| CallError::Encode {
+            method: request.method.clone(),
+            detail: e.to_string(),
+        })?;
         line.push(b'\n');
         let mut stdin = self.stdin.lock().await;
         let Some(pipe) = stdin.as_mut() else {

@@ -236,8 +236,9 @@ fn trigger_group(v: &Value, at: &Pointer, w: &mut Walk) -> Option<TriggerGroupIr
                     "a schedule trigger cannot take part in `logic: ALL`; use it in its own policy",
                 );
             }
-            let key =
-                canonical::to_canonical_string(&serde_json::to_value(&tr).expect("IR serializes"));
+            let key = canonical::to_canonical_string(
+                &serde_json::to_value(&tr).unwrap_or(serde_json::Value::Null),
+            );
             if seen.contains(&key) {
                 w.warn(
                     codes::TRIGGER_DUPLICATE,

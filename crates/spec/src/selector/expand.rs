@@ -139,8 +139,9 @@ fn query_matches(
         let actual = lookup(&clause.key);
         let ok = match clause.op {
             QueryOp::Regex => {
-                let re = clause.regex.as_ref().expect("regex compiled at parse");
-                actual.is_some_and(|a| re.is_match(&a))
+                // Compiled at parse: a regex clause always has one.
+                let re = clause.regex.as_ref();
+                actual.is_some_and(|a| re.is_some_and(|re| re.is_match(&a)))
             }
             QueryOp::Eq => {
                 let want = fill_word(&clause.value, event)?;
