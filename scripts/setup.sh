@@ -25,6 +25,7 @@ glob() { compgen -G "$1"; }
 
 need nats-server "the event stream: JetStream" has nats-server
 need python3 "free ports in the demo; test driver adapters" has python3
+need curl "the demo and the tests call the API" has curl
 if [ "$what" = "test" ]; then
   need openssh-server "the ssh driver's tests start sshd" test -x /usr/sbin/sshd
   need postgresql-15 "the PostgreSQL ledger tests start a server" glob '/usr/lib/postgresql/*/bin/initdb'
@@ -32,6 +33,7 @@ if [ "$what" = "test" ]; then
   need python3-venv "schemathesis runs in a virtualenv" python3 -c 'import venv, ensurepip'
   need faketime "the clock-jump system test" glob '/usr/lib/*/faketime/libfaketimeMT.so.1'
   need dpkg-dev "the Debian package test (dpkg-deb, dpkg-shlibdeps)" has dpkg-shlibdeps
+  need systemd "the package test checks the unit with systemd-analyze" has systemd-analyze
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -9,7 +9,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 use switchyard_system_tests::{bin, repo};
 use switchyard_test_support::free_port;
 
@@ -133,8 +132,6 @@ fn the_readme_tour_runs_as_written() {
         "the tour failed:\n{script}\n--- stdout\n{}\n--- stderr\n{stderr}",
         String::from_utf8_lossy(&out.stdout)
     );
-    // Everything it started is gone.
-    std::thread::sleep(Duration::from_millis(200));
     let site = work.path().join("my-site");
     assert!(Path::new(&site.join("switchyard.db")).is_file(), "{stderr}");
     println!(

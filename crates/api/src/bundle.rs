@@ -170,36 +170,37 @@ pub fn compile_cached(
     Compiled { policies, findings }
 }
 
-/// Folders deep a recursive walk goes (a link loop ends there).
-const MAX_DEPTH: usize = 32;
+/// Files a folder of policies never counts as policies: switchyard's
+/// configuration and driver manifests, often kept in the same tree.
+pub const NOT_POLICIES: &[&str] = &["switchyard.toml", "plugin.yaml"];
 
-/// The policy files of a directory, sorted by name: `.yaml`, `.yml`,
-/// `.json`, `.toml`, symbolic links followed; hidden files and folders
-/// (`.name`, editors' and atomic writers' temporaries, `.git`) are not
-/// policies. With `recursive`, the files of its subfolders too, each
-/// folder's in place of its name.
-pub fn policy_paths(
-    dir: &std::path::Path,
-    recursive: bool,
-) -> std::io::Result<Vec<std::path::PathBuf>> {
+/// The policy files of a folder and its subfolders, sorted by path: `.yaml`,
+/// `.yml`, `.json`, `.toml`, symbolic links followed (each folder once);
+/// hidden files and folders (`.name`: editors' and atomic writers'
+/// temporaries, `.git`) and [`NOT_POLICIES`] are not policies. `serve`'s
+/// policy directory, `policy apply DIR` and `policy validate DIR` all read a
+/// folder this way.
+pub fn policy_paths(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     fn walk(
         dir: &std::path::Path,
-        depth: usize,
+        seen: &mut std::collections::HashSet<std::path::PathBuf>,
         out: &mut Vec<std::path::PathBuf>,
     ) -> std::io::Result<()> {
+        if !seen.insert(dir.canonicalize()?) {
+            return Ok(()); // a link back to a folder already read
+        }
         let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                !p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                !p.file_name().is_some_and(|n| {
+                    n.to_string_lossy().starts_with('.') || NOT_POLICIES.iter().any(|x| n == *x)
+                })
             })
             .collect();
         entries.sort();
         for p in entries {
             if p.is_dir() {
-                if depth > 0 {
-                    walk(&p, depth - 1, out)?;
-                }
+                walk(&p, seen, out)?;
             } else if p.is_file() && Format::from_path(&p).is_some() {
                 out.push(p);
             }
@@ -207,13 +208,13 @@ pub fn policy_paths(
         Ok(())
     }
     let mut out = Vec::new();
-    walk(dir, if recursive { MAX_DEPTH } else { 0 }, &mut out)?;
+    walk(dir, &mut std::collections::HashSet::new(), &mut out)?;
     Ok(out)
 }
 
-/// Read the policy files of a directory (not recursive): [`policy_paths`].
+/// Read the policy files of a folder and its subfolders: [`policy_paths`].
 pub fn read_dir(dir: &std::path::Path) -> std::io::Result<Vec<File>> {
-    policy_paths(dir, false)?
+    policy_paths(dir)?
         .into_iter()
         .map(|p| {
             Ok(File {

@@ -31,6 +31,18 @@ impl ConfigFile {
     pub fn load(&self) -> Result<Config, ConfigError> {
         Config::load(self.path().as_deref())
     }
+
+    /// A command's own flag when given, else `pick` of the configuration.
+    pub fn or_flag(
+        &self,
+        flag: Option<&String>,
+        pick: impl FnOnce(Config) -> String,
+    ) -> Result<String, ConfigError> {
+        match flag {
+            Some(v) => Ok(v.clone()),
+            None => self.load().map(pick),
+        }
+    }
 }
 
 /// The whole configuration.

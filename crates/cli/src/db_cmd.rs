@@ -27,15 +27,15 @@ pub fn run(cmd: DbCommand) -> u8 {
 }
 
 fn migrate(args: &MigrateArgs) -> u8 {
-    let url = match &args.database_url {
-        Some(url) => url.clone(),
-        None => match args.config.load() {
-            Ok(c) => c.database_url(),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return crate::EXIT_USAGE;
-            }
-        },
+    let url = match args
+        .config
+        .or_flag(args.database_url.as_ref(), |c| c.database_url())
+    {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return crate::EXIT_USAGE;
+        }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

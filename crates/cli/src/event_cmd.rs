@@ -120,15 +120,12 @@ fn publish(args: &PublishArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let url = match &args.nats_url {
-        Some(url) => url.clone(),
-        None => match args.config.load() {
-            Ok(c) => c.nats.url,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_USAGE;
-            }
-        },
+    let url = match args.config.or_flag(args.nats_url.as_ref(), |c| c.nats.url) {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
     };
     let shown = switchyard_plugin::secrets::redact_urls(&url);
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -55,7 +55,21 @@ fn config_text(drivers: &str, found: bool) -> String {
     let drivers_note = if found {
         "# The drivers installed with switchyard (exec, http, ssh)."
     } else {
-        "# No installed drivers were found next to the switchyard binary: point\n# this at the folder holding <driver>/plugin.yaml (serve starts without\n# drivers, with a warning, but then no action can run)."
+        "# No installed drivers were found next to the switchyard binary: point\n# this at the folder holding <driver>/plugin.yaml, then uncomment the\n# host below and rename policies/hello.yaml.example to hello.yaml. (serve\n# starts without drivers, with a warning, as long as no host or policy\n# names one; no action can run until then.)"
+    };
+    let host = "# The machine switchyard runs on, acted on through the exec driver.\n[[hosts]]\nid = \"localhost\"\ndriver = \"exec\"\nlabels = { role = \"local\" }\n";
+    let host = if found {
+        host.to_owned()
+    } else {
+        host.lines()
+            .map(|l| {
+                if l.starts_with('#') {
+                    format!("{l}\n")
+                } else {
+                    format!("# {l}\n")
+                }
+            })
+            .collect()
     };
     format!(
         r#"# switchyard configuration (written by `switchyard init`).
@@ -84,15 +98,11 @@ listen = "127.0.0.1:8080"
 paths = [{drivers}]
 
 [policies]
-# Applied at start as one bundle, then watched: edit a file, it reloads.
+# Applied at start as one bundle (subfolders included), then watched: edit
+# a file, it reloads.
 dir = "policies"
 
-# The machine switchyard runs on, acted on through the exec driver.
-[[hosts]]
-id = "localhost"
-driver = "exec"
-labels = {{ role = "local" }}
-"#
+{host}"#
     )
 }
 
@@ -103,22 +113,27 @@ labels = {{ role = "local" }}
 fn installed_drivers() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
     let dir = exe.parent()?;
-    let holds_drivers = |d: &Path| {
-        std::fs::read_dir(d).is_ok_and(|mut entries| {
-            entries.any(|e| e.is_ok_and(|e| e.path().join("plugin.yaml").is_file()))
-        })
-    };
     let mut candidates = vec![dir.join("../lib/switchyard/drivers"), dir.join("drivers")];
     candidates.extend(
         dir.ancestors()
             .filter(|a| a.join("Cargo.toml").is_file())
             .map(|a| a.join("drivers")),
     );
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers"));
+    // A development build outside its tree (CARGO_TARGET_DIR elsewhere).
+    if cfg!(debug_assertions) {
+        candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers"));
+    }
     candidates
         .into_iter()
         .find(|c| holds_drivers(c))
         .and_then(|c| c.canonicalize().ok())
+}
+
+/// Whether `d` holds at least one `<driver>/plugin.yaml`.
+fn holds_drivers(d: &Path) -> bool {
+    std::fs::read_dir(d).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| e.path().join("plugin.yaml").is_file()))
+    })
 }
 
 /// A TOML basic string.
@@ -127,8 +142,19 @@ fn toml_string(s: &str) -> String {
 }
 
 pub fn run(args: InitArgs) -> u8 {
+    let drivers = match &args.drivers {
+        Some(d) => Some(std::path::absolute(d).unwrap_or_else(|_| d.clone())),
+        None => installed_drivers(),
+    };
+    let found = drivers.as_deref().is_some_and(holds_drivers);
     let config_path = args.dir.join("switchyard.toml");
-    let policy_path = args.dir.join("policies").join("hello.yaml");
+    // Without drivers the example could not load (it names the exec
+    // driver): it is written aside, to be renamed once drivers are there.
+    let policy_path = args.dir.join("policies").join(if found {
+        "hello.yaml"
+    } else {
+        "hello.yaml.example"
+    });
     if !args.force {
         let existing: Vec<String> = [&config_path, &policy_path]
             .into_iter()
@@ -143,13 +169,9 @@ pub fn run(args: InitArgs) -> u8 {
             return EXIT_BLOCKED;
         }
     }
-    let drivers = match &args.drivers {
-        Some(d) => Some(std::path::absolute(d).unwrap_or_else(|_| d.clone())),
-        None => installed_drivers(),
-    };
-    let (drivers_value, found) = match &drivers {
-        Some(d) => (toml_string(&d.display().to_string()), true),
-        None => (toml_string("drivers"), false),
+    let drivers_value = match &drivers {
+        Some(d) => toml_string(&d.display().to_string()),
+        None => toml_string("drivers"),
     };
     let written = std::fs::create_dir_all(args.dir.join("policies"))
         .and_then(|()| std::fs::write(&config_path, config_text(&drivers_value, found)))
@@ -161,16 +183,28 @@ pub fn run(args: InitArgs) -> u8 {
     println!("wrote {}", config_path.display());
     println!("wrote {}", policy_path.display());
     match &drivers {
-        Some(d) => println!("drivers: {}", d.display()),
+        Some(d) if found => println!("drivers: {}", d.display()),
+        Some(d) => eprintln!(
+            "warning: {} holds no driver (no <driver>/plugin.yaml); the host and the example policy are left off until it does",
+            d.display()
+        ),
         None => eprintln!(
-            "warning: no installed drivers found next to this binary; set drivers.paths in {}",
+            "warning: no installed drivers found next to this binary; set drivers.paths in {}, then uncomment the host and rename the example policy",
             config_path.display()
         ),
     }
     let cd = if args.dir == Path::new(".") {
         String::new()
     } else {
-        format!("cd {} && ", args.dir.display())
+        let dir = args.dir.display().to_string();
+        let plain = dir
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+        if plain {
+            format!("cd {dir} && ")
+        } else {
+            format!("cd '{}' && ", dir.replace('\'', "'\\''"))
+        }
     };
     println!(
         "next: start a nats-server with JetStream (`nats-server -js`), then\n  {cd}switchyard serve"
@@ -181,6 +215,17 @@ pub fn run(args: InitArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_drivers_the_host_is_commented_out() {
+        let text = config_text(&toml_string("drivers"), false);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(&path, &text).unwrap();
+        let c = crate::config::Config::load_with_env(Some(&path), &[]).unwrap();
+        assert!(c.hosts.is_empty(), "{text}");
+        assert!(text.contains("# [[hosts]]\n# id = \"localhost\""), "{text}");
+    }
 
     #[test]
     fn the_written_configuration_loads_and_the_example_validates() {

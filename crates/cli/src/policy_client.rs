@@ -433,7 +433,7 @@ fn print_transcript(t: &Value) {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub server: Server,
-    /// Policy files or directories of them (`.yaml`, `.yml`, `.json`, `.toml`; not recursive).
+    /// Policy files or folders of them (`.yaml`, `.yml`, `.json`, `.toml`; subfolders included).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Disable directory-managed policies that are not in this bundle.

@@ -41,8 +41,9 @@ pub enum PolicyCommand {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Policy files (`.yaml`, `.yml`, `.json`, `.toml`), folders of them
-    /// (searched recursively; hidden files and folders, `switchyard.toml`
-    /// and `plugin.yaml` skipped); `-` reads standard input.
+    /// (read as serve reads its policy directory: subfolders included;
+    /// hidden files and folders, `switchyard.toml` and `plugin.yaml`
+    /// skipped); `-` reads standard input.
     #[arg(required = true, value_name = "FILE|DIR")]
     files: Vec<PathBuf>,
     /// Format of files without a known extension (standard input without
@@ -118,17 +119,9 @@ fn read_source(path: &Path, format: Option<FormatArg>) -> Result<(String, Format
     let format = match (format, Format::from_path(path)) {
         (Some(f), _) => f.into(),
         (None, Some(f)) => f,
-        // Told apart by content: JSON starts with `{`, TOML parses as TOML,
-        // anything else is read as YAML.
         (None, None) if stdin => {
             let text = read_text(path)?;
-            let format = if text.trim_start().starts_with('{') {
-                Format::Json
-            } else if text.parse::<toml::Table>().is_ok() {
-                Format::Toml
-            } else {
-                Format::Yaml
-            };
+            let format = sniff(&text);
             return Ok((text, format));
         }
         (None, None) => {
@@ -139,6 +132,30 @@ fn read_source(path: &Path, format: Option<FormatArg>) -> Result<(String, Format
         }
     };
     Ok((read_text(path)?, format))
+}
+
+/// The format of a document by its first line that is not blank or a
+/// comment: `{` opens JSON; a `[table]` or a `key = value` line is TOML
+/// (its errors then come from the TOML parser); anything else is YAML.
+fn sniff(text: &str) -> Format {
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("");
+    let toml_key = first.split_once('=').is_some_and(|(k, _)| {
+        let k = k.trim();
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.\"'".contains(c))
+    });
+    if first.starts_with('{') {
+        Format::Json
+    } else if first.starts_with('[') || toml_key {
+        Format::Toml
+    } else {
+        Format::Yaml
+    }
 }
 
 /// A file's text, or standard input's for `-`.
@@ -162,9 +179,6 @@ fn doc_label(path: &Path, c: &Compiled, count: usize) -> String {
         path.display().to_string()
     }
 }
-
-/// Files a folder walk skips: switchyard's configuration and driver manifests.
-const NOT_POLICIES: &[&str] = &["switchyard.toml", "plugin.yaml"];
 
 fn validate(args: &ValidateArgs) -> u8 {
     let registry = if args.drivers.is_empty() {
@@ -190,7 +204,7 @@ fn validate(args: &ValidateArgs) -> u8 {
             files.push(path.clone());
             continue;
         }
-        match switchyard_api::bundle::policy_paths(path, true) {
+        match switchyard_api::bundle::policy_paths(path) {
             Ok(found) if found.is_empty() => {
                 eprintln!(
                     "error: {}: no policy files here (.yaml, .yml, .json, .toml)",
@@ -198,11 +212,7 @@ fn validate(args: &ValidateArgs) -> u8 {
                 );
                 io_error = true;
             }
-            // switchyard's own other files, often in the same tree.
-            Ok(found) => files.extend(found.into_iter().filter(|p| {
-                !p.file_name()
-                    .is_some_and(|n| NOT_POLICIES.iter().any(|x| n == *x))
-            })),
+            Ok(found) => files.extend(found),
             Err(e) => {
                 eprintln!("error: {}: {e}", path.display());
                 io_error = true;
@@ -302,4 +312,21 @@ fn compile(args: &CompileArgs) -> u8 {
         println!("{value:#}");
     }
     EXIT_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_input_is_told_apart_by_its_first_line() {
+        assert_eq!(sniff("# c\n\n{\"version\": 1}"), Format::Json);
+        assert_eq!(sniff("version = 1\nname = \"x\""), Format::Toml);
+        assert_eq!(sniff("[[actions]]\nverb = \"x\""), Format::Toml);
+        // Broken TOML is still TOML: its errors come from the TOML parser.
+        assert_eq!(sniff("version = \nname ="), Format::Toml);
+        assert_eq!(sniff("version: 1\nname: x"), Format::Yaml);
+        assert_eq!(sniff("url: \"a=b\""), Format::Yaml);
+        assert_eq!(sniff(""), Format::Yaml);
+    }
 }

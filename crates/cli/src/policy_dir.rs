@@ -154,7 +154,7 @@ impl PolicyDir {
         )
         .context("starting the policy directory watcher")?;
         debouncer
-            .watch(&self.dir, RecursiveMode::NonRecursive)
+            .watch(&self.dir, RecursiveMode::Recursive)
             .with_context(|| format!("watching {}", self.dir.display()))?;
         tracing::info!(dir = %self.dir.display(), debounce_ms = self.debounce.as_millis(), "watching the policy directory");
         Ok(tokio::spawn(async move {
@@ -190,12 +190,12 @@ impl PolicyDir {
             Ok(None) => return "unchanged",
             Ok(Some(applied)) => applied,
             Err(e) => {
-                tracing::error!(dir = %self.dir.display(), error = format!("{e:#}"), "the policy directory was not applied; the last good set stays active");
-                self.report(json!({"at": chrono::Utc::now(), "result": "error", "reason": format!("{e:#}")}));
+                tracing::error!(dir = %self.dir.display(), error = crate::serve::said_once(&e), "the policy directory was not applied; the last good set stays active");
+                self.report(json!({"at": chrono::Utc::now(), "result": "error", "reason": crate::serve::said_once(&e)}));
                 let _ = self.notices.send(PolicyNotice::general(
                     "validation_failed",
                     bundle::MANAGED_BY_DIR,
-                    json!({"message": format!("{e:#}")}),
+                    json!({"message": crate::serve::said_once(&e)}),
                 ));
                 // Whatever is on disk is tried again on the next change.
                 *last = None;

@@ -44,11 +44,27 @@ pub fn run(args: ServeArgs) -> u8 {
     match rt.block_on(serve(config)) {
         Ok(()) => crate::EXIT_OK,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", said_once(&e));
             crate::EXIT_BLOCKED
         }
     }
+}
+
+/// An error with its causes, each said once: a cause whose text the
+/// message already holds (`database: {0}` over its own source) is left out.
+pub fn said_once(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Libraries whose trace level prints message payloads or headers (events

@@ -153,6 +153,27 @@ fn errors_say_their_cause_once() {
     let err = text(&out.stderr);
     assert!(err.contains("loading drivers: "), "{err}");
     said_once(&err, "Not a directory");
+
+    // A database that cannot be opened: the driver's error, said once.
+    std::fs::write(
+        dir.path().join("switchyard.toml"),
+        "[database]\nurl = \"sqlite:///nonexistent-folder/x.db?mode=rwc\"\n",
+    )
+    .unwrap();
+    let out = switchyard(dir.path(), &["serve"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = text(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(line.contains("database"), "{err}");
+    let cause = line.rsplit(": ").next().unwrap_or_default();
+    assert_eq!(
+        line.matches(cause).count(),
+        1,
+        "the cause is repeated: {line}"
+    );
 }
 
 #[test]

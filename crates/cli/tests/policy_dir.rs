@@ -125,6 +125,21 @@ async fn the_watched_directory_is_followed_safely() {
     until(port, "/api/policies/b", "b is created", |p| {
         p["version_int"] == 1
     });
+    // In a subfolder made while serve runs: read and watched too; a
+    // configuration file beside it is not a policy.
+    std::fs::create_dir(policies.join("team")).unwrap();
+    std::fs::write(policies.join("team/switchyard.toml"), "[nats]\n").unwrap();
+    std::fs::write(
+        policies.join("team/nested.yaml"),
+        policy("nested", "deep", true),
+    )
+    .unwrap();
+    until(
+        port,
+        "/api/policies/nested",
+        "a policy in a subfolder is created",
+        |p| p["version_int"] == 1,
+    );
     // Edit: a new version, active in the engine.
     std::fs::write(policies.join("a.yaml"), policy("a", "two", true)).unwrap();
     until(port, "/api/policies/a", "a is edited", |p| {

@@ -323,6 +323,9 @@ fn plan_for(
                         && let Err(e) = rules.check(&params, &template.option_like(&params))
                     {
                         let mut run = failed_run(a, target, "params_invalid", now);
+                        // A schema error quotes the value: not a secret one.
+                        let (_, _, secrets) = split_secrets(Some(rules), params.clone());
+                        let e = switchyard_plugin::secrets::redact(&e, &secrets);
                         run.params = json!({"error": e});
                         runs.push(PlannedRun {
                             run,

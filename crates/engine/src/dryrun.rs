@@ -433,6 +433,8 @@ async fn action(
     if let Some(rules) = &info.params
         && let Err(e) = rules.check(&params, &policy.params[ai].option_like(&params))
     {
+        // A schema error quotes the value: not a secret one.
+        let e = switchyard_plugin::secrets::redact(&e, &secrets);
         finding(
             findings,
             Severity::Error,

@@ -46,7 +46,7 @@ capabilities:
         inverse: unseal
         params_schema: &key
           type: object
-          properties: { key: { type: string, writeOnly: true }, note: { type: string } }
+          properties: { key: { type: string, writeOnly: true, maxLength: 12 }, note: { type: string } }
       - { name: unseal, params_schema: *key }
 defaults: { timeout_s: 30 }
 "#;
@@ -1165,5 +1165,23 @@ fn secret_params_reach_the_driver_and_the_ledger_keeps_them_masked() {
                 ),
             ]
         );
+
+        // A secret the schema refuses: the error says why, never the value.
+        s.engine
+            .decide(event(
+                "vault.exposed",
+                "h0",
+                json!({"key": "far-too-long-a-key"}),
+            ))
+            .await
+            .unwrap();
+        let runs = settle(&s.store).await;
+        let refused = runs
+            .iter()
+            .find(|r| r.reason.as_deref() == Some("params_invalid"))
+            .unwrap();
+        let error = refused.params["error"].as_str().unwrap();
+        assert!(error.contains("longer than 12"), "{error}");
+        assert!(!error.contains("far-too-long"), "{error}");
     });
 }

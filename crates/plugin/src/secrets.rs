@@ -27,13 +27,25 @@ pub struct Resolved {
     secrets: Vec<String>,
 }
 
+/// `text` with every one of `secrets` replaced by `***`, the longest
+/// first (a secret holding another is replaced whole, not left as
+/// `***rest`). Every non-empty value counts, however short: a short secret
+/// mangles some output, which is better than showing it.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut by_length: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    if by_length.is_empty() {
+        return text.to_owned();
+    }
+    by_length.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    by_length
+        .into_iter()
+        .fold(text.to_owned(), |acc, s| acc.replace(s.as_str(), "***"))
+}
+
 impl Resolved {
     /// Replace every resolved secret in `text` with `***`.
     pub fn redact(&self, text: &str) -> String {
-        self.secrets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .fold(text.to_owned(), |acc, s| acc.replace(s.as_str(), "***"))
+        redact(text, &self.secrets)
     }
 
     /// These secrets and `more` (a call's secret params), for redaction.

@@ -465,8 +465,9 @@ async fn a_runs_secret_params_are_redacted_from_its_call_only() {
     let e = out.result.unwrap_err().to_string();
     assert!(e.contains("bad token ***") && !e.contains(&secret), "{e}");
 
-    // Not remembered by the adapter process: another run's output, where
-    // the value is not a secret, is left alone.
+    // Not remembered by the adapter process: the answer of another run,
+    // for which the value is not a secret, is left alone (only stderr lines
+    // read within 10 s of the first runs' answers still lose it).
     let out = call("r3", "leak", Vec::new()).await;
     assert_eq!(
         out.result.unwrap().output.as_deref(),

@@ -33,13 +33,6 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 /// Finished calls whose secrets linger at most (the oldest go first).
 const MAX_LINGERING: usize = 1024;
 
-fn redact_with(text: String, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .filter(|s| !s.is_empty())
-        .fold(text, |acc, s| acc.replace(s.as_str(), "***"))
-}
-
 /// How to start an adapter.
 #[derive(Debug, Clone)]
 pub(crate) struct Launch {
@@ -231,38 +224,53 @@ impl Process {
 
     /// Replace every secret this process was given with `***`.
     pub fn redact(&self, text: &str) -> String {
-        redact_with(text.to_owned(), &lock(&self.secrets))
+        crate::secrets::redact(text, &lock(&self.secrets))
     }
 
     /// [`Process::redact`], and the secret params of every call in flight
     /// or answered within [`LINGER`].
+    ///
+    /// Calls in flight are read before lingering ones, and a call moves
+    /// from the first to the second under the `pending` lock
+    /// ([`Process::take_pending`]): a line read meanwhile sees it in one.
     fn redact_line(&self, text: &str) -> String {
-        let text = self.redact(text);
-        let text = lock(&self.pending)
-            .values()
-            .fold(text, |acc, p| redact_with(acc, &p.secrets));
-        let mut lingering = lock(&self.lingering);
-        while lingering
-            .front()
-            .is_some_and(|(at, _)| at.elapsed() > LINGER)
+        let mut secrets = lock(&self.secrets).clone();
+        secrets.extend(
+            lock(&self.pending)
+                .values()
+                .flat_map(|p| p.secrets.iter().cloned()),
+        );
         {
-            lingering.pop_front();
+            let mut lingering = lock(&self.lingering);
+            while lingering
+                .front()
+                .is_some_and(|(at, _)| at.elapsed() > LINGER)
+            {
+                lingering.pop_front();
+            }
+            secrets.extend(lingering.iter().flat_map(|(_, s)| s.iter().cloned()));
         }
-        lingering
-            .iter()
-            .fold(text, |acc, (_, secrets)| redact_with(acc, secrets))
+        crate::secrets::redact(text, &secrets)
     }
 
-    /// A call is over: its secrets linger a while for its late lines.
-    fn finished(&self, p: Pending) -> Pending {
-        if !p.secrets.is_empty() {
-            let mut lingering = lock(&self.lingering);
+    /// Remove a call from those in flight (`None`: every call), its secrets
+    /// lingering a while for its late lines. Lock order: `pending`, then
+    /// `lingering`.
+    fn take_pending(&self, id: Option<u64>) -> Vec<Pending> {
+        let mut pending = lock(&self.pending);
+        let taken: Vec<Pending> = match id {
+            Some(id) => pending.remove(&id).into_iter().collect(),
+            None => pending.drain().map(|(_, p)| p).collect(),
+        };
+        let now = std::time::Instant::now();
+        let mut lingering = lock(&self.lingering);
+        for p in taken.iter().filter(|p| !p.secrets.is_empty()) {
             if lingering.len() >= MAX_LINGERING {
                 lingering.pop_front();
             }
-            lingering.push_back((std::time::Instant::now(), p.secrets.clone()));
+            lingering.push_back((now, p.secrets.clone()));
         }
-        p
+        taken
     }
 
     /// Register a request and get its id and the receiver of its reply;
@@ -288,8 +296,10 @@ impl Process {
 
     /// Forget a request (timed out), returning the stderr lines it collected.
     pub fn unregister(&self, id: u64) -> Vec<String> {
-        let p = lock(&self.pending).remove(&id);
-        p.map(|p| self.finished(p).stderr).unwrap_or_default()
+        self.take_pending(Some(id))
+            .pop()
+            .map(|p| p.stderr)
+            .unwrap_or_default()
     }
 
     /// Write one JSON line to the adapter.
@@ -342,8 +352,7 @@ impl Process {
             return;
         }
         lock(&self.death).get_or_insert_with(|| error.to_string());
-        let pending: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
-        for p in pending.into_iter().map(|p| self.finished(p)) {
+        for p in self.take_pending(None) {
             let _ = p.tx.send(Reply {
                 result: Err(error.clone()),
                 stderr: p.stderr,
@@ -419,15 +428,14 @@ impl Process {
         let Some(id) = response.id else {
             return Err("a response has no id".into());
         };
-        let p = lock(&self.pending).remove(&id);
-        let Some(p) = p.map(|p| self.finished(p)) else {
+        let Some(p) = self.take_pending(Some(id)).pop() else {
             tracing::debug!(driver = %self.launch.driver, id, "response to a request no longer waited for");
             return Ok(());
         };
         let result = match (response.result, response.error) {
             (_, Some(e)) => Err(CallError::Adapter {
                 code: e.code,
-                message: redact_with(self.redact(&e.message), &p.secrets),
+                message: crate::secrets::redact(&self.redact(&e.message), &p.secrets),
             }),
             (Some(v), None) => Ok(v),
             (None, None) => Ok(Value::Null),
