@@ -7,7 +7,7 @@
 
 use crate::{Error, Store, epoch_ms as ms, from_epoch_ms as from_ms};
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
 /// What a claim is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,18 +33,6 @@ impl ClaimKind {
     }
 }
 
-/// The outcome of a claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// Ours until `expires_at`.
-    Claimed { expires_at: DateTime<Utc> },
-    /// Someone else holds it.
-    Held {
-        holder: String,
-        expires_at: DateTime<Utc>,
-    },
-}
-
 impl Store {
     /// The first `n` bind placeholders.
     pub(crate) fn placeholders(&self, n: usize) -> Vec<String> {
@@ -66,74 +54,6 @@ impl Store {
         } else {
             out.push('?');
         }
-    }
-
-    /// Claim `(kind, key)` for `holder` until `now + ttl`, unless an unexpired claim exists.
-    pub async fn claim(
-        &self,
-        kind: ClaimKind,
-        key: &str,
-        holder: &str,
-        now: DateTime<Utc>,
-        ttl: std::time::Duration,
-    ) -> Result<Claim, Error> {
-        self.claim_on(&self.db, kind, key, holder, now, ttl).await
-    }
-
-    /// The same inside a caller's transaction (the decision transaction).
-    pub async fn claim_on<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        kind: ClaimKind,
-        key: &str,
-        holder: &str,
-        now: DateTime<Utc>,
-        ttl: std::time::Duration,
-    ) -> Result<Claim, Error> {
-        let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-        let p = self.placeholders(6);
-        let sql = format!(
-            "INSERT INTO window_claims (kind, claim_key, holder, claimed_at_ms, expires_at_ms) VALUES ({}, {}, {}, {}, {}) \
-             ON CONFLICT (kind, claim_key) DO UPDATE SET holder = excluded.holder, claimed_at_ms = excluded.claimed_at_ms, \
-             expires_at_ms = excluded.expires_at_ms WHERE window_claims.expires_at_ms <= {} RETURNING holder",
-            p[0], p[1], p[2], p[3], p[4], p[5]
-        );
-        let values: Vec<Value> = vec![
-            kind.as_str().into(),
-            key.into(),
-            holder.into(),
-            ms(now).into(),
-            ms(expires).into(),
-            ms(now).into(),
-        ];
-        let backend = conn.get_database_backend();
-        let claimed = conn
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
-        if claimed.is_some() {
-            return Ok(Claim::Claimed {
-                expires_at: expires,
-            });
-        }
-        let p = self.placeholders(2);
-        let sql = format!(
-            "SELECT holder, expires_at_ms FROM window_claims WHERE kind = {} AND claim_key = {}",
-            p[0], p[1]
-        );
-        let row = conn
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                vec![kind.as_str().into(), key.into()],
-            ))
-            .await?
-            .ok_or_else(|| {
-                Error::Db(sea_orm::DbErr::Custom("a claim vanished while held".into()))
-            })?;
-        Ok(Claim::Held {
-            holder: row.try_get::<String>("", "holder")?,
-            expires_at: from_ms(row.try_get::<i64>("", "expires_at_ms")?),
-        })
     }
 
     /// Who holds `(kind, key)` and until when, if an unexpired claim exists
@@ -165,41 +85,6 @@ impl Store {
             ))
         })
         .transpose()
-    }
-
-    /// Record a delivery identity; `true` the first time it is seen, `false` for a redelivery.
-    pub async fn record_delivery(
-        &self,
-        delivery_key: &str,
-        event_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, Error> {
-        self.record_delivery_on(&self.db, delivery_key, event_id, now)
-            .await
-    }
-
-    /// The same inside a caller's transaction (the decision transaction).
-    pub async fn record_delivery_on<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        delivery_key: &str,
-        event_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, Error> {
-        let p = self.placeholders(3);
-        let sql = format!(
-            "INSERT INTO inbox (delivery_key, event_id, received_at_ms) VALUES ({}, {}, {}) ON CONFLICT (delivery_key) DO NOTHING RETURNING delivery_key",
-            p[0], p[1], p[2]
-        );
-        let backend = conn.get_database_backend();
-        let row = conn
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                vec![delivery_key.into(), event_id.into(), ms(now).into()],
-            ))
-            .await?;
-        Ok(row.is_some())
     }
 
     /// Forget deliveries received before `before` (the inbox recognizes a

@@ -1,16 +1,10 @@
-//! The execution ledger: decisions and their runs, written in one transaction
-//! with the inbox row and window claims, then moved through guarded status
-//! transitions and queried with cursor paging.
+//! The execution ledger's records — decisions and their runs, as the write
+//! path (`batch/`) records them — and their queries with cursor paging.
 
-use crate::claims::{Claim, ClaimKind};
 use crate::entity::{decision, run};
-use crate::lite::Tx;
 use crate::{Error, Store, epoch_ms as ms, from_epoch_ms as at};
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -246,163 +240,7 @@ fn to_record(r: run::Model, d: &decision::Model) -> Result<RunRecord, Error> {
     })
 }
 
-/// One decision being recorded: inbox row, claims, the decision and its runs
-/// commit together or not at all.
-#[derive(Debug)]
-pub struct DecisionTx<'s> {
-    store: &'s Store,
-    txn: DatabaseTransaction,
-}
-
-impl DecisionTx<'_> {
-    /// Record the delivery identity; `false` means this message was decided before.
-    pub async fn record_delivery(
-        &self,
-        delivery_key: &str,
-        event_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, Error> {
-        self.store
-            .record_delivery_on(&self.txn, delivery_key, event_id, now)
-            .await
-    }
-
-    /// Claim a window inside this transaction.
-    pub async fn claim(
-        &self,
-        kind: ClaimKind,
-        key: &str,
-        holder: &str,
-        now: DateTime<Utc>,
-        ttl: std::time::Duration,
-    ) -> Result<Claim, Error> {
-        self.store
-            .claim_on(&self.txn, kind, key, holder, now, ttl)
-            .await
-    }
-
-    /// Write the decision and its runs.
-    pub async fn insert(&self, d: &NewDecision, runs: &[NewRun]) -> Result<(), Error> {
-        decision::ActiveModel {
-            id: Set(d.id),
-            policy_id: Set(d.policy_id),
-            policy_name: Set(d.policy_name.clone()),
-            policy_version: Set(d.policy_version),
-            event_id: Set(d.event_id.clone()),
-            event_kind: Set(d.event_kind.clone()),
-            correlation_id: Set(d.correlation_id.clone()),
-            decided_at_ms: Set(ms(d.decided_at)),
-            correlated_event_ids: Set(correlated(&d.correlated_event_ids)),
-        }
-        .insert(&self.txn)
-        .await?;
-        if runs.is_empty() {
-            return Ok(());
-        }
-        let models = runs.iter().map(|r| run::ActiveModel {
-            id: Set(r.id),
-            decision_id: Set(d.id),
-            policy_id: Set(d.policy_id),
-            host: Set(r.host.clone()),
-            target_type: Set(r.target_type.clone()),
-            target_id: Set(r.target_id.clone()),
-            driver: Set(r.driver.clone()),
-            capability: Set(r.capability.clone()),
-            verb: Set(r.verb.clone()),
-            params: Set(r.params.clone()),
-            idempotency_key: Set(r.idempotency_key.clone()),
-            status: Set(r.status.as_str().to_owned()),
-            severity: Set(r.severity.clone()),
-            reason: Set(r.reason.clone()),
-            effects: Set(None),
-            output: Set(None),
-            attempt: Set(1),
-            count: Set(r.count),
-            queued_at_ms: Set(ms(r.queued_at)),
-            started_at_ms: Set(None),
-            finished_at_ms: Set(None),
-            inverse_of: Set(r.inverse_of),
-            deadline_at_ms: Set(None),
-        });
-        run::Entity::insert_many(models).exec(&self.txn).await?;
-        Ok(())
-    }
-
-    /// Make everything durable, if `lease` is still current.
-    pub async fn commit(self, lease: &crate::Lease) -> Result<(), Error> {
-        self.store.check_lease(&Tx::Orm(&self.txn), lease).await?;
-        self.txn.commit().await?;
-        Ok(())
-    }
-}
-
 impl Store {
-    /// Start recording a decision.
-    pub async fn begin_decision(&self) -> Result<DecisionTx<'_>, Error> {
-        Ok(DecisionTx {
-            store: self,
-            txn: self.db.begin().await?,
-        })
-    }
-
-    /// Move a run to `to`, as the holder of `lease`. Refused when the run is
-    /// already terminal (`TerminalRun`: a guarded UPDATE, so two writers cannot
-    /// both finish a run) or when the lease is lost (`LeaseLost`).
-    pub async fn transition(
-        &self,
-        lease: &crate::Lease,
-        run_id: Uuid,
-        to: RunStatus,
-        u: RunUpdate,
-    ) -> Result<RunRecord, Error> {
-        let txn = self.db.begin().await?;
-        self.check_lease(&Tx::Orm(&txn), lease).await?;
-        let non_terminal = [RunStatus::Queued.as_str(), RunStatus::Running.as_str()];
-        let mut set = run::ActiveModel {
-            status: Set(to.as_str().to_owned()),
-            ..Default::default()
-        };
-        if let Some(t) = u.started_at {
-            set.started_at_ms = Set(Some(ms(t)));
-        }
-        if let Some(t) = u.finished_at {
-            set.finished_at_ms = Set(Some(ms(t)));
-        }
-        if let Some(s) = u.severity {
-            set.severity = Set(Some(s));
-        }
-        if let Some(r) = u.reason {
-            set.reason = Set(Some(r));
-        }
-        if let Some(e) = u.effects {
-            set.effects = Set(Some(e));
-        }
-        if let Some(o) = u.output {
-            set.output = Set(Some(truncate(o)));
-        }
-        if let Some(a) = u.attempt {
-            set.attempt = Set(a);
-        }
-        if let Some(t) = u.deadline_at {
-            set.deadline_at_ms = Set(Some(ms(t)));
-        }
-        let res = run::Entity::update_many()
-            .set(set)
-            .filter(run::Column::Id.eq(run_id))
-            .filter(run::Column::Status.is_in(non_terminal))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        if res.rows_affected == 0 {
-            let current = self.get_run(run_id).await?;
-            return Err(Error::TerminalRun {
-                id: run_id,
-                status: current.status.as_str(),
-            });
-        }
-        self.get_run(run_id).await
-    }
-
     /// True when the decision is recorded.
     pub async fn decision_exists(&self, id: Uuid) -> Result<bool, Error> {
         Ok(decision::Entity::find_by_id(id)

@@ -26,11 +26,11 @@ pub use batch::{
     PlannedDecision, PlannedRun, REASON_QUEUE_FULL, SettledRun, Suppression, Transition, Window,
     Written,
 };
-pub use claims::{Claim, ClaimKind};
+pub use claims::ClaimKind;
 pub use inventory::{AuditEvent, DiscoveredItem, InventoryQuery, InventoryRecord};
 pub use lease::Lease;
 pub use ledger::{
-    DecisionTx, MAX_OUTPUT_BYTES, NewDecision, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate,
+    MAX_OUTPUT_BYTES, NewDecision, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate,
 };
 pub use policies::{
     BundleAction, BundleStep, NewPolicy, PolicyRecord, PolicyRef, Previous, RestoredStep,
@@ -74,11 +74,6 @@ pub enum Error {
     },
     #[error("policy `{name}` has no version {version}")]
     NoSuchVersion { name: String, version: i64 },
-    #[error("run {id} is already {status}; a finished run does not change")]
-    TerminalRun {
-        id: uuid::Uuid,
-        status: &'static str,
-    },
     #[error(
         "the engine lease held by `{holder}` at epoch {epoch} is lost or expired; this engine must stop writing"
     )]

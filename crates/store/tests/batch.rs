@@ -285,7 +285,7 @@ async fn a_lost_lease_records_nothing(store: Store) {
         .unwrap();
     // engine-a stalls past expiry (by the database's clock); engine-b takes over.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    store
+    let new = store
         .acquire_lease("engine-b", Duration::from_secs(3600))
         .await
         .unwrap()
@@ -302,7 +302,11 @@ async fn a_lost_lease_records_nothing(store: Store) {
     assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
     assert!(all_runs(&store).await.is_empty());
     // Nothing half-done: the inbox row and the windows were rolled back too.
-    assert!(store.record_delivery("S|1", "e1", t(4001)).await.unwrap());
+    let again = store
+        .record_batch(&new, t(4001), &batch, &mut |_| true)
+        .await
+        .unwrap();
+    assert_eq!(statuses(&again[0]), vec![RunStatus::Queued], "{again:?}");
 }
 
 /// A takeover cannot slip in while a write is in progress: the write holds

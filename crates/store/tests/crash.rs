@@ -1,6 +1,6 @@
-//! `kill -9` of a process writing decisions to SQLite leaves an intact
-//! database holding every decision whose commit had returned, on either
-//! write path (a pool transaction, the writer's own connection).
+//! `kill -9` of a process writing to SQLite leaves an intact database
+//! holding everything whose commit had returned, on either connection (the
+//! writer's own for decisions, the pool for the rest).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -35,11 +35,25 @@ async fn kill_9_during_writes_loses_no_committed_decision() {
         Some("ok")
     );
     assert!(committed.len() >= 300);
-    for id in &committed {
+    let audited: std::collections::HashSet<uuid::Uuid> = store
+        .audit_events(u64::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    for line in &committed {
+        let (kind, id) = line.split_once(' ').expect("`d <id>` or `a <id>`");
         let id = uuid::Uuid::parse_str(id).unwrap();
-        assert!(
-            store.decision_exists(id).await.unwrap(),
-            "committed decision {id} is missing"
-        );
+        match kind {
+            "d" => assert!(
+                store.decision_exists(id).await.unwrap(),
+                "committed decision {id} is missing"
+            ),
+            _ => assert!(
+                audited.contains(&id),
+                "committed audit event {id} is missing"
+            ),
+        }
     }
 }

@@ -1,13 +1,15 @@
-//! The runs ledger on SQLite and a real PostgreSQL: the decision transaction,
-//! guarded transitions, queries and cursor paging.
+//! The runs ledger on SQLite and a real PostgreSQL, written through the
+//! production write path: guarded transitions, queries and cursor paging,
+//! and a stale lease that cannot write.
+
+mod common;
+use common::{record, transition};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::time::Duration;
 use switchyard_store::Lease;
-use switchyard_store::{
-    Claim, ClaimKind, Error, NewDecision, NewRun, RunFilter, RunStatus, RunUpdate, Store,
-};
+use switchyard_store::{Error, NewDecision, NewRun, RunFilter, RunStatus, RunUpdate, Store};
 use uuid::Uuid;
 
 fn t(s: i64) -> DateTime<Utc> {
@@ -56,129 +58,44 @@ fn run(host: &str, vm: &str, status: RunStatus, at: i64) -> NewRun {
     }
 }
 
-async fn a_decision_commits_whole_or_not_at_all(store: Store) {
-    let lease = lease(&store).await;
-    let policy = Uuid::now_v7();
-    // Not committed: nothing of it remains.
-    {
-        let tx = store.begin_decision().await.unwrap();
-        assert!(tx.record_delivery("S|c|1", "e1", t(0)).await.unwrap());
-        assert!(matches!(
-            tx.claim(
-                ClaimKind::Suppression,
-                "p|g",
-                "d0",
-                t(0),
-                Duration::from_secs(600)
-            )
-            .await
-            .unwrap(),
-            Claim::Claimed { .. }
-        ));
-        tx.insert(
-            &decision(policy, "e1", 0),
-            &[run("pve-01", "100", RunStatus::Queued, 0)],
-        )
-        .await
-        .unwrap();
-    }
-    assert!(
-        store
-            .list_runs(&RunFilter::default(), None, 10)
-            .await
-            .unwrap()
-            .0
-            .is_empty()
-    );
-
-    let tx = store.begin_decision().await.unwrap();
-    assert!(
-        tx.record_delivery("S|c|1", "e1", t(1)).await.unwrap(),
-        "the dropped transaction left no inbox row"
-    );
-    assert!(matches!(
-        tx.claim(
-            ClaimKind::Suppression,
-            "p|g",
-            "d1",
-            t(1),
-            Duration::from_secs(600)
-        )
-        .await
-        .unwrap(),
-        Claim::Claimed { .. }
-    ));
-    let d = decision(policy, "e1", 1);
-    tx.insert(
-        &d,
-        &[
-            run("pve-01", "100", RunStatus::Queued, 1),
-            run("pve-01", "101", RunStatus::Queued, 1),
-        ],
-    )
-    .await
-    .unwrap();
-    tx.commit(&lease).await.unwrap();
-
-    let (runs, next) = store
-        .list_runs(&RunFilter::default(), None, 10)
-        .await
-        .unwrap();
-    assert_eq!((runs.len(), next), (2, None));
-    assert!(
-        runs.iter()
-            .all(|r| r.decision_id == d.id && r.event_id == "e1" && r.status == RunStatus::Queued)
-    );
-    // The redelivery of the same message finds it decided.
-    let tx = store.begin_decision().await.unwrap();
-    assert!(!tx.record_delivery("S|c|1", "e1", t(2)).await.unwrap());
-    assert!(matches!(
-        tx.claim(
-            ClaimKind::Suppression,
-            "p|g",
-            "d2",
-            t(2),
-            Duration::from_secs(600)
-        )
-        .await
-        .unwrap(),
-        Claim::Held { .. }
-    ));
-}
-
 async fn transitions_are_guarded(store: Store) {
     let lease = lease(&store).await;
-    let tx = store.begin_decision().await.unwrap();
     let r = run("pve-01", "100", RunStatus::Queued, 0);
     let id = r.id;
-    tx.insert(&decision(Uuid::now_v7(), "e", 0), &[r])
+    record(&store, &lease, decision(Uuid::now_v7(), "e", 0), vec![r])
         .await
         .unwrap();
-    tx.commit(&lease).await.unwrap();
-    let running = store
-        .transition(
-            &lease,
-            id,
-            RunStatus::Running,
-            RunUpdate {
-                started_at: Some(t(5)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let running = transition(
+        &store,
+        &lease,
+        id,
+        RunStatus::Running,
+        RunUpdate {
+            started_at: Some(t(5)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(running.status, RunStatus::Running);
-    let done = store.transition(&lease, id,
-            RunStatus::Succeeded,
-            RunUpdate {
-                finished_at: Some(t(7)),
-                effects: Some(json!([{"target": "100", "field": "status", "from": "running", "to": "stopped"}])),
-                output: Some("x".repeat(100_000)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let done = transition(
+        &store,
+        &lease,
+        id,
+        RunStatus::Succeeded,
+        RunUpdate {
+            finished_at: Some(t(7)),
+            effects: Some(
+                json!([{"target": "100", "field": "status", "from": "running", "to": "stopped"}]),
+            ),
+            output: Some("x".repeat(100_000)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(
         (done.status, done.duration_ms),
         (RunStatus::Succeeded, Some(2000))
@@ -187,16 +104,14 @@ async fn transitions_are_guarded(store: Store) {
         done.output.as_ref().unwrap().len() < 66_000
             && done.output.unwrap().ends_with("[truncated]")
     );
-    match store
-        .transition(&lease, id, RunStatus::Failed, RunUpdate::default())
-        .await
-    {
-        Err(Error::TerminalRun {
-            status: "succeeded",
-            ..
-        }) => {}
-        other => panic!("a terminal run changed: {other:?}"),
-    }
+    assert_eq!(
+        transition(&store, &lease, id, RunStatus::Failed, RunUpdate::default())
+            .await
+            .unwrap()
+            .map(|r| r.status),
+        Err(RunStatus::Succeeded),
+        "a terminal run does not change"
+    );
 }
 
 async fn queries_filter_and_page(store: Store) {
@@ -212,15 +127,15 @@ async fn queries_filter_and_page(store: Store) {
     .into_iter()
     .enumerate()
     {
-        let tx = store.begin_decision().await.unwrap();
         let at = i64::try_from(i).unwrap() * 10;
-        tx.insert(
-            &decision(policy, &format!("e{i}"), at),
-            &[run(host, "100", status, at)],
+        record(
+            &store,
+            &lease,
+            decision(policy, &format!("e{i}"), at),
+            vec![run(host, "100", status, at)],
         )
         .await
         .unwrap();
-        tx.commit(&lease).await.unwrap();
     }
     let all = |f: RunFilter| {
         let store = store.clone();
@@ -316,13 +231,11 @@ async fn a_stale_lease_cannot_write(store: Store) {
         renewed.expires_at >= a.expires_at,
         "renewal extends the lease"
     );
-    let tx = store.begin_decision().await.unwrap();
     let r = run("pve-01", "100", RunStatus::Queued, 8);
     let id = r.id;
-    tx.insert(&decision(Uuid::now_v7(), "e", 8), &[r])
+    record(&store, &renewed, decision(Uuid::now_v7(), "e", 8), vec![r])
         .await
         .unwrap();
-    tx.commit(&renewed).await.unwrap();
     // engine-a stalls past expiry; engine-b takes over with a new epoch.
     tokio::time::sleep(ttl + Duration::from_millis(200)).await;
     let b = store
@@ -331,22 +244,26 @@ async fn a_stale_lease_cannot_write(store: Store) {
         .unwrap()
         .unwrap();
     assert_eq!(b.epoch, 2);
-    match store
-        .transition(&renewed, id, RunStatus::Running, RunUpdate::default())
-        .await
+    match transition(
+        &store,
+        &renewed,
+        id,
+        RunStatus::Running,
+        RunUpdate::default(),
+    )
+    .await
     {
         Err(Error::LeaseLost { epoch: 1, .. }) => {}
         other => panic!("a stale lease wrote: {other:?}"),
     }
-    let tx = store.begin_decision().await.unwrap();
-    tx.insert(
-        &decision(Uuid::now_v7(), "e2", 20),
-        &[run("pve-01", "101", RunStatus::Queued, 20)],
-    )
-    .await
-    .unwrap();
     assert!(matches!(
-        tx.commit(&renewed).await,
+        record(
+            &store,
+            &renewed,
+            decision(Uuid::now_v7(), "e2", 20),
+            vec![run("pve-01", "101", RunStatus::Queued, 20)],
+        )
+        .await,
         Err(Error::LeaseLost { .. })
     ));
     assert_eq!(
@@ -359,9 +276,9 @@ async fn a_stale_lease_cannot_write(store: Store) {
         1,
         "the stale decision was not recorded"
     );
-    let running = store
-        .transition(&b, id, RunStatus::Running, RunUpdate::default())
+    let running = transition(&store, &b, id, RunStatus::Running, RunUpdate::default())
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(running.status, RunStatus::Running);
 }
@@ -369,7 +286,6 @@ async fn a_stale_lease_cannot_write(store: Store) {
 switchyard_test_support::backend_suite!(
     open = switchyard_store::Store::open;
 
-    a_decision_commits_whole_or_not_at_all,
     transitions_are_guarded,
     queries_filter_and_page,
     a_stale_lease_cannot_write

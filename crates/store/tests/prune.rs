@@ -7,6 +7,8 @@ use std::time::Duration;
 use switchyard_store::{NewDecision, NewRun, RunFilter, RunStatus, Store};
 use uuid::Uuid;
 
+mod common;
+
 fn t(s: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
 }
@@ -18,7 +20,6 @@ async fn record(
     at: i64,
     statuses: &[RunStatus],
 ) -> Vec<Uuid> {
-    let tx = store.begin_decision().await.unwrap();
     let runs: Vec<NewRun> = statuses
         .iter()
         .enumerate()
@@ -52,8 +53,7 @@ async fn record(
         decided_at: t(at),
         correlated_event_ids: Vec::new(),
     };
-    tx.insert(&d, &runs).await.unwrap();
-    tx.commit(lease).await.unwrap();
+    common::record(store, lease, d, runs).await.unwrap();
     ids
 }
 
@@ -199,15 +199,16 @@ async fn decisions_that_finish_later_are_capped_on_the_next_pass(store: Store) {
         .unwrap();
     assert_eq!(first.decisions, 0, "open decisions are never pruned");
     for id in open {
-        store
-            .transition(
-                &lease,
-                id,
-                Succeeded,
-                switchyard_store::RunUpdate::default(),
-            )
-            .await
-            .unwrap();
+        common::transition(
+            &store,
+            &lease,
+            id,
+            Succeeded,
+            switchyard_store::RunUpdate::default(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     }
     let second = store
         .prune_ledger(t(1001), 30, Duration::from_secs(86_400))

@@ -1,15 +1,15 @@
-//! Test helper for the crash test: records decisions into the SQLite database
-//! given as the first argument, printing each decision id once its commit has
-//! returned, until it is killed. Decisions alternate between the two write
-//! paths: a decision transaction on the pool, and the engine's group-commit
-//! path on the writer's own connection.
+//! Test helper for the crash test: writes into the SQLite database given as
+//! the first argument, as `serve` does, until it is killed — decisions
+//! through the group-commit path on the writer's own connection, and between
+//! them audit events through the pool — printing `d <id>` or `a <id>` once
+//! each commit has returned.
 
 use chrono::Utc;
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
 use switchyard_store::{
-    EventDecisions, NewDecision, NewRun, PlannedDecision, PlannedRun, RunStatus, Store,
+    AuditEvent, EventDecisions, NewDecision, NewRun, PlannedDecision, PlannedRun, RunStatus, Store,
 };
 use uuid::Uuid;
 
@@ -58,11 +58,22 @@ async fn main() {
                 inverse_of: None,
             })
             .collect();
-        if n % 2 == 0 {
-            let tx = store.begin_decision().await.expect("begin");
-            tx.insert(&decision, &runs).await.expect("insert");
-            tx.commit(&lease).await.expect("commit");
-        } else {
+        // One in eight (the test reads back the newest 1,000 audit events).
+        if n % 8 == 0 {
+            let event = AuditEvent {
+                id: Uuid::now_v7(),
+                at: now,
+                subject: "crash".into(),
+                action: "crash.test".into(),
+                target: n.to_string(),
+                correlation_id: "crash".into(),
+                detail: json!({"pad": "x".repeat(200)}),
+            };
+            store.audit(&event).await.expect("audit");
+            writeln!(out, "a {}", event.id).expect("stdout");
+            out.flush().expect("stdout");
+        }
+        {
             let item = EventDecisions {
                 delivery_key: format!("CRASH|{n}"),
                 event_id: decision.event_id.clone(),
@@ -86,7 +97,7 @@ async fn main() {
                 .expect("record");
         }
         // Only now is the decision durable: report it.
-        writeln!(out, "{}", decision.id).expect("stdout");
+        writeln!(out, "d {}", decision.id).expect("stdout");
         out.flush().expect("stdout");
     }
 }
