@@ -333,11 +333,17 @@ fn plan_for(
                         });
                         continue;
                     }
-                    let key = idempotency_key(p.id, &a.capability, &a.verb, target, &params);
                     // Secret members are never stored: the ledger gets `***`,
-                    // the driver the value.
+                    // the driver the value, the idempotency key a keyed hash.
                     let (params, secret_params, secret_values) =
                         split_secrets(info.params.as_deref(), params);
+                    let key = idempotency_key(
+                        p.id,
+                        &a.capability,
+                        &a.verb,
+                        target,
+                        &routing.key_params(&params, &secret_values),
+                    );
                     let id = Uuid::now_v7();
                     dispatch.push(DispatchMeta {
                         timeout: a

@@ -426,7 +426,7 @@ async fn action(
     let (shown, secret_params, secrets) =
         crate::decide::split_secrets(info.params.as_deref(), params.clone());
     if secret_params.is_some() {
-        out["params"] = shown;
+        out["params"] = shown.clone();
     }
     // The engine checks the filled params before dispatch (decide.rs); say
     // here what it would refuse.
@@ -445,7 +445,13 @@ async fn action(
         out["error"] = "params_invalid".into();
         return out;
     }
-    let key = idempotency_key(policy.id, &a.capability, &a.verb, target, &params);
+    let key = idempotency_key(
+        policy.id,
+        &a.capability,
+        &a.verb,
+        target,
+        &input.fleet.routing().key_params(&shown, &secrets),
+    );
     let held = if idem_window > 0 {
         input
             .store

@@ -314,10 +314,16 @@ impl Engine {
             ranged: false,
         };
         let id = uuid::Uuid::now_v7();
-        let key = decide::idempotency_key(run.policy_id, &run.capability, verb, &target, &params);
         // The inverse's secret params are kept as the decided ones are: masked.
         let (params, secret_params, secret_values) =
             decide::split_secrets(info.params.as_deref(), params);
+        let key = decide::idempotency_key(
+            run.policy_id,
+            &run.capability,
+            verb,
+            &target,
+            &self.inner.routing.key_params(&params, &secret_values),
+        );
         let event_id = format!("undo-{}", run.id);
         let plan = decide::Plan {
             decisions: switchyard_store::EventDecisions {

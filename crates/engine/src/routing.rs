@@ -133,11 +133,36 @@ struct CapabilityInfo {
 /// Hosts and driver capabilities.
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
+    salt: SecretSalt,
     hosts: BTreeMap<String, HostEntry>,
     /// (driver, capability) → what it offers.
     capabilities: HashMap<(String, String), CapabilityInfo>,
     /// driver → (per driver, per host) rate limits from plugin.yaml.
     rates: HashMap<String, (Option<Rate>, Option<Rate>)>,
+}
+
+/// A random key, new in every process, that secret param values are
+/// hashed with before they enter an idempotency key: the key still tells
+/// runs with the same secrets apart from runs with others, but nothing in
+/// the ledger lets a reader test guesses against a secret once this process
+/// is gone. (So an idempotency window over secret params holds for the life
+/// of one `serve`.)
+#[derive(Clone)]
+struct SecretSalt([u8; 32]);
+
+impl Default for SecretSalt {
+    fn default() -> Self {
+        let mut salt = [0u8; 32];
+        salt[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        salt[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        SecretSalt(salt)
+    }
+}
+
+impl std::fmt::Debug for SecretSalt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretSalt(..)")
+    }
 }
 
 /// Why an action has no driver on a host.
@@ -161,6 +186,24 @@ impl RouteError {
 
 impl Routing {
     /// Build from manifests and hosts.
+    /// What an idempotency key is computed over: `stored` (the params as
+    /// the ledger keeps them, secret members `***`) and, when there are
+    /// secret values, their keyed hash ([`SecretSalt`]).
+    pub fn key_params<'a>(
+        &self,
+        stored: &'a serde_json::Value,
+        secrets: &[String],
+    ) -> std::borrow::Cow<'a, serde_json::Value> {
+        if secrets.is_empty() {
+            return std::borrow::Cow::Borrowed(stored);
+        }
+        let keyed = switchyard_spec::canonical::hmac_sha256_hex(
+            &self.salt.0,
+            secrets.join("\u{0}").as_bytes(),
+        );
+        std::borrow::Cow::Owned(serde_json::json!({"params": stored, "secrets": keyed}))
+    }
+
     pub fn new<'m>(
         manifests: impl IntoIterator<Item = &'m Manifest>,
         hosts: impl IntoIterator<Item = HostEntry>,
@@ -215,6 +258,7 @@ impl Routing {
             }
         }
         Routing {
+            salt: SecretSalt::default(),
             hosts: hosts.into_iter().map(|h| (h.id.clone(), h)).collect(),
             capabilities,
             rates,
@@ -274,5 +318,43 @@ impl Routing {
             .get(&(driver.to_owned(), capability.to_owned()))?
             .verbs
             .get(verb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_enter_idempotency_keys_only_keyed_by_this_process() {
+        let routing = Routing::default();
+        let stored = json!({"key": "***", "note": "n"});
+        let same = |s: &str| routing.key_params(&stored, &[s.to_owned()]).into_owned();
+        assert_eq!(
+            same("hunter2"),
+            same("hunter2"),
+            "the same secret, the same key"
+        );
+        assert_ne!(
+            same("hunter2"),
+            same("hunter3"),
+            "another secret, another key"
+        );
+        assert!(!same("hunter2").to_string().contains("hunter2"));
+        // Another process (another salt) keys the same secret otherwise: a
+        // stored key cannot be matched against guesses later.
+        let other = Routing::default();
+        assert_ne!(
+            other
+                .key_params(&stored, &["hunter2".to_owned()])
+                .into_owned(),
+            same("hunter2")
+        );
+        // Without secrets, the params are the key's input as they are.
+        assert!(matches!(
+            routing.key_params(&stored, &[]),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

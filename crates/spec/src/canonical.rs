@@ -43,12 +43,37 @@ pub fn sha256_hex(value: &Value) -> String {
     sha256_hex_of(to_canonical_string(value).as_bytes())
 }
 
+/// Lowercase hex of HMAC-SHA-256 (RFC 2104) of `msg` under `key`.
+pub fn hmac_sha256_hex(key: &[u8], msg: &[u8]) -> String {
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| k.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(msg)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    sha256_hex_of_digest(&outer)
+}
+
 /// Lowercase hex of the SHA-256 of `bytes`, encoded through a buffer rather
 /// than character by character (every queued run hashes its idempotency key).
 fn sha256_hex_of(bytes: &[u8]) -> String {
+    sha256_hex_of_digest(&Sha256::digest(bytes))
+}
+
+fn sha256_hex_of_digest(digest: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(64);
-    for b in Sha256::digest(bytes) {
+    for &b in digest {
         hex.push(char::from(DIGITS[usize::from(b >> 4)]));
         hex.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
@@ -210,6 +235,26 @@ pub fn ecmascript_number(f: f64) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// RFC 4231's test cases 1, 2 and 6 (a key longer than the block).
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        assert_eq!(
+            hmac_sha256_hex(&[0x0b; 20], b"Hi There"),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            hmac_sha256_hex(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            ),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
 
     #[test]
     fn ecmascript_numbers() {
