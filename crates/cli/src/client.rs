@@ -263,15 +263,9 @@ where
         Ok(c) => c,
         Err(e) => return e.report(output),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::runtime(None) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     match rt.block_on(f(client)) {
         Ok(code) => code,

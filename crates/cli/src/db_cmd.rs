@@ -37,15 +37,9 @@ fn migrate(args: &MigrateArgs) -> u8 {
             return crate::EXIT_USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime(None) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return crate::EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let store = switchyard_store::Store::connect(&url).await?;

@@ -59,16 +59,9 @@ fn check_cmd(args: &CheckArgs) -> u8 {
             .into_iter()
             .collect(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_USAGE;
-        }
+    let runtime = match crate::runtime(Some(2)) {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     let mut all_ok = true;
     let mut report = Vec::new();

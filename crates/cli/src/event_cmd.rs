@@ -128,15 +128,9 @@ fn publish(args: &PublishArgs) -> u8 {
         }
     };
     let shown = switchyard_plugin::secrets::redact_urls(&url);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime(None) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let publisher = Publisher::connect(&url, std::time::Duration::from_secs(10))

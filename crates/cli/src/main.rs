@@ -89,6 +89,26 @@ pub enum Output {
     Json,
 }
 
+/// A tokio runtime for a command — `None`: on this thread; `Some(n)`: `n`
+/// worker threads, one per core for 0 — or, after saying why there is none,
+/// the exit code to end with.
+pub fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, u8> {
+    let mut builder = match workers {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 0 {
+                b.worker_threads(n);
+            }
+            b
+        }
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the runtime: {e}");
+        EXIT_USAGE
+    })
+}
+
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: a blocker was found.

@@ -2,26 +2,16 @@
 //! queue admission settled in batch order, exactly as one transaction per
 //! event would settle them.
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::time::Duration;
 use switchyard_store::{
-    Error, EventDecisions, EventOutcome, Lease, NewDecision, NewRun, PlannedDecision, PlannedRun,
+    Error, EventDecisions, EventOutcome, NewDecision, NewRun, PlannedDecision, PlannedRun,
     RunFilter, RunStatus, RunUpdate, Store, Transition, Window,
 };
 use uuid::Uuid;
 
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
-}
-
-async fn lease(store: &Store) -> Lease {
-    store
-        .acquire_lease("engine-a", Duration::from_secs(3600))
-        .await
-        .unwrap()
-        .expect("a free lease")
-}
+mod common;
+use common::{lease, t};
 
 const POLICY: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001);
 

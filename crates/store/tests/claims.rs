@@ -2,7 +2,6 @@
 //! write path production uses: expiry, independence of kinds, forgetting old
 //! deliveries, and writers racing for one key.
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,17 +11,8 @@ use switchyard_store::{
 };
 use uuid::Uuid;
 
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
-}
-
-async fn lease(store: &Store) -> Lease {
-    store
-        .acquire_lease("engine-a", Duration::from_secs(3600))
-        .await
-        .unwrap()
-        .expect("a free lease")
-}
+mod common;
+use common::{lease, t};
 
 /// One event's decision at `at`: under the suppression window `window`,
 /// with one run claiming the idempotency key `idem`, both for 10 s.

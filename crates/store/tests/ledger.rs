@@ -3,26 +3,12 @@
 //! and a stale lease that cannot write.
 
 mod common;
-use common::{record, transition};
+use common::{lease, record, t, transition};
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::time::Duration;
-use switchyard_store::Lease;
 use switchyard_store::{Error, NewDecision, NewRun, RunFilter, RunStatus, RunUpdate, Store};
 use uuid::Uuid;
-
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
-}
-
-async fn lease(store: &Store) -> Lease {
-    store
-        .acquire_lease("engine-a", Duration::from_secs(3600))
-        .await
-        .unwrap()
-        .expect("a free lease")
-}
 
 fn decision(policy: Uuid, event: &str, at: i64) -> NewDecision {
     NewDecision {

@@ -1,17 +1,13 @@
 //! The ledger cap on SQLite and PostgreSQL: a storm of suppressions never
 //! evicts failures, open decisions are never pruned, max_age bounds the rest.
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::time::Duration;
 use switchyard_store::{NewDecision, NewRun, RunFilter, RunStatus, Store};
 use uuid::Uuid;
 
 mod common;
-
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
-}
+use common::t;
 
 async fn record(
     store: &Store,

@@ -28,15 +28,9 @@ pub fn run(args: ServeArgs) -> u8 {
             return crate::EXIT_USAGE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::runtime(Some(0)) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return crate::EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     match rt.block_on(serve(config)) {
         Ok(()) => crate::EXIT_OK,

@@ -3,11 +3,26 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
+use std::time::Duration;
 use switchyard_store::{
     Error, EventDecisions, EventOutcome, Lease, NewDecision, NewRun, PlannedDecision, PlannedRun,
     RunRecord, RunStatus, RunUpdate, Store, Transition,
 };
 use uuid::Uuid;
+
+/// A fixed instant `s` seconds on.
+pub fn t(s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+}
+
+/// The engine lease, held for an hour by `engine-a`.
+pub async fn lease(store: &Store) -> Lease {
+    store
+        .acquire_lease("engine-a", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .expect("a free lease")
+}
 
 /// Record `decision` with `runs` (each recorded with the status it has) as
 /// one event's decision, delivered as `event`.
