@@ -169,6 +169,12 @@ fn rust_files() -> Vec<(PathBuf, bool)> {
     }
     files.sort();
     files.dedup();
+    let engine = repo("crates/engine/src/lib.rs").canonicalize().unwrap();
+    assert!(
+        files.len() > 100 && files.iter().any(|(f, _)| f == &engine),
+        "the workspace's sources were found: {} files",
+        files.len()
+    );
     files
 }
 
@@ -193,12 +199,18 @@ fn files_stay_small_enough_to_read() {
     assert!(broken.is_empty(), "\n{}", broken.join("\n"));
 }
 
-/// `unwrap`/`expect` calls in `text` before its first `#[cfg(test)]`, comment
-/// lines left out: (line number, line).
+/// `unwrap`/`expect` calls in `text` before its test module (an unindented
+/// `#[cfg(test)]` followed by `mod`), comment lines left out: (line
+/// number, line).
 fn panicking_calls(text: &str) -> Vec<(usize, String)> {
-    text.lines()
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|w| w[0] == "#[cfg(test)]" && w[1].starts_with("mod "))
+        .unwrap_or(lines.len());
+    lines[..end]
+        .iter()
         .enumerate()
-        .take_while(|(_, l)| l.trim() != "#[cfg(test)]")
         .filter(|(_, l)| !l.trim_start().starts_with("//"))
         .filter(|(_, l)| l.contains(".unwrap()") || l.contains(".expect("))
         .map(|(i, l)| (i + 1, l.trim().to_owned()))
@@ -233,6 +245,13 @@ fn the_checks_can_fail() {
             "fn f() {\n    // x.unwrap()\n    let a = b.unwrap();\n}\n#[cfg(test)]\nmod tests { fn g() { c.unwrap(); } }\n"
         ),
         vec![(3, "let a = b.unwrap();".to_owned())]
+    );
+    // An item marked for tests is not the test module: what follows counts.
+    assert_eq!(
+        panicking_calls(
+            "impl X {\n    #[cfg(test)]\n    fn t() {}\n    fn f() { a.unwrap(); }\n}\n"
+        ),
+        vec![(4, "fn f() { a.unwrap(); }".to_owned())]
     );
     let rule = Rule {
         name: "switchyard-driver-*".into(),

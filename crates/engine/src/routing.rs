@@ -185,7 +185,6 @@ impl RouteError {
 }
 
 impl Routing {
-    /// Build from manifests and hosts.
     /// What an idempotency key is computed over: `stored` (the params as
     /// the ledger keeps them, secret members `***`) and, when there are
     /// secret values, their keyed hash ([`SecretSalt`]).
@@ -197,13 +196,17 @@ impl Routing {
         if secrets.is_empty() {
             return std::borrow::Cow::Borrowed(stored);
         }
+        // The values as a JSON array: no separator a value could contain.
         let keyed = switchyard_spec::canonical::hmac_sha256_hex(
             &self.salt.0,
-            secrets.join("\u{0}").as_bytes(),
+            serde_json::Value::from(secrets.to_vec())
+                .to_string()
+                .as_bytes(),
         );
         std::borrow::Cow::Owned(serde_json::json!({"params": stored, "secrets": keyed}))
     }
 
+    /// Build from manifests and hosts.
     pub fn new<'m>(
         manifests: impl IntoIterator<Item = &'m Manifest>,
         hosts: impl IntoIterator<Item = HostEntry>,

@@ -31,14 +31,25 @@ pub struct Resolved {
 /// first (a secret holding another is replaced whole, not left as
 /// `***rest`). Every non-empty value counts, however short: a short secret
 /// mangles some output, which is better than showing it.
+///
+/// A value is also replaced as it appears quoted in JSON (`k"x` as
+/// `k\"x`): adapters' results and schema errors quote values that way.
 pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut by_length: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
-    if by_length.is_empty() {
+    let mut forms: Vec<String> = Vec::new();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        let quoted = Value::String(s.clone()).to_string();
+        let escaped = &quoted[1..quoted.len() - 1];
+        if escaped != s {
+            forms.push(escaped.to_owned());
+        }
+        forms.push(s.clone());
+    }
+    if forms.is_empty() {
         return text.to_owned();
     }
-    by_length.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    by_length
-        .into_iter()
+    forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    forms
+        .iter()
         .fold(text.to_owned(), |acc, s| acc.replace(s.as_str(), "***"))
 }
 
@@ -271,6 +282,18 @@ pub fn redact_urls(text: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn secrets_are_redacted_whole_and_as_json_quotes_them() {
+        let secrets = vec!["abc".to_owned(), "abcdef".to_owned(), "k\"\\x".to_owned()];
+        assert_eq!(redact("abcdef abc", &secrets), "*** ***");
+        let quoted = Value::String("k\"\\x".into()).to_string();
+        assert_eq!(
+            redact(&format!("value {quoted} is too long"), &secrets),
+            "value \"***\" is too long"
+        );
+        assert_eq!(redact("k\"\\x", &secrets), "***");
+    }
 
     #[test]
     fn resolves_env_and_file_and_redacts() {

@@ -125,6 +125,17 @@ async fn the_inbox_settles_redeliveries(store: Store) {
         .unwrap();
     assert_eq!(out, [EventOutcome::Redelivered]);
     assert_eq!(all_runs(&store).await.len(), 2);
+    // The same event id under another delivery (published again): decided again.
+    let republished = vec![item(
+        "S|3",
+        2,
+        vec![planned("e2", 2, None, &["pve-02"], None)],
+    )];
+    let out = store
+        .record_batch(&lease, t(2), &republished, &mut |_| true)
+        .await
+        .unwrap();
+    assert_eq!(statuses(&out[0]), [RunStatus::Queued]);
 }
 
 async fn suppressions_aggregate_per_window(store: Store) {

@@ -35,7 +35,9 @@ pub fn run(args: ServeArgs) -> u8 {
     match rt.block_on(serve(config)) {
         Ok(()) => crate::EXIT_OK,
         Err(e) => {
-            eprintln!("error: {}", said_once(&e));
+            let e = said_once(&e);
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
             crate::EXIT_BLOCKED
         }
     }
@@ -145,10 +147,12 @@ async fn serve(config: Config) -> Result<()> {
     background.tasks.extend(watcher);
     tracing::info!("switchyard is running; stop with Ctrl-C or SIGTERM");
 
-    take_events(&intake, &engine).await?;
+    // Stopped either way: a failed intake still drains the engine and
+    // stops the adapters before the error is returned.
+    let taken = take_events(&intake, &engine).await;
     stop(&config, &engine, &drivers.supervisor, api, background).await;
     tracing::info!("stopped");
-    Ok(())
+    taken
 }
 
 /// Take events until SIGINT/SIGTERM, or until the engine lease is lost.
@@ -181,6 +185,7 @@ async fn stop(
     background: start::Background,
 ) {
     background.scheduler.abort();
+    let _ = background.scheduler.await;
     let grace = Config::duration(&config.engine.shutdown_grace);
     let left = engine.shutdown(grace).await;
     if left > 0 {

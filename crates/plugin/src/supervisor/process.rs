@@ -222,12 +222,8 @@ impl Process {
         }
     }
 
-    /// Replace every secret this process was given with `***`.
-    pub fn redact(&self, text: &str) -> String {
-        crate::secrets::redact(text, &lock(&self.secrets))
-    }
-
-    /// [`Process::redact`], and the secret params of every call in flight
+    /// Replace with `***` every secret this process was given, and the
+    /// secret params of every call in flight
     /// or answered within [`LINGER`].
     ///
     /// Calls in flight are read before lingering ones, and a call moves
@@ -435,7 +431,11 @@ impl Process {
         let result = match (response.result, response.error) {
             (_, Some(e)) => Err(CallError::Adapter {
                 code: e.code,
-                message: crate::secrets::redact(&self.redact(&e.message), &p.secrets),
+                message: {
+                    let mut secrets = lock(&self.secrets).clone();
+                    secrets.extend(p.secrets.iter().cloned());
+                    crate::secrets::redact(&e.message, &secrets)
+                },
             }),
             (Some(v), None) => Ok(v),
             (None, None) => Ok(Value::Null),
