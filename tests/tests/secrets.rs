@@ -182,3 +182,74 @@ async fn secrets_appear_in_no_log_ledger_answer_or_notification() {
         answers.len()
     );
 }
+
+/// With `engine.idempotency_secret` set, the idempotency window over a
+/// secret param holds across a restart: the same secret again is
+/// deduplicated, another secret runs, and no key in the ledger is a plain
+/// hash of the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_idempotency_secret_keeps_the_window_across_restarts() {
+    let opts = RigOptions::new(Backend::Sqlite, 1)
+        .env("SY_IDEM", "idempotency-key-for-every-instance")
+        .engine("idempotency_secret = \"${env:SY_IDEM}\"");
+    let mut rig = Rig::new(opts);
+    rig.policy(
+        "rotate",
+        "version: 1\nname: rotate\nenabled: true\ntrigger_group: {triggers: [{kind: s.rotate}]}\n\
+         targets: [{selector: h-00}]\n\
+         actions: [{capability: effect, verb: apply, driver: recorder, params: {ms: 0, tag: r, secret: \"{{ $.data.s }}\"}}]\n\
+         windows: {idempotency: 1h}\n",
+    );
+    let publish = |rig: &Rig, id: &'static str, secret: &'static str| {
+        let url = rig.nats.url();
+        async move {
+            let js = switchyard_system_tests::nats::Js::connect(&url).await;
+            let ev = serde_json::json!({"id": id, "kind": "s.rotate", "host": "h-00", "data": {"s": secret}});
+            js.publish_with_id(
+                "switchyard.events.s.rotate",
+                ev.to_string().into_bytes(),
+                id,
+            )
+            .await
+            .expect("published");
+        }
+    };
+    rig.start().await;
+    publish(&rig, "r-1", "canary-rotate-alpha").await;
+    assert!(
+        rig.settle(1, Duration::from_secs(30)).await,
+        "{}",
+        rig.log()
+    );
+    rig.stop().await;
+    rig.start().await;
+    publish(&rig, "r-2", "canary-rotate-alpha").await;
+    publish(&rig, "r-3", "canary-rotate-beta").await;
+    assert!(
+        rig.settle(3, Duration::from_secs(30)).await,
+        "{}",
+        rig.log()
+    );
+    let runs = rig.ledger().await.runs().await;
+    let status = |event: &str| {
+        runs.iter()
+            .find(|r| r.event_id == event)
+            .map(|r| r.status.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (status("r-1"), status("r-2"), status("r-3")),
+        (
+            "succeeded".into(),
+            "deduplicated".into(),
+            "succeeded".into()
+        ),
+        "{runs:?}"
+    );
+    rig.stop().await;
+    for file in ["ledger.db", "ledger.db-wal"] {
+        let text = String::from_utf8_lossy(&std::fs::read(rig.path(file)).unwrap_or_default())
+            .into_owned();
+        assert!(!text.contains("canary-rotate"), "{file} holds a secret");
+    }
+}

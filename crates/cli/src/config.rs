@@ -161,6 +161,11 @@ pub struct EngineSection {
     pub breaker_failures: u32,
     pub breaker_open_for: String,
     pub schedule_catch_up: String,
+    /// A secret reference (`${env:…}`/`${file:…}`) keying the secret params
+    /// of idempotency keys. The same on every instance, the window over
+    /// secret params holds across restarts and takeovers; unset, each
+    /// process draws a random key.
+    pub idempotency_secret: Option<String>,
 }
 
 impl Default for EngineSection {
@@ -177,6 +182,7 @@ impl Default for EngineSection {
             breaker_failures: 5,
             breaker_open_for: "30s".into(),
             schedule_catch_up: "1m".into(),
+            idempotency_secret: None,
         }
     }
 }

@@ -418,6 +418,14 @@ fn an_unsafe_api_setup_refuses_to_start() {
             "[auth]\njwks_file = \"no-such-jwks.json\"\n",
             "no-such-jwks.json",
         ),
+        (
+            "[engine]\nidempotency_secret = \"a-literal-key-of-some-length\"\n",
+            "engine.idempotency_secret",
+        ),
+        (
+            "[engine]\nidempotency_secret = \"${env:SWITCHYARD_TEST_UNSET_SECRET}\"\n",
+            "engine.idempotency_secret: `${env:SWITCHYARD_TEST_UNSET_SECRET}`",
+        ),
         ("[auth]\nissuer = \"https://idp\"\n", "[auth] needs a key"),
     ];
     for (toml, needle) in cases {

@@ -68,6 +68,13 @@ impl Fleet {
         }
     }
 
+    /// Key secret params in idempotency keys with `secret`
+    /// ([`Routing::with_idempotency_secret`]).
+    pub fn with_idempotency_secret(mut self, secret: &[u8]) -> Fleet {
+        self.routing = self.routing.with_idempotency_secret(secret);
+        self
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

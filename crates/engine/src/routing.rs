@@ -185,6 +185,15 @@ impl RouteError {
 }
 
 impl Routing {
+    /// Key secret params with `secret` (hashed to the key's length) instead
+    /// of a random key: every instance configured alike computes the same
+    /// idempotency keys.
+    pub fn with_idempotency_secret(mut self, secret: &[u8]) -> Routing {
+        use sha2::Digest;
+        self.salt = SecretSalt(sha2::Sha256::digest(secret).into());
+        self
+    }
+
     /// What an idempotency key is computed over: `stored` (the params as
     /// the ledger keeps them, secret members `***`) and, when there are
     /// secret values, their keyed hash ([`SecretSalt`]).
@@ -353,6 +362,15 @@ mod tests {
                 .key_params(&stored, &["hunter2".to_owned()])
                 .into_owned(),
             same("hunter2")
+        );
+        // Instances configured with one secret agree across processes.
+        let (a, b) = (
+            Routing::default().with_idempotency_secret(b"shared"),
+            Routing::default().with_idempotency_secret(b"shared"),
+        );
+        assert_eq!(
+            a.key_params(&stored, &["hunter2".to_owned()]),
+            b.key_params(&stored, &["hunter2".to_owned()])
         );
         // Without secrets, the params are the key's input as they are.
         assert!(matches!(

@@ -122,6 +122,14 @@ fn file_literal_secrets(config: &Config) -> Vec<String> {
     {
         found.push("auth.jwt_hs256_secret".to_owned());
     }
+    if config
+        .engine
+        .idempotency_secret
+        .as_deref()
+        .is_some_and(literal)
+    {
+        found.push("engine.idempotency_secret".to_owned());
+    }
     for (i, w) in config.policies.webhooks.iter().enumerate() {
         if w.bearer_token.as_deref().is_some_and(literal) {
             found.push(format!("policies.webhooks[{i}].bearer_token"));

@@ -122,12 +122,22 @@ pub(super) fn load_drivers(config: &Config) -> Result<Drivers> {
             drivers: h.all_drivers(),
         })
         .collect();
-    let fleet = Arc::new(Fleet::new(
+    let mut fleet = Fleet::new(
         Arc::clone(&registry),
         supervisor.clone(),
         hosts,
         Config::duration(&config.inventory.stale_after),
-    ));
+    );
+    if let Some(reference) = &config.engine.idempotency_secret {
+        let resolved = switchyard_plugin::secrets::resolve(&json!(reference))
+            .map_err(|e| anyhow!("engine.idempotency_secret: {e}"))?;
+        let secret = resolved.value.as_str().unwrap_or_default();
+        if secret.len() < 16 {
+            bail!("engine.idempotency_secret: at least 16 bytes, please (it keys secret params)");
+        }
+        fleet = fleet.with_idempotency_secret(secret.as_bytes());
+    }
+    let fleet = Arc::new(fleet);
     tracing::info!(drivers = ?used, hosts = config.hosts.len(), "drivers loaded");
     Ok(Drivers {
         registry,
