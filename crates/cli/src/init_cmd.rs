@@ -129,11 +129,10 @@ fn installed_drivers() -> Option<PathBuf> {
         .and_then(|c| c.canonicalize().ok())
 }
 
-/// Whether `d` holds at least one `<driver>/plugin.yaml`.
+/// Whether `d` holds a driver that loads, as `serve` would load it.
 fn holds_drivers(d: &Path) -> bool {
-    std::fs::read_dir(d).is_ok_and(|mut entries| {
-        entries.any(|e| e.is_ok_and(|e| e.path().join("plugin.yaml").is_file()))
-    })
+    switchyard_plugin::Registry::load_present(&[d.to_path_buf()])
+        .is_ok_and(|(registry, _)| !registry.is_empty())
 }
 
 /// A TOML basic string.

@@ -174,25 +174,48 @@ fn compile_prints_ir_with_hash_and_canonical_bytes_are_stable() {
     assert!(text(&out.stderr).contains("schema.required"));
 }
 
-#[test]
-fn stdin_with_format() {
+/// `switchyard ARGS` with `input` on standard input.
+fn with_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["policy", "validate", "--format", "toml", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"version = 1\nname = \"from-stdin\"\ntrigger_group = { triggers = [ { kind = \"a.b\" } ] }\ntargets = [ { selector = \"h1\" } ]\nactions = [ { capability = \"c\", verb = \"v\" } ]\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn stdin_with_format() {
+    let out = with_stdin(
+        &["policy", "validate", "--format", "toml", "-"],
+        b"version = 1\nname = \"from-stdin\"\ntrigger_group = { triggers = [ { kind = \"a.b\" } ] }\ntargets = [ { selector = \"h1\" } ]\nactions = [ { capability = \"c\", verb = \"v\" } ]\n",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("from-stdin"));
+}
+
+/// Standard input without --format: told apart by content.
+#[test]
+fn stdin_without_format_is_told_apart_by_content() {
+    for file in examples() {
+        let out = with_stdin(&["policy", "validate", "-"], &std::fs::read(&file).unwrap());
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            file.display(),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("-: ok: policy"),
+            "{}",
+            file.display()
+        );
+    }
 }
 
 #[test]

@@ -35,22 +35,42 @@ pub struct Resolved {
 /// A value is also replaced as it appears quoted in JSON (`k"x` as
 /// `k\"x`): adapters' results and schema errors quote values that way.
 pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut forms: Vec<String> = Vec::new();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        let quoted = Value::String(s.clone()).to_string();
-        let escaped = &quoted[1..quoted.len() - 1];
-        if escaped != s {
-            forms.push(escaped.to_owned());
+    Redactor::new(secrets).redact(text)
+}
+
+/// [`redact`] prepared once for many texts (every string of a result).
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// Every form of every secret, the longest first.
+    forms: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new(secrets: &[String]) -> Redactor {
+        let mut forms: Vec<String> = Vec::new();
+        for s in secrets.iter().filter(|s| !s.is_empty()) {
+            let quoted = Value::String(s.clone()).to_string();
+            let escaped = &quoted[1..quoted.len() - 1];
+            if escaped != s {
+                forms.push(escaped.to_owned());
+            }
+            forms.push(s.clone());
         }
-        forms.push(s.clone());
+        forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        forms.dedup();
+        Redactor { forms }
     }
-    if forms.is_empty() {
-        return text.to_owned();
+
+    /// No secret to remove: texts pass as they are.
+    pub fn is_empty(&self) -> bool {
+        self.forms.is_empty()
     }
-    forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    forms
-        .iter()
-        .fold(text.to_owned(), |acc, s| acc.replace(s.as_str(), "***"))
+
+    pub fn redact(&self, text: &str) -> String {
+        self.forms
+            .iter()
+            .fold(text.to_owned(), |acc, s| acc.replace(s.as_str(), "***"))
+    }
 }
 
 impl Resolved {
@@ -59,14 +79,11 @@ impl Resolved {
         redact(text, &self.secrets)
     }
 
-    /// These secrets and `more` (a call's secret params), for redaction.
-    pub fn with_secrets(mut self, more: &[String]) -> Resolved {
-        for s in more {
-            if !s.is_empty() && !self.secrets.contains(s) {
-                self.secrets.push(s.clone());
-            }
-        }
-        self
+    /// A redactor of these secrets and `more` (a call's secret params).
+    pub fn redactor(&self, more: &[String]) -> Redactor {
+        let mut all = self.secrets.clone();
+        all.extend_from_slice(more);
+        Redactor::new(&all)
     }
 
     /// The secret values resolved (for redaction elsewhere).

@@ -525,7 +525,7 @@ impl Supervisor {
             labels: host.labels.clone(),
             config: resolved.value.clone(),
         };
-        let redactor = resolved.with_secrets(&secrets);
+        let redactor = resolved.redactor(&secrets);
         let reply = self
             .request(
                 &process,
@@ -693,19 +693,23 @@ fn note_failure(state: &mut SlotState, opts: &SupervisorOptions, reason: String)
     state.last_failure = reason;
 }
 
-/// Replace resolved secrets in every string of an adapter's result.
-fn redact_value(v: Value, resolved: &secrets::Resolved) -> Value {
+/// Replace the secrets in every string of an adapter's result (the result
+/// as it is when there are none).
+fn redact_value(v: Value, redactor: &secrets::Redactor) -> Value {
+    if redactor.is_empty() {
+        return v;
+    }
     match v {
-        Value::String(s) => Value::String(resolved.redact(&s)),
+        Value::String(s) => Value::String(redactor.redact(&s)),
         Value::Array(items) => Value::Array(
             items
                 .into_iter()
-                .map(|i| redact_value(i, resolved))
+                .map(|i| redact_value(i, redactor))
                 .collect(),
         ),
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (k, redact_value(v, resolved)))
+                .map(|(k, v)| (k, redact_value(v, redactor)))
                 .collect(),
         ),
         other => other,
